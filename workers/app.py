@@ -1,0 +1,289 @@
+"""The Faust shell: receive, call the core, publish, count. No logic of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import faust
+import mode
+import orjson
+from faust.types import EventT, StreamT
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
+
+from workers.errors import Reason, Rejected
+from workers.http import HttpServer, build_http_app
+from workers.metrics import Metrics
+from workers.models import ModelRegistry
+from workers.processing import AudioProcessor, ListeningProcessor, model_factories
+from workers.records import (
+    AUDIO_CHUNKS,
+    LISTENING_EVENTS,
+    OUTPUT_TOPICS,
+    Outcome,
+    Record,
+    dead_letter,
+)
+from workers.settings import Settings
+from workers.state import RedisStore, StateStore
+from workers.transport import Transport
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 2.0
+
+
+class WorkerApp(faust.App):
+    """A Faust app whose consumer uses ``fetch_max_wait_ms`` from settings (see transport.py)."""
+
+    fetch_max_wait_ms: int = 10
+
+    def _new_transport(self) -> Transport:
+        return Transport(self.conf.broker_consumer, self)
+
+
+def create_app(settings: Settings) -> WorkerApp:
+    datadir = Path(tempfile.gettempdir()) / f"workers-faust-{settings.group_id}"
+    app = WorkerApp(
+        settings.group_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        value_serializer="raw",
+        key_serializer="raw",
+        autodiscover=False,
+        web_enabled=False,
+        datadir=str(datadir),
+        topic_disable_leader=True,
+        topic_allow_declare=settings.create_topics,
+        topic_partitions=settings.topic_partitions,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=settings.rebalance_timeout_s,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_commit_interval=settings.commit_interval_s,
+        producer_linger=settings.producer_linger_ms / 1000.0,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        stream_recovery_delay=0.0,
+    )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app
+
+
+async def with_retry(
+    operation: str,
+    call: Callable[[], Awaitable[T]],
+    metrics: Metrics,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> T:
+    """Retry on state-store failures with capped backoff: the worker pauses, it never drops."""
+    delay = _RETRY_FIRST_S
+    while True:
+        try:
+            return await call()
+        except (RedisError, OSError) as exc:
+            metrics.state_errors.labels(operation).inc()
+            if should_stop():
+                raise
+            log.warning("state store %s failed (%s); retrying in %.2f s", operation, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(_RETRY_MAX_S, delay * 2)
+
+
+def to_record(event: EventT) -> Record:
+    message = event.message
+    return Record(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=tuple((name, value) for name, value in (message.headers or ())),
+    )
+
+
+class Worker:
+    """Everything one worker process runs: app, agents, store, models, metrics, HTTP."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: StateStore | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry)
+        self.store: StateStore = store or RedisStore.from_url(
+            settings.redis_url.get_secret_value(), window_s=settings.popularity_window_s
+        )
+        self.models = ModelRegistry(self.store, model_factories())
+        self.audio = AudioProcessor(
+            tenants=settings.tenants,
+            store=self.store,
+            models=self.models,
+            model_rate=settings.model_sample_rate,
+        )
+        self.listening = ListeningProcessor(
+            tenants=settings.tenants,
+            store=self.store,
+            models=self.models,
+            window_s=settings.popularity_window_s,
+        )
+        self.app = create_app(settings)
+        self._outputs = {
+            name: self.app.topic(name, value_serializer="raw") for name in OUTPUT_TOPICS
+        }
+        self._stopping = False
+        self.warmed = False
+        self.app.agent(self.app.topic(AUDIO_CHUNKS), name="audio")(self._audio_agent)
+        self.app.agent(self.app.topic(LISTENING_EVENTS), name="listening")(self._listening_agent)
+        self.app.timer(settings.checkpoint_interval_s)(self._checkpoint)
+
+    def warm_up(self) -> None:
+        """Touch every code path once (schemas, FFT, resampler, models) before reporting ready."""
+        from workers.schemas import SCHEMAS
+
+        started = time.perf_counter()
+        _ = SCHEMAS.validators
+        self.audio.warm_up()
+        for factory in model_factories().values():
+            model = factory()
+            if hasattr(model, "step"):
+                model.step({"x": 0.5})
+        self.warmed = True
+        log.info("warm-up done in %.2f s", time.perf_counter() - started)
+
+    def is_ready(self) -> bool:
+        if not self.warmed or self._stopping:
+            return False
+        try:
+            assigned = len(self.app.consumer.assignment())
+        except Exception:
+            return False
+        self.metrics.assigned_partitions.set(assigned)
+        self.metrics.ready.set(int(assigned > 0))
+        return assigned > 0
+
+    # --- agents -------------------------------------------------------------------------
+
+    async def _audio_agent(self, stream: StreamT[Any]) -> None:
+        async for event in stream.events():
+            record = to_record(event)
+            self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
+            outcome = await self._guarded(record, lambda r=record: self.audio.process(r))
+            await self._publish(outcome)
+
+    async def _listening_agent(self, stream: StreamT[Any]) -> None:
+        async for event in stream.events():
+            record = to_record(event)
+            self.metrics.records_in.labels(LISTENING_EVENTS).inc()
+
+            async def one(r: Record = record) -> Outcome:
+                return (await self.listening.process_batch([r]))[0]
+
+            outcome = await self._guarded(record, one)
+            await self._publish(outcome)
+
+    async def _guarded(self, record: Record, call: Callable[[], Awaitable[Outcome]]) -> Outcome:
+        """Run a processor; infrastructure errors are retried, bugs become a dead letter."""
+        try:
+            return await with_retry(
+                record.topic, call, self.metrics, should_stop=lambda: self._stopping
+            )
+        except (RedisError, OSError):
+            raise
+        except Exception as exc:  # a bug must not kill the agent or lose the record
+            log.exception(
+                "internal error on %s[%d]@%d", record.topic, record.partition, record.offset
+            )
+            rejected = Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return Outcome(record, outputs=[dead_letter(record, rejected)], rejected=rejected)
+
+    async def _publish(self, outcome: Outcome) -> None:
+        record, m = outcome.record, self.metrics
+        latency = time.perf_counter() - record.received
+        latency_ms = round(latency * 1000.0, 3)
+        for output in outcome.outputs:
+            if isinstance(output.value, bytes):
+                value = output.value
+            else:
+                value = orjson.dumps({**output.value, "latency_ms": latency_ms})
+            await self._outputs[output.topic].send(
+                key=output.key.encode(), value=value, headers=list(output.headers) or None
+            )
+            m.records_out.labels(output.topic).inc()
+        if outcome.rejected is not None:
+            m.records_processed.labels(record.topic, "deadletter").inc()
+            m.deadletters.labels(record.topic, outcome.rejected.reason.value).inc()
+        else:
+            m.records_processed.labels(record.topic, "ok").inc()
+        if outcome.anomalies:
+            kind = "audio" if record.topic == AUDIO_CHUNKS else "listening"
+            m.anomalies.labels(kind).inc(outcome.anomalies)
+        for stage, seconds in outcome.stages.items():
+            m.stage_seconds.labels(record.topic, stage).observe(seconds)
+        m.stage_seconds.labels(record.topic, "publish").observe(
+            time.perf_counter() - record.received - latency
+        )
+        m.latency_seconds.labels(record.topic).observe(latency)
+        if latency_ms > self.settings.budget_ms:
+            m.over_budget.labels(record.topic).inc()
+
+    async def _checkpoint(self) -> None:
+        try:
+            saved = await self.models.checkpoint()
+        except (RedisError, OSError) as exc:
+            self.metrics.state_errors.labels("checkpoint").inc()
+            log.warning("model checkpoint failed (%s); will retry next interval", exc)
+            return
+        self.metrics.model_checkpoints.inc(saved)
+        self.metrics.models_live.set(len(self.models))
+        self.metrics.model_restores.set(self.models.restored)
+
+    async def shutdown(self) -> None:
+        """After the app stopped: last checkpoint, then close the store."""
+        self._stopping = True
+        await self._checkpoint()
+        await self.store.close()
+
+
+class ShellService(mode.Service):
+    """Starts the HTTP endpoints with the worker and checkpoints after the app has stopped."""
+
+    def __init__(self, worker: Worker, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.worker = worker
+        self.http = HttpServer(
+            build_http_app(worker.metrics.registry, is_ready=worker.is_ready),
+            host="0.0.0.0",
+            port=worker.settings.metrics_port,
+        )
+
+    async def on_start(self) -> None:
+        await self.http.start()
+
+    async def on_stop(self) -> None:
+        await self.worker.shutdown()
+        await self.http.stop()
+
+
+def run(settings: Settings) -> None:
+    """``python -m workers run``: the production worker, until SIGTERM/SIGINT."""
+    worker = Worker(settings)
+    worker.warm_up()
+    faust.Worker(
+        worker.app,
+        ShellService(worker),
+        loglevel=settings.log_level,
+        redirect_stdouts=False,
+        override_logging=True,
+    ).execute_from_commandline()

@@ -1,0 +1,49 @@
+"""Rule-based quality flags on one decoded chunk (before downmix and resampling).
+
+>>> import numpy as np
+>>> flags = quality_flags(np.zeros((4000, 1), np.float32), sr=8000)
+>>> flags["silence"], flags["clipping"]
+(True, False)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+SILENCE_DBFS = -60.0
+#: Samples at or above this magnitude count as full scale (s16 32767/32768 included).
+CLIP_LEVEL = 0.999
+#: Consecutive full-scale samples in one channel that make a clip.
+CLIP_RUN = 3
+#: A run of digital silence at least this long inside otherwise audible audio is a dropout.
+DROPOUT_MS = 20.0
+DROPOUT_LEVEL = 1e-4
+DC_OFFSET = 0.05
+
+
+def longest_run(mask: npt.NDArray[np.bool_]) -> int:
+    """Length of the longest run of True in a 1-D mask."""
+    if not mask.any():
+        return 0
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return int((edges[1::2] - edges[::2]).max())
+
+
+def quality_flags(samples: npt.NDArray[np.float32], *, sr: int) -> dict[str, bool]:
+    """Flags for one chunk of shape (frames, channels)."""
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
+    silence = 20 * np.log10(max(rms, 1e-10)) < SILENCE_DBFS
+    full_scale = np.abs(samples) >= CLIP_LEVEL
+    clipping = any(longest_run(full_scale[:, c]) >= CLIP_RUN for c in range(samples.shape[1]))
+    quiet = np.abs(mono) < DROPOUT_LEVEL
+    dropout = (not silence) and longest_run(quiet) >= DROPOUT_MS * sr / 1000.0
+    dc_offset = abs(float(mono.mean())) > DC_OFFSET if mono.size else False
+    return {
+        "silence": bool(silence),
+        "clipping": bool(clipping),
+        "dropout": bool(dropout),
+        "dc_offset": bool(dc_offset),
+    }

@@ -1,0 +1,65 @@
+"""``python -m workers <verb>``: stack, run, demo (see README)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+
+def _stack(_: argparse.Namespace) -> int:
+    from workers.stack import Stack
+
+    stack = Stack().start()
+    for name, value in stack.env().items():
+        print(f"{name}={value}", flush=True)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    try:
+        while not stopped.wait(0.5):
+            for process in (stack.broker.process, stack.redis.process):
+                if process is not None and process.poll() is not None:
+                    print(f"stack: a component exited ({process.args[0]})", file=sys.stderr)
+                    return 1
+    finally:
+        stack.stop()
+    return 0
+
+
+def _run(_: argparse.Namespace) -> int:
+    from workers.app import run
+    from workers.settings import Settings
+
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not settings.tenants:
+        logging.warning("WORKERS_TENANTS is empty: every tenant will be refused")
+    run(settings)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from workers.demo import run_demo
+
+    return run_demo(seconds=args.seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs.add_parser("stack", help="embedded broker + Redis until SIGINT/SIGTERM").set_defaults(
+        func=_stack
+    )
+    verbs.add_parser("run", help="the production worker").set_defaults(func=_run)
+    demo = verbs.add_parser(
+        "demo", help="stack + worker + synthetic multi-tenant load, then a summary"
+    )
+    demo.add_argument("--seconds", type=float, default=20.0, help="length of the load (default 20)")
+    demo.set_defaults(func=_demo)
+    args = parser.parse_args(argv)
+    return int(args.func(args))

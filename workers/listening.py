@@ -1,0 +1,135 @@
+"""Listening events: parsing, validation, and behavioural features (pure).
+
+>>> event = parse_event(b'{"event_id":"e1","tenant":"acme","user_id":"u1","track_id":"t1",'
+...                     b'"type":"play","ts":1764000000000,"ms_played":31000}', key=b"acme/u1")
+>>> to_update(event, window_s=3600).near_30s
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import orjson
+
+from workers.errors import Reason, Rejected
+from workers.schemas import SCHEMAS
+from workers.state.store import ListeningUpdate, UserState
+
+MAX_EVENT_BYTES = 64 * 1024
+#: Accepted event-time range: 2000-01-01 .. 2100-01-01 (a typo'd seconds-vs-ms ts lands outside).
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 4_102_444_800_000
+#: Royalty threshold and the band just past it that bot farms aim for.
+ROYALTY_MS = 30_000
+NEAR_30S_BAND_MS = 10_000
+COMPLETION_SHARE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class ListeningEvent:
+    event_id: str
+    tenant: str
+    user_id: str
+    track_id: str
+    type: str
+    ts: int
+    ms_played: int | None = None
+    track_ms: int | None = None
+
+
+def parse_event(value: bytes | None, *, key: bytes | None) -> ListeningEvent:
+    if not value:
+        raise Rejected(Reason.EMPTY_VALUE, "listening event has no value")
+    if len(value) > MAX_EVENT_BYTES:
+        raise Rejected(Reason.OVERSIZED, f"{len(value)} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(Reason.MALFORMED_JSON, str(exc)) from exc
+    error = SCHEMAS.first_error("listening.event", body)
+    if error is not None:
+        raise Rejected(Reason.SCHEMA_INVALID, error)
+    if not MIN_TS_MS <= body["ts"] <= MAX_TS_MS:
+        raise Rejected(
+            Reason.TIMESTAMP_OUT_OF_RANGE, f"ts {body['ts']} is not epoch ms in 2000..2100"
+        )
+    expected_key = f"{body['tenant']}/{body['user_id']}"
+    if key is None or key != expected_key.encode():
+        raise Rejected(Reason.BAD_KEY, f"key must be {expected_key!r}")
+    return ListeningEvent(
+        event_id=body["event_id"],
+        tenant=body["tenant"],
+        user_id=body["user_id"],
+        track_id=body["track_id"],
+        type=body["type"],
+        ts=body["ts"],
+        ms_played=body.get("ms_played"),
+        track_ms=body.get("track_ms"),
+    )
+
+
+def window_of(ts_ms: int, *, window_s: int) -> int:
+    return ts_ms // (window_s * 1000)
+
+
+def to_update(event: ListeningEvent, *, window_s: int) -> ListeningUpdate:
+    played = event.ms_played or 0
+    is_listen = event.type in ("play", "skip")
+    return ListeningUpdate(
+        tenant=event.tenant,
+        event_id=event.event_id,
+        user_id=event.user_id,
+        track_id=event.track_id,
+        type=event.type,
+        ts=event.ts,
+        ms_played=played,
+        hour=(event.ts // 3_600_000) % 24,
+        window=window_of(event.ts, window_s=window_s),
+        near_30s=is_listen and ROYALTY_MS <= played < ROYALTY_MS + NEAR_30S_BAND_MS,
+        completed=event.type == "play"
+        and event.track_ms is not None
+        and played >= COMPLETION_SHARE * event.track_ms,
+    )
+
+
+def behaviour(user: UserState) -> dict[str, float]:
+    """A user's behavioural features, each scaled to roughly 0..1."""
+    listens = user.plays + user.skips
+    span_h = max(1.0, (user.last_ts - user.first_ts) / 3_600_000)
+    hours = [h for h in user.hours if h]
+    total = sum(hours)
+    entropy = -sum(h / total * math.log(h / total) for h in hours) / math.log(24) if total else 0.0
+    return {
+        "plays_per_hour": min(1.0, listens / span_h / 60.0),
+        "near_30s_share": user.near30 / listens if listens else 0.0,
+        "repeat_ratio": user.repeats / max(1, listens - 1),
+        "distinct_ratio": min(1.0, user.distinct_tracks / listens) if listens else 1.0,
+        "skip_rate": user.skips / listens if listens else 0.0,
+        "hour_spread": entropy,
+        "engagement": min(1.0, (user.likes + user.shares) / max(1, listens)),
+        "log_listens": min(1.0, math.log1p(listens) / 10.0),
+    }
+
+
+#: (feature, direction, level, minimum listens): what makes a listener look like a bot.
+_SUSPICIOUS = (
+    ("near_30s_share", ">", 0.5, 5),
+    ("repeat_ratio", ">", 0.5, 5),
+    ("distinct_ratio", "<", 0.1, 20),
+    ("hour_spread", ">", 0.9, 50),
+    ("skip_rate", "<", 0.01, 50),
+    ("plays_per_hour", ">", 0.33, 20),
+)
+
+
+def reasons(features: dict[str, float], user: UserState) -> list[str]:
+    """Names of the behavioural features past their suspicious level."""
+    listens = user.plays + user.skips
+    found = []
+    for name, direction, level, minimum in _SUSPICIOUS:
+        value = features[name]
+        if listens >= minimum and (value > level if direction == ">" else value < level):
+            found.append(name)
+    return found

@@ -1,0 +1,289 @@
+"""The two processors: records in, outputs (or one dead letter) out.
+
+They call the pure core and the state store they are given; they know nothing of
+Kafka or Prometheus, so they run the same in the worker and in unit tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from workers.audio import (
+    FeatureEngine,
+    decode_pcm,
+    downmix,
+    header_text,
+    parse_headers,
+    quality_flags,
+    resample,
+)
+from workers.errors import Reason, Rejected
+from workers.listening import ListeningEvent, behaviour, parse_event, reasons, to_update
+from workers.models import AnomalyDetector, ModelRegistry, PopularityModel
+from workers.records import (
+    ANOMALY,
+    AUDIO_FEATURES,
+    POPULARITY,
+    Outcome,
+    Output,
+    Record,
+    Stopwatch,
+    dead_letter,
+)
+from workers.state.store import ListeningState, StateStore
+
+log = logging.getLogger(__name__)
+
+AUDIO_MODEL = "audio-anomaly"
+LISTENING_MODEL = "listening-anomaly"
+POPULARITY_MODEL = "popularity"
+#: Quality faults that make a chunk anomalous whatever the model says (and keep it out of training).
+AUDIO_FAULTS = ("clipping", "dropout", "seq_gap", "dc_offset")
+#: The feature-vector slice the audio anomaly model sees (chroma is content, not quality).
+AUDIO_MODEL_FEATURES = (
+    "rms_db",
+    "peak_db",
+    "zcr",
+    "spectral_centroid",
+    "spectral_bandwidth",
+    "spectral_rolloff",
+    "spectral_flatness",
+    "onset_strength",
+    *(f"mfcc_{i:02d}" for i in range(13)),
+)
+
+
+def model_factories() -> dict[str, object]:
+    return {
+        AUDIO_MODEL: AnomalyDetector.create,
+        LISTENING_MODEL: AnomalyDetector.create,
+        POPULARITY_MODEL: PopularityModel.create,
+    }
+
+
+def _check_tenant(tenant: str, tenants: frozenset[str]) -> None:
+    if tenant not in tenants:
+        raise Rejected(Reason.UNKNOWN_TENANT, f"tenant {tenant!r} is not served by this fleet")
+
+
+class AudioProcessor:
+    def __init__(
+        self, *, tenants: Iterable[str], store: StateStore, models: ModelRegistry, model_rate: int
+    ) -> None:
+        self._tenants = frozenset(tenants)
+        self._store = store
+        self._models = models
+        self._model_rate = model_rate
+        self._engine = FeatureEngine(sr=model_rate)
+
+    def warm_up(self) -> None:
+        """Run the whole numeric path once so the first real chunk pays no set-up cost."""
+        import numpy as np
+
+        noise = np.random.default_rng(0).standard_normal(self._model_rate // 2).astype(np.float32)
+        self._engine.extract(resample(noise * 0.1, sr_in=44100, sr_out=self._model_rate))
+
+    async def process(self, record: Record) -> Outcome:
+        watch = Stopwatch()
+        outcome = Outcome(record)
+        try:
+            headers = parse_headers(header_text(record.headers))
+            outcome.tenant = headers.tenant
+            _check_tenant(headers.tenant, self._tenants)
+            expected_key = f"{headers.tenant}/{headers.stream}"
+            if record.key is None or record.key != expected_key.encode():
+                raise Rejected(Reason.BAD_KEY, f"key must be {expected_key!r}")
+            watch.lap("validate")
+            samples = decode_pcm(record.value or b"", headers=headers)
+            watch.lap("decode")
+            accepted, previous = await self._store.advance_stream(
+                headers.tenant, headers.stream, headers.seq
+            )
+            watch.lap("state")
+            if not accepted:
+                raise Rejected(
+                    Reason.DUPLICATE_CHUNK,
+                    f"seq {headers.seq} is not after {previous} in stream {headers.stream!r}",
+                )
+            flags = quality_flags(samples, sr=headers.sample_rate)
+            flags["seq_gap"] = previous >= 0 and headers.seq != previous + 1
+            mono = resample(downmix(samples), sr_in=headers.sample_rate, sr_out=self._model_rate)
+            features = self._engine.extract(mono)
+            watch.lap("features")
+            detector = await self._models.get(headers.tenant, AUDIO_MODEL)
+            faults = [name for name in AUDIO_FAULTS if flags[name]]
+            x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
+            verdict = detector.step(x, learn=not faults)
+            self._models.touched(headers.tenant, AUDIO_MODEL)
+            watch.lap("model")
+        except Rejected as rejected:
+            outcome.rejected = rejected
+            outcome.outputs.append(dead_letter(record, rejected, tenant=outcome.tenant))
+            outcome.stages = watch.stages
+            return outcome
+
+        why = [name for name, on in flags.items() if on]
+        if verdict.is_anomaly:
+            why.append("model-score")
+        is_anomaly = verdict.is_anomaly or bool(faults)
+        outcome.anomalies = int(is_anomaly)
+        key = f"{headers.tenant}/{headers.stream}"
+        outcome.outputs.append(
+            Output(
+                AUDIO_FEATURES,
+                key,
+                {
+                    "schema": "audio.features/v1",
+                    "tenant": headers.tenant,
+                    "stream": headers.stream,
+                    "seq": headers.seq,
+                    "track": headers.track,
+                    "ts": headers.ts,
+                    "sample_rate": self._model_rate,
+                    "duration_ms": round(1000 * samples.shape[0] / headers.sample_rate, 3),
+                    "features": features,
+                    "quality": flags,
+                },
+            )
+        )
+        outcome.outputs.append(
+            Output(
+                ANOMALY,
+                key,
+                {
+                    "schema": "predictions.anomaly/v1",
+                    "tenant": headers.tenant,
+                    "kind": "audio",
+                    "subject": headers.stream,
+                    "ref": headers.seq,
+                    "score": round(verdict.score, 6),
+                    "threshold": round(verdict.threshold, 6),
+                    "is_anomaly": is_anomaly,
+                    "warming_up": verdict.warming_up,
+                    "reasons": why,
+                    "model_version": detector.version,
+                },
+            )
+        )
+        outcome.stages = watch.stages
+        return outcome
+
+
+class ListeningProcessor:
+    def __init__(
+        self, *, tenants: Iterable[str], store: StateStore, models: ModelRegistry, window_s: int
+    ) -> None:
+        self._tenants = frozenset(tenants)
+        self._store = store
+        self._models = models
+        self._window_s = window_s
+
+    def _parse(self, record: Record, outcome: Outcome) -> ListeningEvent | None:
+        try:
+            event = parse_event(record.value, key=record.key)
+            outcome.tenant = event.tenant
+            _check_tenant(event.tenant, self._tenants)
+        except Rejected as rejected:
+            outcome.rejected = rejected
+            outcome.outputs.append(dead_letter(record, rejected, tenant=outcome.tenant))
+            return None
+        return event
+
+    async def process_batch(self, records: Sequence[Record]) -> list[Outcome]:
+        """Process records in order; state for the whole batch is one Redis round trip."""
+        outcomes = [Outcome(record) for record in records]
+        watches = [Stopwatch() for _ in records]
+        parsed: list[tuple[int, ListeningEvent]] = []
+        for i, (record, outcome) in enumerate(zip(records, outcomes, strict=True)):
+            event = self._parse(record, outcome)
+            watches[i].lap("validate")
+            if event is not None:
+                parsed.append((i, event))
+        batch_watch = Stopwatch()
+        states = await self._store.apply_listening(
+            [to_update(event, window_s=self._window_s) for _, event in parsed]
+        )
+        batch_watch.lap("state")
+        state_share = batch_watch.stages["state"] / max(1, len(parsed))
+        for (i, event), state in zip(parsed, states, strict=True):
+            outcome, watch = outcomes[i], watches[i]
+            watch.stages["state"] = state_share
+            watch.restart()
+            if state is None:
+                rejected = Rejected(
+                    Reason.DUPLICATE_EVENT, f"event_id {event.event_id!r} was already processed"
+                )
+                outcome.rejected = rejected
+                outcome.outputs.append(dead_letter(outcome.record, rejected, tenant=event.tenant))
+            else:
+                await self._score(event, state, outcome, watch)
+        for outcome, watch in zip(outcomes, watches, strict=True):
+            outcome.stages = watch.stages
+        return outcomes
+
+    async def _score(
+        self, event: ListeningEvent, state: ListeningState, outcome: Outcome, watch: Stopwatch
+    ) -> None:
+        detector = await self._models.get(event.tenant, LISTENING_MODEL)
+        features = behaviour(state.user)
+        verdict = detector.step(features)
+        self._models.touched(event.tenant, LISTENING_MODEL)
+        why = reasons(features, state.user) if verdict.is_anomaly else []
+        if verdict.is_anomaly:
+            why.append("model-score")
+        outcome.anomalies = int(verdict.is_anomaly)
+        outcome.outputs.append(
+            Output(
+                ANOMALY,
+                f"{event.tenant}/{event.user_id}",
+                {
+                    "schema": "predictions.anomaly/v1",
+                    "tenant": event.tenant,
+                    "kind": "listening",
+                    "subject": event.user_id,
+                    "ref": event.event_id,
+                    "score": round(verdict.score, 6),
+                    "threshold": round(verdict.threshold, 6),
+                    "is_anomaly": verdict.is_anomaly,
+                    "warming_up": verdict.warming_up,
+                    "reasons": why,
+                    "model_version": detector.version,
+                },
+            )
+        )
+        popularity: PopularityModel = await self._models.get(event.tenant, POPULARITY_MODEL)
+        if state.closed is not None:
+            closed, before, before_that = state.closed
+            popularity.learn(current=before, previous=before_that, next_plays=closed.plays)
+        window_ms = self._window_s * 1000
+        window_start = (event.ts // window_ms) * window_ms
+        elapsed = (event.ts - window_start + 1) / window_ms
+        predicted = popularity.predict(
+            current=state.current, previous=state.previous, elapsed=elapsed
+        )
+        self._models.touched(event.tenant, POPULARITY_MODEL)
+        watch.lap("model")
+        current = state.current
+        outcome.outputs.append(
+            Output(
+                POPULARITY,
+                f"{event.tenant}/{event.track_id}",
+                {
+                    "schema": "predictions.popularity/v1",
+                    "tenant": event.tenant,
+                    "track_id": event.track_id,
+                    "ref": event.event_id,
+                    "window_start": window_start,
+                    "window_s": self._window_s,
+                    "plays": current.plays,
+                    "plays_previous": state.previous.plays,
+                    "skips": current.skips,
+                    "likes": current.likes,
+                    "shares": current.shares,
+                    "listeners": current.listeners,
+                    "predicted_plays_next": round(predicted, 3),
+                    "model_version": popularity.version,
+                },
+            )
+        )

@@ -1,0 +1,61 @@
+"""One settings object, built once at start-up from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workers.tenants import validate_tenant
+
+
+class Settings(BaseSettings):
+    """Worker settings. Contract variables first; the rest are tuning knobs.
+
+    >>> Settings(tenants="acme,beats").tenants
+    ('acme', 'beats')
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKERS_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    # --- the contract ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    tenants: Annotated[tuple[str, ...], NoDecode] = ()
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+
+    # --- extensions (documented in README "Settings") ---
+    group_id: str = "workers"
+    #: Consumer fetch wait: Faust hard-codes 1500 ms, which costs a whole hop of latency.
+    fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
+    producer_linger_ms: int = Field(default=1, ge=0, le=1000)
+    rebalance_timeout_s: float = Field(default=10.0, gt=0)
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    #: Partitions for topics the worker or `stack` creates when they are missing.
+    topic_partitions: int = Field(default=4, ge=1)
+    create_topics: bool = True
+    #: Model sample rate every audio stream is resampled to.
+    model_sample_rate: int = Field(default=22050, ge=8000, le=48000)
+    #: Popularity window, in event time.
+    popularity_window_s: int = Field(default=3600, ge=60)
+    #: Seconds between model checkpoints to Redis (also written on shutdown).
+    checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    #: Per-event latency budget, used by the over-budget counter.
+    budget_ms: float = Field(default=10.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_tenants(cls, value: object) -> tuple[str, ...]:
+        if value is None or value == "":
+            return ()
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        return tuple(validate_tenant(str(item).strip()) for item in items if str(item).strip())
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [part.strip() for part in self.kafka_bootstrap.split(",") if part.strip()]

@@ -1,0 +1,92 @@
+"""The Redis state store: Lua scripts (atomic, one round trip) and pipelined batches."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+
+import redis.asyncio as aioredis
+
+from workers.state.store import (
+    SEEN_TTL_S,
+    STREAM_TTL_S,
+    ListeningState,
+    ListeningUpdate,
+    decode_listening,
+)
+from workers.tenants import key
+
+
+def _script(name: str) -> str:
+    return resources.files("workers.state").joinpath(name).read_text()
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis, *, window_s: int) -> None:
+        self._client = client
+        self._window_ttl_s = window_s * 6
+        self._listening = client.register_script(_script("listening.lua"))
+        self._stream = client.register_script(_script("stream.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, *, window_s: int) -> RedisStore:
+        client = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+        )
+        return cls(client, window_s=window_s)
+
+    async def apply_listening(
+        self, updates: Sequence[ListeningUpdate]
+    ) -> list[ListeningState | None]:
+        if not updates:
+            return []
+        # One pipeline for the whole batch: one round trip however many events.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for u in updates:
+                keys = [
+                    key(u.tenant, "seen", u.event_id),
+                    key(u.tenant, "user", u.user_id),
+                    key(u.tenant, "user", u.user_id, "tracks"),
+                    key(u.tenant, "track", u.track_id),
+                    key(u.tenant, "track", u.track_id, "listeners", u.window),
+                ]
+                args = [
+                    u.type,
+                    u.ms_played,
+                    u.track_id,
+                    u.hour,
+                    u.ts,
+                    u.user_id,
+                    u.window,
+                    SEEN_TTL_S,
+                    self._window_ttl_s,
+                    int(u.near_30s),
+                    int(u.completed),
+                ]
+                await self._listening(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [decode_listening(reply) for reply in replies]
+
+    async def advance_stream(self, tenant: str, stream: str, seq: int) -> tuple[bool, int]:
+        accepted, previous = await self._stream(
+            keys=[key(tenant, "stream", stream)], args=[seq, STREAM_TTL_S]
+        )
+        return bool(accepted), int(previous)
+
+    async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
+        blob = await self._client.get(key(tenant, "model", kind))
+        return bytes(blob) if blob is not None else None
+
+    async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
+        if not snapshots:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for (tenant, kind), blob in snapshots.items():
+                pipe.set(key(tenant, "model", kind), blob)
+            await pipe.execute()
+
+    async def ping(self) -> bool:
+        return bool(await self._client.ping())
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,206 @@
+"""The state store protocol, its data, and the in-memory implementation.
+
+The Redis implementation (``redis_store.py``) and this one obey the same contract,
+checked by one test suite that runs over both.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from workers.models.popularity import WindowCounts
+from workers.tenants import key
+
+SEEN_TTL_S = 7 * 24 * 3600
+STREAM_TTL_S = 24 * 3600
+_USER_FIELDS = (
+    "events",
+    "plays",
+    "skips",
+    "likes",
+    "shares",
+    "near30",
+    "repeats",
+    "ms_played",
+    "first_ts",
+    "last_ts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListeningUpdate:
+    """What one listening event changes (all fields already validated)."""
+
+    tenant: str
+    event_id: str
+    user_id: str
+    track_id: str
+    type: str
+    ts: int
+    ms_played: int
+    hour: int
+    window: int
+    near_30s: bool
+    completed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UserState:
+    events: int = 0
+    plays: int = 0
+    skips: int = 0
+    likes: int = 0
+    shares: int = 0
+    near30: int = 0
+    repeats: int = 0
+    ms_played: int = 0
+    first_ts: int = 0
+    last_ts: int = 0
+    hours: tuple[int, ...] = (0,) * 24
+    distinct_tracks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ListeningState:
+    """The state after one event: the user's and the track's current and previous windows.
+
+    ``rolled_from`` is the window the track had before this event opened a newer one
+    (else -1); then ``closed`` holds that window and the two before it, the delayed
+    label for the popularity model.
+    """
+
+    user: UserState
+    current: WindowCounts
+    previous: WindowCounts
+    rolled_from: int
+    closed: tuple[WindowCounts, WindowCounts, WindowCounts] | None
+
+
+class StateStore(Protocol):
+    async def apply_listening(
+        self, updates: Sequence[ListeningUpdate]
+    ) -> list[ListeningState | None]:
+        """Apply events atomically, each once; None marks an event_id already applied."""
+
+    async def advance_stream(self, tenant: str, stream: str, seq: int) -> tuple[bool, int]:
+        """(accepted, previous seq or -1); a seq not above the previous one is refused."""
+
+    async def load_snapshot(self, tenant: str, kind: str) -> bytes | None: ...
+
+    async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+def decode_listening(reply: Sequence[int]) -> ListeningState | None:
+    """Turn the Lua script's flat reply (see listening.lua) into a ListeningState."""
+    if not reply or int(reply[0]) == 0:
+        return None
+    values = [int(v) for v in reply[1:]]
+    user_values, values = values[:10], values[10:]
+    hours, values = tuple(values[:24]), values[24:]
+    distinct, rolled, values = values[0], values[1], values[2:]
+    counts = [WindowCounts(*values[i : i + 5]) for i in range(0, 25, 5)]
+    user = UserState(*user_values, hours=hours, distinct_tracks=distinct)  # type: ignore[arg-type]
+    closed = (counts[2], counts[3], counts[4]) if rolled >= 0 else None
+    return ListeningState(
+        user=user, current=counts[0], previous=counts[1], rolled_from=rolled, closed=closed
+    )
+
+
+@dataclass
+class MemoryStore:
+    """In-process store with the Redis store's semantics (exact sets instead of HyperLogLog)."""
+
+    seen: set[str] = field(default_factory=set)
+    hashes: dict[str, dict[str, int | str]] = field(default_factory=lambda: defaultdict(dict))
+    sets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    blobs: dict[str, bytes] = field(default_factory=dict)
+
+    async def apply_listening(
+        self, updates: Sequence[ListeningUpdate]
+    ) -> list[ListeningState | None]:
+        return [self._apply(update) for update in updates]
+
+    def _apply(self, u: ListeningUpdate) -> ListeningState | None:
+        seen_key = key(u.tenant, "seen", u.event_id)
+        if seen_key in self.seen:
+            return None
+        self.seen.add(seen_key)
+        user = self.hashes[key(u.tenant, "user", u.user_id)]
+        tracks = self.sets[key(u.tenant, "user", u.user_id, "tracks")]
+        meta = self.hashes[key(u.tenant, "track", u.track_id)]
+        listeners = self.sets[key(u.tenant, "track", u.track_id, "listeners", u.window)]
+
+        def incr(h: dict[str, int | str], name: str, by: int = 1) -> None:
+            h[name] = int(h.get(name, 0)) + by
+
+        plural = u.type + "s"
+        incr(user, "events")
+        incr(user, plural)
+        if u.type in ("play", "skip"):
+            incr(user, "ms_played", u.ms_played)
+            incr(user, "near30", int(u.near_30s))
+            incr(user, f"h{u.hour}")
+            if user.get("last_track") == u.track_id:
+                incr(user, "repeats")
+            user["last_track"] = u.track_id
+            tracks.add(u.track_id)
+        user["first_ts"] = min(int(user.get("first_ts", u.ts)), u.ts)
+        user["last_ts"] = max(int(user.get("last_ts", u.ts)), u.ts)
+        incr(meta, f"{u.window}:{plural}")
+        if u.completed:
+            incr(meta, f"{u.window}:completions")
+        if u.type == "play":
+            listeners.add(u.user_id)
+            meta[f"{u.window}:listeners"] = len(listeners)
+        rolled = -1
+        maxw = int(meta.get("maxw", -1))
+        if u.window > maxw:
+            meta["maxw"] = u.window
+            rolled = maxw
+            for name in [n for n in meta if n != "maxw" and int(n.split(":")[0]) < u.window - 4]:
+                del meta[name]
+
+        def counts(window: int) -> list[int]:
+            return [
+                int(meta.get(f"{window}:{c}", 0))
+                for c in ("plays", "skips", "likes", "shares", "listeners")
+            ]
+
+        reply = [
+            1,
+            *(int(user.get(f, 0)) for f in _USER_FIELDS),
+            *(int(user.get(f"h{h}", 0)) for h in range(24)),
+            len(tracks),
+            rolled,
+        ]
+        for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
+            reply.extend(counts(window))
+        return decode_listening(reply)
+
+    async def advance_stream(self, tenant: str, stream: str, seq: int) -> tuple[bool, int]:
+        state = self.hashes[key(tenant, "stream", stream)]
+        previous = int(state.get("seq", -1))
+        if seq <= previous:
+            return False, previous
+        state["seq"] = seq
+        return True, previous
+
+    async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
+        return self.blobs.get(key(tenant, "model", kind))
+
+    async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
+        for (tenant, kind), blob in snapshots.items():
+            self.blobs[key(tenant, "model", kind)] = blob
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
