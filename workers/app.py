@@ -98,7 +98,12 @@ async def with_retry(
             delay = min(_RETRY_MAX_S, delay * 2)
 
 
-def to_record(event: EventT) -> Record:
+def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    return [(str(name), bytes(value or b"")) for name, value in items]
+
+
+def to_record(event: EventT[Any]) -> Record:
     message = event.message
     return Record(
         topic=message.topic,
@@ -106,7 +111,7 @@ def to_record(event: EventT) -> Record:
         offset=message.offset,
         key=message.key,
         value=message.value,
-        headers=tuple((name, value) for name, value in (message.headers or ())),
+        headers=tuple(_header_pairs(message.headers)),
     )
 
 
@@ -126,6 +131,8 @@ class Worker:
             settings.redis_url.get_secret_value(), window_s=settings.popularity_window_s
         )
         self.models = ModelRegistry(self.store, model_factories())
+        self.metrics.models_live.set_function(lambda: len(self.models))
+        self.metrics.model_restores.set_function(lambda: self.models.restored)
         self.audio = AudioProcessor(
             tenants=settings.tenants,
             store=self.store,
@@ -179,25 +186,27 @@ class Worker:
         async for event in stream.events():
             record = to_record(event)
             self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
-            outcome = await self._guarded(record, lambda r=record: self.audio.process(r))
-            await self._publish(outcome)
+            await self._publish(await self._guarded(record, self.audio.process))
 
     async def _listening_agent(self, stream: StreamT[Any]) -> None:
         async for event in stream.events():
             record = to_record(event)
             self.metrics.records_in.labels(LISTENING_EVENTS).inc()
+            await self._publish(await self._guarded(record, self._listen_one))
 
-            async def one(r: Record = record) -> Outcome:
-                return (await self.listening.process_batch([r]))[0]
+    async def _listen_one(self, record: Record) -> Outcome:
+        return (await self.listening.process_batch([record]))[0]
 
-            outcome = await self._guarded(record, one)
-            await self._publish(outcome)
-
-    async def _guarded(self, record: Record, call: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    async def _guarded(
+        self, record: Record, process: Callable[[Record], Awaitable[Outcome]]
+    ) -> Outcome:
         """Run a processor; infrastructure errors are retried, bugs become a dead letter."""
         try:
             return await with_retry(
-                record.topic, call, self.metrics, should_stop=lambda: self._stopping
+                record.topic,
+                lambda: process(record),
+                self.metrics,
+                should_stop=lambda: self._stopping,
             )
         except (RedisError, OSError):
             raise
@@ -246,8 +255,6 @@ class Worker:
             log.warning("model checkpoint failed (%s); will retry next interval", exc)
             return
         self.metrics.model_checkpoints.inc(saved)
-        self.metrics.models_live.set(len(self.models))
-        self.metrics.model_restores.set(self.models.restored)
 
     async def shutdown(self) -> None:
         """After the app stopped: last checkpoint, then close the store."""

@@ -22,7 +22,7 @@ def _stack(_: argparse.Namespace) -> int:
         while not stopped.wait(0.5):
             for process in (stack.broker.process, stack.redis.process):
                 if process is not None and process.poll() is not None:
-                    print(f"stack: a component exited ({process.args[0]})", file=sys.stderr)
+                    print(f"stack: a component exited ({process.args!r})", file=sys.stderr)
                     return 1
     finally:
         stack.stop()

@@ -19,11 +19,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from workers.records import OUTPUT_TOPICS
 
 
-def audio_headers(*, tenant: str, stream: str, seq: int, sample_rate: int, channels: int,
-                  encoding: str = "s16le", track: str | None = None,
-                  ts: int | None = None) -> list[tuple[str, bytes]]:
-    headers = {"tenant": tenant, "stream": stream, "seq": str(seq), "sample-rate": str(sample_rate),
-               "channels": str(channels), "encoding": encoding}
+def audio_headers(
+    *,
+    tenant: str,
+    stream: str,
+    seq: int,
+    sample_rate: int,
+    channels: int,
+    encoding: str = "s16le",
+    track: str | None = None,
+    ts: int | None = None,
+) -> list[tuple[str, bytes]]:
+    headers = {
+        "tenant": tenant,
+        "stream": stream,
+        "seq": str(seq),
+        "sample-rate": str(sample_rate),
+        "channels": str(channels),
+        "encoding": encoding,
+    }
     if track is not None:
         headers["track"] = track
     if ts is not None:
@@ -34,8 +48,8 @@ def audio_headers(*, tenant: str, stream: str, seq: int, sample_rate: int, chann
 def pcm_bytes(samples: npt.NDArray[np.floating], *, encoding: str = "s16le") -> bytes:
     """(frames, channels) floats in -1..1 -> interleaved little-endian PCM."""
     if encoding == "s16le":
-        return (np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
-    return np.asarray(samples, dtype="<f4").tobytes()
+        return bytes((np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes())
+    return bytes(np.asarray(samples, dtype="<f4").tobytes())
 
 
 def event_value(**fields: object) -> bytes:
@@ -43,8 +57,9 @@ def event_value(**fields: object) -> bytes:
 
 
 async def start_producer(bootstrap: str) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, acks="all",
-                                max_request_size=8 * 1024 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=1, acks="all", max_request_size=8 * 1024 * 1024
+    )
     await producer.start()
     return producer
 
@@ -72,8 +87,13 @@ class Collector:
     """Reads output topics from the start into a list; ``wait_for`` polls it."""
 
     def __init__(self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPICS) -> None:
-        self._consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=None,
-                                          auto_offset_reset="earliest", fetch_max_wait_ms=20)
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+        )
         self.received: list[Received] = []
         self._task: asyncio.Task[None] | None = None
         self.on_message: Callable[[Received], None] | None = None
@@ -97,8 +117,9 @@ class Collector:
     def matching(self, predicate: Callable[[Received], bool]) -> list[Received]:
         return [r for r in self.received if predicate(r)]
 
-    async def wait_for(self, predicate: Callable[[Received], bool], count: int, *,
-                       timeout: float = 30.0) -> list[Received]:
+    async def wait_for(
+        self, predicate: Callable[[Received], bool], count: int, *, timeout: float = 30.0
+    ) -> list[Received]:
         deadline = time.monotonic() + timeout
         while True:
             found = self.matching(predicate)
@@ -116,6 +137,8 @@ def by_tenant(tenant: str, topics: Iterable[str] | None = None) -> Callable[[Rec
     wanted = set(topics) if topics is not None else None
 
     def predicate(r: Received) -> bool:
-        return (wanted is None or r.topic in wanted) and (r.key or b"").startswith(f"{tenant}/".encode())
+        return (wanted is None or r.topic in wanted) and (r.key or b"").startswith(
+            f"{tenant}/".encode()
+        )
 
     return predicate

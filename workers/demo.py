@@ -15,10 +15,22 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from workers.client import Collector, Received, audio_headers, event_value, pcm_bytes, start_producer
+from workers.client import (
+    Collector,
+    Received,
+    audio_headers,
+    event_value,
+    pcm_bytes,
+    start_producer,
+)
 from workers.loadgen import AudioSource, ListeningPopulation
-from workers.records import ANOMALY, AUDIO_CHUNKS, AUDIO_FEATURES, DEADLETTER, LISTENING_EVENTS
-from workers.records import OUTPUT_TOPICS, POPULARITY
+from workers.records import (
+    ANOMALY,
+    AUDIO_CHUNKS,
+    DEADLETTER,
+    LISTENING_EVENTS,
+    OUTPUT_TOPICS,
+)
 from workers.stack import Stack
 from workers.testing import WorkerProcess
 
@@ -31,22 +43,57 @@ BUDGET_MS = 10.0
 
 def _bad_inputs() -> itertools.cycle[tuple[str, str, bytes | None, bytes, list[tuple[str, bytes]]]]:
     """(label, topic, key, value, headers) of inputs that must each become one dead letter."""
-    good = dict(tenant="aurora", user_id="u1", track_id="t1", type="play", ts=1_764_000_000_000,
-                ms_played=1000)
+    good = dict(
+        tenant="aurora",
+        user_id="u1",
+        track_id="t1",
+        type="play",
+        ts=1_764_000_000_000,
+        ms_played=1000,
+    )
     nan = np.full((100, 1), np.nan, dtype=np.float32)
     hdr = audio_headers(tenant="aurora", stream="bad", seq=0, sample_rate=44100, channels=1)
-    return itertools.cycle([
-        ("malformed json", LISTENING_EVENTS, b"aurora/u1", b'{"event_id": ', []),
-        ("unknown tenant", LISTENING_EVENTS, b"mallory/u1",
-         event_value(**{**good, "tenant": "mallory", "event_id": "x"}), []),
-        ("schema-invalid", LISTENING_EVENTS, b"aurora/u1", event_value(event_id="y", tenant="aurora"), []),
-        ("truncated pcm", AUDIO_CHUNKS, b"aurora/bad", b"\x01\x02\x03", hdr),
-        ("NaN samples", AUDIO_CHUNKS, b"aurora/bad", pcm_bytes(nan, encoding="f32le"),
-         audio_headers(tenant="aurora", stream="bad", seq=1, sample_rate=44100, channels=1,
-                       encoding="f32le")),
-        ("absurd sample rate", AUDIO_CHUNKS, b"aurora/bad", b"\x00\x00" * 100,
-         audio_headers(tenant="aurora", stream="bad", seq=2, sample_rate=1, channels=1)),
-    ])
+    return itertools.cycle(
+        [
+            ("malformed json", LISTENING_EVENTS, b"aurora/u1", b'{"event_id": ', []),
+            (
+                "unknown tenant",
+                LISTENING_EVENTS,
+                b"mallory/u1",
+                event_value(**{**good, "tenant": "mallory", "event_id": "x"}),
+                [],
+            ),
+            (
+                "schema-invalid",
+                LISTENING_EVENTS,
+                b"aurora/u1",
+                event_value(event_id="y", tenant="aurora"),
+                [],
+            ),
+            ("truncated pcm", AUDIO_CHUNKS, b"aurora/bad", b"\x01\x02\x03", hdr),
+            (
+                "NaN samples",
+                AUDIO_CHUNKS,
+                b"aurora/bad",
+                pcm_bytes(nan, encoding="f32le"),
+                audio_headers(
+                    tenant="aurora",
+                    stream="bad",
+                    seq=1,
+                    sample_rate=44100,
+                    channels=1,
+                    encoding="f32le",
+                ),
+            ),
+            (
+                "absurd sample rate",
+                AUDIO_CHUNKS,
+                b"aurora/bad",
+                b"\x00\x00" * 100,
+                audio_headers(tenant="aurora", stream="bad", seq=2, sample_rate=1, channels=1),
+            ),
+        ]
+    )
 
 
 @dataclass
@@ -57,7 +104,9 @@ class Tally:
     received: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
     anomalies: Counter[str] = field(default_factory=Counter)
-    worker_ms: dict[str, list[float]] = field(default_factory=lambda: {"audio": [], "listening": []})
+    worker_ms: dict[str, list[float]] = field(
+        default_factory=lambda: {"audio": [], "listening": []}
+    )
     e2e_ms: dict[str, list[float]] = field(default_factory=lambda: {"audio": [], "listening": []})
     sent_at: dict[tuple[str, str, str], float] = field(default_factory=dict)
     bot_users: set[tuple[str, str]] = field(default_factory=set)
@@ -96,14 +145,20 @@ def _pct(values: list[float], q: float) -> str:
 
 
 def _progress(t: Tally, phase: str) -> Table:
-    table = Table(title=f"workers demo — {phase} — {time.monotonic() - t.started:5.1f} s",
-                  title_justify="left")
+    table = Table(
+        title=f"workers demo — {phase} — {time.monotonic() - t.started:5.1f} s",
+        title_justify="left",
+    )
     table.add_column("inputs sent")
     table.add_column("", justify="right")
     table.add_column("outputs read")
     table.add_column("", justify="right")
-    inputs = [("audio.chunks", t.sent[AUDIO_CHUNKS]), ("listening.events", t.sent[LISTENING_EVENTS]),
-              ("bad on purpose", t.bad_sent), ("accounted for", t.accounted())]
+    inputs = [
+        ("audio.chunks", t.sent[AUDIO_CHUNKS]),
+        ("listening.events", t.sent[LISTENING_EVENTS]),
+        ("bad on purpose", t.bad_sent),
+        ("accounted for", t.accounted()),
+    ]
     outputs = [(topic, t.received[topic]) for topic in OUTPUT_TOPICS]
     outputs.append(("anomalies", sum(t.anomalies.values())))
     for (a, n), (b, m) in itertools.zip_longest(inputs, outputs, fillvalue=("", "")):
@@ -125,7 +180,9 @@ def _summary(t: Tally) -> Group:
     counts.add_row("inputs accounted for", f"{t.accounted()} / {t.inputs}")
     counts.add_row("anomalies: audio", str(t.anomalies["audio"]))
     counts.add_row("anomalies: listening", str(t.anomalies["listening"]))
-    counts.add_row("  flagged events from bots / humans", f"{t.flagged['bot']} / {t.flagged['human']}")
+    counts.add_row(
+        "  flagged events from bots / humans", f"{t.flagged['bot']} / {t.flagged['human']}"
+    )
     for reason, n in sorted(t.reasons.items()):
         counts.add_row(f"dead letters: {reason}", str(n))
     latency = Table(title=f"Latency (target {BUDGET_MS:.0f} ms per event)", title_justify="left")
@@ -134,9 +191,13 @@ def _summary(t: Tally) -> Group:
     for kind in ("audio", "listening"):
         for label, values in (("in worker", t.worker_ms[kind]), ("end to end", t.e2e_ms[kind])):
             p99 = float(np.percentile(values, 99)) if values else float("nan")
-            latency.add_row(f"{kind} {label}", _pct(values, 50), _pct(values, 99),
-                            f"{max(values):.2f}" if values else "-",
-                            "yes" if p99 <= BUDGET_MS else "no")
+            latency.add_row(
+                f"{kind} {label}",
+                _pct(values, 50),
+                _pct(values, 99),
+                f"{max(values):.2f}" if values else "-",
+                "yes" if p99 <= BUDGET_MS else "no",
+            )
     return Group(counts, latency)
 
 
@@ -146,13 +207,25 @@ async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
     collector = Collector(stack.broker.bootstrap)
     collector.on_message = tally.on_message
     await collector.start()
-    sources = [AudioSource(tenant, f"{tenant}-live-{i}", fault_rate=0.03, seed=10 * n + i,
-                           channels=2 if i % 2 else 1, sample_rate=(44100, 48000, 22050, 16000)[i % 4])
-               for n, tenant in enumerate(TENANTS) for i in range(STREAMS_PER_TENANT)]
-    populations = [ListeningPopulation(tenant, seed=n, users=150) for n, tenant in enumerate(TENANTS)]
+    sources = [
+        AudioSource(
+            tenant,
+            f"{tenant}-live-{i}",
+            fault_rate=0.03,
+            seed=10 * n + i,
+            channels=2 if i % 2 else 1,
+            sample_rate=(44100, 48000, 22050, 16000)[i % 4],
+        )
+        for n, tenant in enumerate(TENANTS)
+        for i in range(STREAMS_PER_TENANT)
+    ]
+    populations = [
+        ListeningPopulation(tenant, seed=n, users=150) for n, tenant in enumerate(TENANTS)
+    ]
     for population in populations:
-        tally.bot_users |= {(population.tenant, f"u{u}") for u in range(population.users)
-                            if population.is_bot(u)}
+        tally.bot_users |= {
+            (population.tenant, f"u{u}") for u in range(population.users) if population.is_bot(u)
+        }
     event_streams = [population.events() for population in populations]
     bad = _bad_inputs()
     seq = 0
@@ -165,19 +238,29 @@ async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
             if elapsed >= seq * 0.5:  # every stream sends its next 0.5 s chunk, in real time
                 for source in sources:
                     samples, _fault = source.chunk(seq)
-                    headers = audio_headers(tenant=source.tenant, stream=source.stream, seq=seq,
-                                            sample_rate=source.sample_rate, channels=source.channels)
+                    headers = audio_headers(
+                        tenant=source.tenant,
+                        stream=source.stream,
+                        seq=seq,
+                        sample_rate=source.sample_rate,
+                        channels=source.channels,
+                    )
                     tally.sent_at[("audio", source.tenant, f"{source.stream}/{seq}")] = time.time()
-                    await producer.send(AUDIO_CHUNKS, pcm_bytes(samples),
-                                        key=f"{source.tenant}/{source.stream}".encode(), headers=headers)
+                    await producer.send(
+                        AUDIO_CHUNKS,
+                        pcm_bytes(samples),
+                        key=f"{source.tenant}/{source.stream}".encode(),
+                        headers=headers,
+                    )
                     tally.sent[AUDIO_CHUNKS] += 1
                 seq += 1
             due = int(elapsed * EVENTS_PER_SECOND)
             while sent_events < due:
                 event = next(event_streams[sent_events % len(event_streams)]).fields
                 key = f"{event['tenant']}/{event['user_id']}"
-                tally.sent_at[("listening", str(event["tenant"]),
-                               f"{event['user_id']}/{event['event_id']}")] = time.time()
+                tally.sent_at[
+                    ("listening", str(event["tenant"]), f"{event['user_id']}/{event['event_id']}")
+                ] = time.time()
                 await producer.send(LISTENING_EVENTS, event_value(**event), key=key.encode())
                 tally.sent[LISTENING_EVENTS] += 1
                 sent_events += 1
@@ -208,9 +291,15 @@ def run_demo(*, seconds: float = 20.0) -> int:
     with console.status("starting the embedded stack (Kafka-protocol broker + Redis)…"):
         stack = Stack().start()
     console.print(f"stack up: broker {stack.broker.bootstrap}, redis {stack.redis.url}")
-    worker = WorkerProcess({**stack.env(), "WORKERS_TENANTS": ",".join(TENANTS),
-                            "WORKERS_REBALANCE_TIMEOUT_S": "3", "WORKERS_LOG_LEVEL": "warning"},
-                           log=stack.workdir / "worker.log")
+    worker = WorkerProcess(
+        {
+            **stack.env(),
+            "WORKERS_TENANTS": ",".join(TENANTS),
+            "WORKERS_REBALANCE_TIMEOUT_S": "3",
+            "WORKERS_LOG_LEVEL": "warning",
+        },
+        log=stack.workdir / "worker.log",
+    )
     try:
         worker.start()
         with console.status("starting a worker process (warm-up, joining the consumer group)…"):
@@ -219,7 +308,9 @@ def run_demo(*, seconds: float = 20.0) -> int:
         tally = asyncio.run(_load(stack, seconds, console))
         console.print(_summary(tally))
         code = worker.terminate()
-        console.print(f"worker stopped gracefully (exit {code}); total {time.monotonic() - started:.0f} s")
+        console.print(
+            f"worker stopped gracefully (exit {code}); total {time.monotonic() - started:.0f} s"
+        )
     finally:
         worker.kill()
         stack.stop()

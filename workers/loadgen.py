@@ -78,9 +78,11 @@ class ListeningPopulation:
         weights = 1.0 / np.arange(1, self.tracks + 1) ** 1.1
         self._track_p = weights / weights.sum()
         self._track_ms = self.rng.integers(120_000, 300_000, self.tracks)
-        n_bots = int(round(self.users * self.bot_share))
+        n_bots = round(self.users * self.bot_share)
         self._bots = set(range(n_bots))
-        self._clock = {u: self.start_ts + int(self.rng.integers(0, 3_600_000)) for u in range(self.users)}
+        self._clock = {
+            u: self.start_ts + int(self.rng.integers(0, 3_600_000)) for u in range(self.users)
+        }
         self._bot_loop = {u: self.rng.choice(self.tracks, 3, replace=False) for u in self._bots}
         self._serial = 0
 
@@ -110,13 +112,18 @@ class ListeningPopulation:
             else:
                 kind, played = ("like" if roll < 0.98 else "share"), 0
             # humans pause between sessions, mostly at night
-            gap = int(self.rng.exponential(60_000)) + (int(self.rng.integers(4, 9)) * 3_600_000
-                                                       if self.rng.random() < 0.02 else 0)
+            gap = int(self.rng.exponential(60_000)) + (
+                int(self.rng.integers(4, 9)) * 3_600_000 if self.rng.random() < 0.02 else 0
+            )
         ts = self._clock[user]
         self._clock[user] = ts + played + gap
         fields: dict[str, object] = {
-            "event_id": f"{self.seed}-{self._serial}", "tenant": self.tenant, "user_id": f"u{user}",
-            "track_id": f"t{track}", "type": kind, "ts": ts,
+            "event_id": f"{self.seed}-{self._serial}",
+            "tenant": self.tenant,
+            "user_id": f"u{user}",
+            "track_id": f"t{track}",
+            "type": kind,
+            "ts": ts,
         }
         if kind in ("play", "skip"):
             fields["ms_played"] = played

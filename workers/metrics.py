@@ -88,7 +88,9 @@ class Metrics:
             "workers_model_checkpoints", "Model snapshots written to the state store.", registry=r
         )
         self.model_restores = Gauge(
-            "workers_model_restores", "Models restored from snapshots since start.", registry=r
+            "workers_model_restores",
+            "Models restored from snapshots since start (not created fresh).",
+            registry=r,
         )
         self.state_errors = Counter(
             "workers_state_errors",

@@ -7,7 +7,8 @@ Kafka or Prometheus, so they run the same in the worker and in unit tests.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from workers.audio import (
     FeatureEngine,
@@ -54,7 +55,7 @@ AUDIO_MODEL_FEATURES = (
 )
 
 
-def model_factories() -> dict[str, object]:
+def model_factories() -> dict[str, Callable[[], Any]]:
     return {
         AUDIO_MODEL: AnomalyDetector.create,
         LISTENING_MODEL: AnomalyDetector.create,

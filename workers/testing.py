@@ -22,8 +22,12 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "run"], env=self.env,
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            [sys.executable, "-m", "workers", "run"],
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return self
 
     def url(self, path: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import aiokafka
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ConsumerT
@@ -24,7 +25,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         conf = self.app.conf
         isolation_level = "read_committed" if self.consumer.in_transaction else "read_uncommitted"
-        self._assignor = faust_aiokafka.RoundRobinPartitionAssignor
+        self._assignor = RoundRobinPartitionAssignor
         if conf.broker_session_timeout > conf.broker_request_timeout:
             raise ImproperlyConfigured(
                 "broker_session_timeout cannot be greater than broker_request_timeout"

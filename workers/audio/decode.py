@@ -23,7 +23,6 @@ MAX_SAMPLE_RATE = 192_000
 #: Longest chunk accepted, in seconds of audio; longer chunks are `oversized`.
 MAX_CHUNK_SECONDS = 10.0
 _BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}
-_DTYPES = {"s16le": np.dtype("<i2"), "f32le": np.dtype("<f4")}
 
 Samples = npt.NDArray[np.float32]
 
@@ -98,11 +97,11 @@ def decode_pcm(payload: bytes, *, headers: ChunkHeaders) -> Samples:
             Reason.OVERSIZED,
             f"{n_frames / headers.sample_rate:.1f} s chunk exceeds {MAX_CHUNK_SECONDS:.0f} s",
         )
-    raw = np.frombuffer(payload, dtype=_DTYPES[headers.encoding])
+    samples: Samples
     if headers.encoding == "s16le":
-        samples = raw.astype(np.float32) * np.float32(1.0 / 32768.0)
+        samples = np.frombuffer(payload, dtype="<i2").astype(np.float32) * np.float32(1 / 32768)
     else:
-        samples = raw.astype(np.float32)
+        samples = np.frombuffer(payload, dtype="<f4").astype(np.float32)
         if not np.isfinite(samples).all():
             bad = int(np.size(samples) - np.count_nonzero(np.isfinite(samples)))
             raise Rejected(Reason.NON_FINITE_SAMPLES, f"{bad} NaN or infinite samples")
@@ -111,6 +110,9 @@ def decode_pcm(payload: bytes, *, headers: ChunkHeaders) -> Samples:
 
 def downmix(samples: Samples) -> Samples:
     """(frames, channels) -> mono (frames,), the mean of the channels."""
-    if samples.shape[1] == 1:
-        return np.ascontiguousarray(samples[:, 0])
-    return samples.mean(axis=1, dtype=np.float32)
+    mono: Samples = (
+        np.ascontiguousarray(samples[:, 0])
+        if samples.shape[1] == 1
+        else samples.mean(axis=1, dtype=np.float32)
+    )
+    return mono

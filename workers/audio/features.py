@@ -36,12 +36,12 @@ FEATURE_NAMES: tuple[str, ...] = (
     "rms_db",
     "peak_db",
     "zcr",
+    "dc_offset",
     "spectral_centroid",
     "spectral_bandwidth",
     "spectral_rolloff",
     "spectral_flatness",
     "onset_strength",
-    "dc_offset",
     *(f"mfcc_{i:02d}" for i in range(N_MFCC)),
     *(f"chroma_{i:02d}" for i in range(N_CHROMA)),
 )

@@ -43,7 +43,7 @@ def mel_to_hz(mel: npt.ArrayLike) -> Matrix:
 
 @lru_cache(maxsize=16)
 def mel_filterbank(*, sr: int, n_fft: int, n_mels: int = 128) -> Matrix:
-    """(n_mels, 1 + n_fft // 2) triangular filters, area-normalised (librosa's ``norm="slaney"``)."""
+    """(n_mels, 1 + n_fft // 2) triangular filters, area-normalised (``norm="slaney"``)."""
     fft_freqs = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)
     mel_freqs = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(sr / 2.0), n_mels + 2))
     widths = np.diff(mel_freqs)

@@ -1,9 +1,11 @@
 """Popularity outlook: plays in the next event-time window, predicted online.
 
 Inputs are one track's counts in its current window (so far) and the window before;
-the target is the next window's plays. Training uses delayed labels: when a window
-closes, the features seen at the end of the window before it are paired with the
-plays the closed window finally got (predict-then-learn). Counts are log-scaled.
+the target is the next window's plays. The regressor learns a correction, in log space,
+to a simple forecast (this window's plays, the unseen rest of it at the last window's
+pace), so an untrained model *is* that forecast and training can only refine it.
+Training uses delayed labels: when a window closes, the window before it (complete)
+is paired with the plays the closed window finally got (predict-then-learn).
 
 >>> model = PopularityModel.create()
 >>> counts = WindowCounts(plays=10, skips=1, likes=2, shares=0, listeners=8)
@@ -18,8 +20,8 @@ from dataclasses import dataclass
 
 from river import compose, linear_model, optim, preprocessing
 
-#: Below this many learnt windows the model falls back to the rate extrapolation.
-MIN_TRAINED = 20
+#: Largest correction, in log space, the model may apply to the simple forecast (x20).
+MAX_CORRECTION = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,22 +59,24 @@ def rate_extrapolation(*, current: WindowCounts, previous: WindowCounts, elapsed
 class PopularityModel:
     model: compose.Pipeline
     trained: int = 0
-    version: str = "linreg-log-v1"
+    version: str = "linreg-residual-v1"
 
     @classmethod
     def create(cls) -> PopularityModel:
-        regressor = linear_model.LinearRegression(optimizer=optim.SGD(0.02), intercept_lr=0.02)
+        regressor = linear_model.LinearRegression(optimizer=optim.SGD(0.01), intercept_lr=0.01)
         return cls(model=preprocessing.StandardScaler() | regressor)
 
     def predict(self, *, current: WindowCounts, previous: WindowCounts, elapsed: float) -> float:
-        if self.trained < MIN_TRAINED:
-            return rate_extrapolation(current=current, previous=previous, elapsed=elapsed)
+        base = rate_extrapolation(current=current, previous=previous, elapsed=elapsed)
         x = features(current=current, previous=previous, elapsed=elapsed)
-        log_plays = float(self.model.predict_one(x))
-        return max(0.0, math.expm1(min(log_plays, 20.0))) if math.isfinite(log_plays) else 0.0
+        correction = float(self.model.predict_one(x))
+        if not math.isfinite(correction):
+            correction = 0.0
+        correction = max(-MAX_CORRECTION, min(MAX_CORRECTION, correction))
+        return max(0.0, math.expm1(math.log1p(base) + correction))
 
     def learn(self, *, current: WindowCounts, previous: WindowCounts, next_plays: int) -> None:
-        """One delayed label: a closed window ``current`` (elapsed 1) and what came after it."""
+        """One delayed label: a complete window ``current`` and the plays of the one after it."""
         x = features(current=current, previous=previous, elapsed=1.0)
-        self.model.learn_one(x, math.log1p(next_plays))
+        self.model.learn_one(x, math.log1p(next_plays) - math.log1p(current.plays))
         self.trained += 1

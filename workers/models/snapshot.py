@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pickle
 import zlib
+from importlib.metadata import version
 from typing import Any
 
 import orjson
-import river
 
+RIVER_VERSION = version("river")
 MAGIC = b"WKM"
 FORMAT_VERSION = 1
 
@@ -27,7 +28,7 @@ def dump(model: Any, *, kind: str) -> bytes:
     header = orjson.dumps(
         {
             "format": FORMAT_VERSION,
-            "river": river.__version__,
+            "river": RIVER_VERSION,
             "kind": kind,
             "model": getattr(model, "version", type(model).__name__),
         }

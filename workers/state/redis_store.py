@@ -50,7 +50,7 @@ class RedisStore:
                     key(u.tenant, "track", u.track_id),
                     key(u.tenant, "track", u.track_id, "listeners", u.window),
                 ]
-                args = [
+                args: list[str | int] = [
                     u.type,
                     u.ms_played,
                     u.track_id,
@@ -75,7 +75,9 @@ class RedisStore:
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
         blob = await self._client.get(key(tenant, "model", kind))
-        return bytes(blob) if blob is not None else None
+        if blob is None:
+            return None
+        return blob.encode() if isinstance(blob, str) else bytes(blob)
 
     async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
         if not snapshots:

@@ -106,7 +106,21 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
     hours, values = tuple(values[:24]), values[24:]
     distinct, rolled, values = values[0], values[1], values[2:]
     counts = [WindowCounts(*values[i : i + 5]) for i in range(0, 25, 5)]
-    user = UserState(*user_values, hours=hours, distinct_tracks=distinct)  # type: ignore[arg-type]
+    events, plays, skips, likes, shares, near30, repeats, ms_played, first_ts, last_ts = user_values
+    user = UserState(
+        events,
+        plays,
+        skips,
+        likes,
+        shares,
+        near30,
+        repeats,
+        ms_played,
+        first_ts,
+        last_ts,
+        hours=hours,
+        distinct_tracks=distinct,
+    )
     closed = (counts[2], counts[3], counts[4]) if rolled >= 0 else None
     return ListeningState(
         user=user, current=counts[0], previous=counts[1], rolled_from=rolled, closed=closed

@@ -1,0 +1,75 @@
+"""Builders shared by unit and integration tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from workers.client import audio_headers, pcm_bytes
+from workers.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record
+from workers.schemas import SCHEMAS
+
+TS = 1_764_000_000_000
+OUTPUT_SCHEMAS = {
+    "audio.features": "audio.features",
+    "predictions.anomaly": "prediction.anomaly",
+    "predictions.popularity": "prediction.popularity",
+}
+
+
+def tone(
+    seconds: float = 0.5, sr: int = 44100, channels: int = 2, freq: float = 440.0
+) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return np.repeat((0.3 * np.sin(2 * np.pi * freq * t))[:, None], channels, axis=1)
+
+
+def chunk_record(
+    tenant: str,
+    stream: str,
+    seq: int,
+    *,
+    sr: int = 44100,
+    channels: int = 2,
+    samples: np.ndarray | None = None,
+    offset: int = 0,
+) -> Record:
+    samples = tone(sr=sr, channels=channels) if samples is None else samples
+    headers = audio_headers(
+        tenant=tenant, stream=stream, seq=seq, sample_rate=sr, channels=channels
+    )
+    return Record(
+        AUDIO_CHUNKS, 0, offset, f"{tenant}/{stream}".encode(), pcm_bytes(samples), tuple(headers)
+    )
+
+
+def event_body(
+    tenant: str,
+    user: str,
+    event_id: str,
+    *,
+    track: str = "t1",
+    kind: str = "play",
+    ts: int = TS,
+    ms_played: int = 120_000,
+) -> dict[str, object]:
+    body: dict[str, object] = {
+        "event_id": event_id,
+        "tenant": tenant,
+        "user_id": user,
+        "track_id": track,
+        "type": kind,
+        "ts": ts,
+    }
+    if kind in ("play", "skip"):
+        body["ms_played"] = ms_played
+    return body
+
+
+def event_record(tenant: str, user: str, event_id: str, offset: int = 0, **kw: object) -> Record:
+    body = event_body(tenant, user, event_id, **kw)  # type: ignore[arg-type]
+    return Record(LISTENING_EVENTS, 0, offset, f"{tenant}/{user}".encode(), orjson.dumps(body))
+
+
+def schema_error(topic: str, value: dict[str, object]) -> str | None:
+    return SCHEMAS.first_error(OUTPUT_SCHEMAS[topic], value)

@@ -1,0 +1,86 @@
+"""Real processes only: the embedded Kafka-protocol broker, a Redis server, worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from workers.client import Collector
+from workers.stack import RedisServer, Stack, stop_process
+from workers.testing import WorkerProcess
+
+TENANTS = "acme,beats"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    workdir = tmp_path_factory.mktemp("redis")
+    server = RedisServer()
+    server.start(workdir / "redis.log", workdir)
+    yield server
+    stop_process(server.process)
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    running = Stack().start()
+    yield running
+    running.stop()
+
+
+def start_worker(stack: Stack, log: Path, **env: str) -> WorkerProcess:
+    worker = WorkerProcess(
+        {
+            **stack.env(),
+            "WORKERS_TENANTS": TENANTS,
+            "WORKERS_REBALANCE_TIMEOUT_S": "3",
+            "WORKERS_SESSION_TIMEOUT_S": "6",
+            "WORKERS_CHECKPOINT_INTERVAL_S": "2",
+            **env,
+        },
+        log=log,
+    )
+    worker.start()
+    try:
+        worker.wait_ready(timeout=90)
+    except BaseException:
+        worker.kill()
+        print(log.read_text()[-5000:])
+        raise
+    return worker
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    process = start_worker(stack, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.terminate()
+
+
+@pytest.fixture
+async def collector(stack: Stack) -> AsyncIterator[Collector]:
+    running = await Collector(stack.broker.bootstrap).start()
+    yield running
+    await running.stop()
+
+
+def run(coro: object) -> object:
+    return asyncio.get_event_loop().run_until_complete(coro)  # type: ignore[arg-type]

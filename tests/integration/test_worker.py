@@ -1,0 +1,184 @@
+"""A real worker process on the embedded broker and Redis, used as a tenant would use it."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+
+from tests.helpers import event_body, schema_error, tone
+from workers.client import Collector, Received, audio_headers, pcm_bytes, start_producer
+from workers.records import (
+    ANOMALY,
+    AUDIO_CHUNKS,
+    AUDIO_FEATURES,
+    DEADLETTER,
+    LISTENING_EVENTS,
+    POPULARITY,
+)
+from workers.stack import Stack
+from workers.testing import WorkerProcess, metric_value
+
+
+def keyed(prefix: str, *topics: str):
+    return lambda r: r.topic in topics and (r.key or b"").decode().startswith(prefix)
+
+
+async def send_chunks(stack: Stack, tenant: str, stream: str, n: int, **kw: object) -> None:
+    producer = await start_producer(stack.broker.bootstrap)
+    for seq in range(n):
+        samples = tone(sr=int(kw.get("sr", 44100)), channels=int(kw.get("channels", 2)))  # type: ignore[call-overload]
+        headers = audio_headers(
+            tenant=tenant,
+            stream=stream,
+            seq=seq,
+            sample_rate=int(kw.get("sr", 44100)),  # type: ignore[call-overload]
+            channels=int(kw.get("channels", 2)),
+            track="t1",
+        )  # type: ignore[call-overload]
+        await producer.send(
+            AUDIO_CHUNKS, pcm_bytes(samples), key=f"{tenant}/{stream}".encode(), headers=headers
+        )
+    await producer.stop()
+
+
+async def send_events(stack: Stack, bodies: list[dict[str, object]]) -> None:
+    producer = await start_producer(stack.broker.bootstrap)
+    for body in bodies:
+        await producer.send(
+            LISTENING_EVENTS, orjson.dumps(body), key=f"{body['tenant']}/{body['user_id']}".encode()
+        )
+    await producer.stop()
+
+
+def check_schema(messages: list[Received]) -> None:
+    for message in messages:
+        assert schema_error(message.topic, message.json()) is None, message.value
+
+
+async def test_both_agents_for_several_tenants(
+    worker: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    await send_chunks(stack, "acme", "e2e-a", 6, sr=48000, channels=2)
+    await send_chunks(stack, "beats", "e2e-b", 4, sr=16000, channels=1)
+    await send_events(
+        stack,
+        [event_body("acme", "e2e-u1", f"e2e-a{i}", track="tA") for i in range(10)]
+        + [event_body("beats", "e2e-u1", f"e2e-b{i}", track="tB") for i in range(5)],
+    )
+
+    features = await collector.wait_for(keyed("acme/e2e-a", AUDIO_FEATURES), 6)
+    assert [m.json()["seq"] for m in features] == list(range(6))  # one stream stays in order
+    assert len(await collector.wait_for(keyed("beats/e2e-b", AUDIO_FEATURES), 4)) == 4
+    audio_scores = await collector.wait_for(keyed("acme/e2e-a", ANOMALY), 6)
+    listening = await collector.wait_for(keyed("acme/e2e-u1", ANOMALY), 10)
+    popularity_a = await collector.wait_for(keyed("acme/tA", POPULARITY), 10)
+    popularity_b = await collector.wait_for(keyed("beats/tB", POPULARITY), 5)
+    assert (len(audio_scores), len(listening), len(popularity_a), len(popularity_b)) == (
+        6,
+        10,
+        10,
+        5,
+    )
+    check_schema(features + audio_scores + listening + popularity_a + popularity_b)
+    assert sorted(m.json()["plays"] for m in popularity_a) == list(range(1, 11))
+    assert max(m.json()["plays"] for m in popularity_b) == 5  # tenants counted apart
+    assert all(m.json()["tenant"] == "beats" for m in popularity_b)
+    assert not collector.matching(keyed("acme/e2e", DEADLETTER))
+
+
+async def test_every_bad_input_is_one_dead_letter(
+    worker: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    good = event_body("acme", "bad-u", "bad-ok")
+    nan = pcm_bytes(np.full((64, 1), np.nan), encoding="f32le")
+
+    def hdr(**kw: object) -> list[tuple[str, bytes]]:
+        base = dict(tenant="acme", stream="bad-s", seq=0, sample_rate=44100, channels=1)
+        return audio_headers(**{**base, **kw})  # type: ignore[arg-type]
+
+    cases = [  # (topic, key, value, headers, reason)
+        (LISTENING_EVENTS, b"acme/bad-u", b"{nope", [], "malformed-json"),
+        (LISTENING_EVENTS, b"acme/bad-u", b"", [], "empty-value"),
+        (
+            LISTENING_EVENTS,
+            b"acme/bad-u",
+            orjson.dumps({**good, "type": "buy"}),
+            [],
+            "schema-invalid",
+        ),
+        (
+            LISTENING_EVENTS,
+            b"acme/bad-u",
+            orjson.dumps({**good, "ts": 12}),
+            [],
+            "timestamp-out-of-range",
+        ),
+        (
+            LISTENING_EVENTS,
+            b"zzz/bad-u",
+            orjson.dumps({**good, "tenant": "zzz"}),
+            [],
+            "unknown-tenant",
+        ),
+        (LISTENING_EVENTS, b"acme/other", orjson.dumps(good), [], "bad-key"),
+        (AUDIO_CHUNKS, b"acme/bad-s", b"\x00\x01\x02", hdr(), "truncated-pcm"),
+        (AUDIO_CHUNKS, b"acme/bad-s", nan, hdr(seq=1, encoding="f32le"), "non-finite-samples"),
+        (AUDIO_CHUNKS, b"acme/bad-s", b"\x00\x00" * 64, hdr(sample_rate=999), "bad-headers"),
+        (AUDIO_CHUNKS, b"acme/bad-s", b"\x00\x00" * 64, hdr(channels=12), "bad-headers"),
+        (AUDIO_CHUNKS, b"acme/bad-s", b"\x00\x00" * 64, [("tenant", b"acme")], "bad-headers"),
+        (AUDIO_CHUNKS, b"nobody/bad-s", b"\x00\x00" * 64, hdr(tenant="nobody"), "unknown-tenant"),
+    ]
+    producer = await start_producer(stack.broker.bootstrap)
+    for topic, key, value, headers, _ in cases:
+        await producer.send(topic, value, key=key, headers=headers)
+    await producer.send(LISTENING_EVENTS, orjson.dumps(good), key=b"acme/bad-u")
+    await producer.send(LISTENING_EVENTS, orjson.dumps(good), key=b"acme/bad-u")  # duplicate
+    await producer.stop()
+
+    letters = await collector.wait_for(
+        lambda r: (
+            r.topic == DEADLETTER
+            and (r.key or b"").split(b"/")[-1] in (b"bad-u", b"bad-s", b"other")
+        ),
+        len(cases) + 1,
+    )
+    assert len(letters) == len(cases) + 1
+    by_offset = sorted(
+        letters, key=lambda r: (r.header("source-topic"), int(r.header("source-offset") or 0))
+    )
+    reasons = sorted(r.header("error") or "" for r in by_offset)
+    assert reasons == sorted([c[4] for c in cases] + ["duplicate-event"])
+    for letter in letters:
+        assert letter.header("error-detail")
+        assert letter.header("source-partition") is not None
+    assert [r.value for r in letters if r.header("error") == "malformed-json"] == [b"{nope"]
+    # the good event between them was processed normally, once
+    assert len(await collector.wait_for(keyed("acme/bad-u", ANOMALY), 1)) == 1
+
+
+async def test_health_ready_and_metrics(worker: WorkerProcess) -> None:
+    assert worker.status("/healthz") == 200
+    assert worker.status("/ready") == 200
+    text = worker.metrics()
+    for name in (
+        "workers_records_in_total",
+        "workers_records_out_total",
+        "workers_records_processed_total",
+        "workers_deadletters_total",
+        "workers_latency_seconds_bucket",
+        "workers_stage_seconds_bucket",
+    ):
+        assert name in text
+    assert metric_value(text, "workers_assigned_partitions") == 8
+    assert (
+        metric_value(text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ok") >= 1
+    )
+
+
+async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack) -> None:
+    client = aioredis.Redis.from_url(stack.redis.url)
+    names = [name async for name in client.scan_iter()]
+    await client.aclose()
+    assert names
+    assert all(name.startswith((b"{acme}:", b"{beats}:")) for name in names), names

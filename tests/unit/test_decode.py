@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.audio import decode_pcm, downmix, header_text, parse_headers, resample
+from workers.errors import Reason, Rejected
+
+GOOD = {
+    "tenant": "acme",
+    "stream": "s1",
+    "seq": "3",
+    "sample-rate": "44100",
+    "channels": "2",
+    "encoding": "s16le",
+}
+
+
+def test_parse_headers() -> None:
+    h = parse_headers({**GOOD, "track": "t9", "ts": "1764000000000"})
+    assert (h.tenant, h.stream, h.seq, h.sample_rate, h.channels, h.encoding, h.track, h.ts) == (
+        "acme",
+        "s1",
+        3,
+        44100,
+        2,
+        "s16le",
+        "t9",
+        1764000000000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "word"),
+    [
+        ({"tenant": None}, "tenant"),
+        ({"seq": "-1"}, "seq"),
+        ({"seq": "01"}, "seq"),
+        ({"sample-rate": "7999"}, "sample-rate"),
+        ({"sample-rate": "192001"}, "sample-rate"),
+        ({"sample-rate": "1"}, "sample-rate"),
+        ({"channels": "0"}, "channels"),
+        ({"channels": "9"}, "channels"),
+        ({"encoding": "mp3"}, "encoding"),
+        ({"tenant": "../etc"}, "tenant"),
+        ({"stream": "a b"}, "stream"),
+    ],
+)
+def test_bad_headers(change: dict[str, str | None], word: str) -> None:
+    headers = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
+    with pytest.raises(Rejected) as caught:
+        parse_headers(headers)
+    assert caught.value.reason is Reason.BAD_HEADERS
+    assert word in caught.value.detail
+
+
+def test_header_text_rejects_non_utf8() -> None:
+    with pytest.raises(Rejected) as caught:
+        header_text([("tenant", b"\xff\xfe")])
+    assert caught.value.reason is Reason.BAD_HEADERS
+
+
+def test_decode_s16_interleaved() -> None:
+    h = parse_headers(GOOD)
+    raw = np.array([0, -32768, 16384, 32767], dtype="<i2").tobytes()
+    samples = decode_pcm(raw, headers=h)
+    assert samples.shape == (2, 2)
+    np.testing.assert_allclose(samples, [[0, -1], [0.5, 32767 / 32768]])
+    np.testing.assert_allclose(downmix(samples), [-0.5, (0.5 + 32767 / 32768) / 2])
+
+
+def test_decode_f32() -> None:
+    h = parse_headers({**GOOD, "encoding": "f32le", "channels": "1"})
+    samples = decode_pcm(np.array([0.25, -0.5], "<f4").tobytes(), headers=h)
+    np.testing.assert_allclose(samples[:, 0], [0.25, -0.5])
+
+
+@pytest.mark.parametrize(
+    ("payload", "encoding", "reason"),
+    [
+        (b"", "s16le", Reason.EMPTY_VALUE),
+        (b"\x00\x01\x02", "s16le", Reason.TRUNCATED_PCM),
+        (np.array([np.nan, 0], "<f4").tobytes(), "f32le", Reason.NON_FINITE_SAMPLES),
+        (np.array([np.inf, 0], "<f4").tobytes(), "f32le", Reason.NON_FINITE_SAMPLES),
+        (b"\x00" * (2 * 2 * 8000 * 11), "s16le", Reason.OVERSIZED),
+    ],
+)
+def test_bad_payloads(payload: bytes, encoding: str, reason: Reason) -> None:
+    h = parse_headers({**GOOD, "encoding": encoding, "sample-rate": "8000"})
+    with pytest.raises(Rejected) as caught:
+        decode_pcm(payload, headers=h)
+    assert caught.value.reason is reason
+
+
+@pytest.mark.parametrize("sr_in", [8000, 11025, 16000, 22050, 44100, 48000, 96000, 192000])
+def test_resample_keeps_duration_and_pitch(sr_in: int) -> None:
+    t = np.arange(sr_in // 2) / sr_in
+    tone = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    out = resample(tone, sr_in=sr_in, sr_out=22050)
+    assert abs(len(out) - 22050 // 2) <= 1
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * 22050 / len(out) - 1000) < 5
+
+
+header_values = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["0", "1", "8000", "44100", "s16le", "f32le", "acme", "2"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    payload=st.binary(max_size=4096),
+    headers=st.dictionaries(st.sampled_from(list(GOOD)), header_values, max_size=8),
+)
+def test_any_bytes_and_headers_decode_or_are_rejected(
+    payload: bytes, headers: dict[str, str]
+) -> None:
+    """Whatever arrives, the decoder returns finite samples or raises Rejected: nothing else."""
+    try:
+        h = parse_headers(headers)
+        samples = decode_pcm(payload, headers=h)
+    except Rejected as rejected:
+        assert rejected.reason in Reason
+        return
+    assert samples.ndim == 2 and samples.shape[1] == h.channels
+    assert np.isfinite(samples).all()

@@ -1,0 +1,132 @@
+import json
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.errors import Reason, Rejected
+from workers.listening import behaviour, parse_event, reasons, to_update
+from workers.state.store import UserState
+
+GOOD = {
+    "event_id": "e1",
+    "tenant": "acme",
+    "user_id": "u1",
+    "track_id": "t1",
+    "type": "play",
+    "ts": 1_764_000_000_000,
+    "ms_played": 31_000,
+    "track_ms": 200_000,
+}
+
+
+def parse(body: object, key: bytes | None = b"acme/u1") -> object:
+    return parse_event(orjson.dumps(body) if not isinstance(body, bytes) else body, key=key)
+
+
+def test_good_event() -> None:
+    event = parse(GOOD)
+    update = to_update(event, window_s=3600)
+    assert update.near_30s and not update.completed
+    assert update.window == GOOD["ts"] // 3_600_000
+    assert update.hour == (GOOD["ts"] // 3_600_000) % 24
+
+
+def test_like_needs_no_ms_played() -> None:
+    body = {k: v for k, v in GOOD.items() if k not in ("ms_played", "track_ms")} | {"type": "like"}
+    assert parse(body).type == "like"
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "reason"),
+    [
+        (b"", b"acme/u1", Reason.EMPTY_VALUE),
+        (b"{not json", b"acme/u1", Reason.MALFORMED_JSON),
+        (b"[1, 2]", b"acme/u1", Reason.SCHEMA_INVALID),
+        (b'"text"', b"acme/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "type": "download"}, b"acme/u1", Reason.SCHEMA_INVALID),
+        ({k: v for k, v in GOOD.items() if k != "ms_played"}, b"acme/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "ts": "yesterday"}, b"acme/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "ms_played": -5}, b"acme/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "ms_played": 10**12}, b"acme/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "tenant": "ACME"}, b"ACME/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "tenant": "a*"}, b"a*/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "user_id": "{x}"}, b"acme/{x}", Reason.SCHEMA_INVALID),
+        ({**GOOD, "country": "France"}, b"acme/u1", Reason.SCHEMA_INVALID),
+        ({**GOOD, "ts": 1_764_000_000}, b"acme/u1", Reason.TIMESTAMP_OUT_OF_RANGE),
+        ({**GOOD, "ts": 5_000_000_000_000}, b"acme/u1", Reason.TIMESTAMP_OUT_OF_RANGE),
+        (GOOD, b"acme/u2", Reason.BAD_KEY),
+        (GOOD, None, Reason.BAD_KEY),
+        (b"{" + b'"a":1,' * 20000 + b'"b":2}', b"acme/u1", Reason.OVERSIZED),
+    ],
+)
+def test_bad_events(body: object, key: bytes | None, reason: Reason) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse(body, key)
+    assert caught.value.reason is reason
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+def _dumps(value: object) -> bytes:
+    """stdlib json, which also writes integers beyond 64 bits (orjson refuses them)."""
+    return json.dumps(value).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.dictionaries(st.sampled_from(list(GOOD)), json_values).map(_dumps),
+        st.builds(
+            lambda d: _dumps({**GOOD, **d}),
+            st.dictionaries(st.sampled_from(list(GOOD)), json_values, max_size=2),
+        ),
+    )
+)
+def test_anything_parses_or_is_rejected(value: bytes) -> None:
+    try:
+        event = parse_event(value, key=b"acme/u1")
+    except Rejected as rejected:
+        assert rejected.reason in Reason
+        return
+    assert event.tenant == "acme" and event.user_id == "u1"
+
+
+def test_bot_like_behaviour_is_named() -> None:
+    bot = UserState(
+        events=200,
+        plays=200,
+        near30=190,
+        repeats=150,
+        ms_played=200 * 31_000,
+        first_ts=0,
+        last_ts=3 * 3_600_000,
+        hours=(9,) * 20 + (10,) * 2 + (0,) * 2,
+        distinct_tracks=3,
+    )
+    features = behaviour(bot)
+    assert all(0.0 <= v <= 1.0 for v in features.values())
+    assert {"near_30s_share", "repeat_ratio", "distinct_ratio", "skip_rate"} <= set(
+        reasons(features, bot)
+    )
+    human = UserState(
+        events=40,
+        plays=30,
+        skips=10,
+        near30=2,
+        repeats=1,
+        first_ts=0,
+        last_ts=20 * 3_600_000,
+        hours=(0,) * 18 + (8,) * 5 + (0,),
+        distinct_tracks=35,
+    )
+    assert reasons(behaviour(human), human) == []

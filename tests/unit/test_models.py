@@ -1,0 +1,127 @@
+"""River-style contract over every model kind, plus behaviour checks."""
+
+import copy
+import pickle
+import random
+
+import pytest
+
+from workers.models import AnomalyDetector, PopularityModel, WindowCounts, snapshot
+from workers.models.registry import ModelRegistry
+from workers.processing import model_factories
+from workers.state import MemoryStore
+
+KINDS = sorted(model_factories())
+
+
+def feed(model: object, n: int, seed: int = 0, features: tuple[str, ...] = ("a", "b", "c")) -> None:
+    rng = random.Random(seed)
+    for _ in range(n):
+        if isinstance(model, AnomalyDetector):
+            model.step({f: rng.random() for f in features})
+        else:
+            assert isinstance(model, PopularityModel)
+            c = WindowCounts(plays=rng.randint(0, 50), listeners=rng.randint(0, 20))
+            model.learn(current=c, previous=c, next_plays=rng.randint(0, 60))
+
+
+def predict(model: object) -> float:
+    if isinstance(model, AnomalyDetector):
+        return model.score({"a": 0.5, "b": 0.5, "c": 0.5})
+    c = WindowCounts(plays=10, listeners=5)
+    return model.predict(current=c, previous=c, elapsed=0.5)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pickle_round_trip_before_and_after_learning(kind: str) -> None:
+    model = model_factories()[kind]()
+    for n in (0, 300):
+        feed(model, n)
+        clone = pickle.loads(pickle.dumps(model))
+        assert predict(clone) == predict(model)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_clone_is_independent(kind: str) -> None:
+    model = model_factories()[kind]()
+    feed(model, 50)
+    clone = copy.deepcopy(model)
+    before = predict(model)
+    feed(clone, 300, seed=1)
+    assert predict(model) == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_snapshot_is_small_and_versioned(kind: str) -> None:
+    model = model_factories()[kind]()
+    feed(model, 1000)
+    blob = snapshot.dump(model, kind=kind)
+    assert len(blob) <= 1024 * 1024
+    header = snapshot.read_header(blob)
+    assert header["kind"] == kind and header["format"] == 1 and header["river"]
+    restored = snapshot.load(blob, kind=kind)
+    assert predict(restored) == predict(model)
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.load(blob, kind="something-else")
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.load(blob[:-20], kind=kind)
+
+
+def test_anomaly_detector_handles_missing_and_new_features() -> None:
+    detector = AnomalyDetector.create()
+    feed(detector, 300)
+    verdict = detector.step({"a": 0.1, "d": 0.9})
+    assert 0.0 <= verdict.score <= 1.0
+
+
+def test_warm_up_suppresses_alarms_then_outliers_are_flagged() -> None:
+    detector = AnomalyDetector.create(warmup=200)
+    rng = random.Random(3)
+    early = [
+        detector.step({"a": rng.gauss(0.5, 0.02), "b": rng.gauss(0.5, 0.02)}) for _ in range(200)
+    ]
+    assert not any(v.is_anomaly for v in early)
+    for _ in range(800):
+        detector.step({"a": rng.gauss(0.5, 0.02), "b": rng.gauss(0.5, 0.02)})
+    normal = [
+        detector.step({"a": rng.gauss(0.5, 0.02), "b": rng.gauss(0.5, 0.02)}) for _ in range(200)
+    ]
+    outliers = [detector.step({"a": 0.05, "b": 0.95}, learn=False) for _ in range(20)]
+    assert sum(v.is_anomaly for v in normal) <= 10
+    assert sum(v.is_anomaly for v in outliers) >= 18
+    assert min(v.score for v in outliers) > max(v.score for v in normal[:50]) - 0.2
+
+
+def test_popularity_starts_as_the_simple_forecast_then_learns_the_trend() -> None:
+    model = PopularityModel.create()
+    current, previous = WindowCounts(plays=30), WindowCounts(plays=50)
+    assert model.predict(current=current, previous=previous, elapsed=0.5) == pytest.approx(
+        30 + 50 * 0.5
+    )
+    for plays in range(40, 200):  # a steadily growing track: next = 1.1 x this window
+        model.learn(
+            current=WindowCounts(plays=plays, listeners=plays // 2),
+            previous=WindowCounts(plays=int(plays / 1.1)),
+            next_plays=int(plays * 1.1),
+        )
+    forecast = model.predict(
+        current=WindowCounts(plays=100, listeners=50), previous=WindowCounts(plays=91), elapsed=1.0
+    )
+    assert 90 < forecast < 130
+
+
+async def test_registry_restores_from_checkpoint_and_bounds_memory() -> None:
+    store = MemoryStore()
+    registry = ModelRegistry(store, model_factories(), max_models=2)
+    model = await registry.get("acme", "audio-anomaly")
+    feed(model, 100)
+    registry.touched("acme", "audio-anomaly")
+    assert await registry.checkpoint() == 1
+    other = ModelRegistry(store, model_factories())
+    restored = await other.get("acme", "audio-anomaly")
+    assert restored.seen == 100 and other.restored == 1
+    for tenant in ("b", "c", "d"):
+        (await registry.get(tenant, "audio-anomaly")).step({"a": 1.0})
+        registry.touched(tenant, "audio-anomaly")
+    assert len(registry) == 2
+    assert await store.load_snapshot("b", "audio-anomaly") is not None  # saved on eviction

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+
+from tests.helpers import chunk_record, event_record, schema_error, tone
+from workers.errors import Reason
+from workers.models import ModelRegistry
+from workers.processing import AudioProcessor, ListeningProcessor, model_factories
+from workers.records import ANOMALY, AUDIO_FEATURES, DEADLETTER, POPULARITY, Record
+from workers.state import MemoryStore
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def audio(store: MemoryStore) -> AudioProcessor:
+    return AudioProcessor(
+        tenants=["acme", "beats"],
+        store=store,
+        models=ModelRegistry(store, model_factories()),
+        model_rate=22050,
+    )
+
+
+@pytest.fixture
+def listening(store: MemoryStore) -> ListeningProcessor:
+    return ListeningProcessor(
+        tenants=["acme", "beats"],
+        store=store,
+        models=ModelRegistry(store, model_factories()),
+        window_s=3600,
+    )
+
+
+async def test_audio_chunk_gives_features_and_a_score(audio: AudioProcessor) -> None:
+    outcome = await audio.process(chunk_record("acme", "s1", 0))
+    assert outcome.rejected is None
+    assert [o.topic for o in outcome.outputs] == [AUDIO_FEATURES, ANOMALY]
+    for output in outcome.outputs:
+        assert isinstance(output.value, dict)
+        assert schema_error(output.topic, {**output.value, "latency_ms": 1.0}) is None
+        assert output.key == "acme/s1"
+    assert set(outcome.stages) >= {"validate", "decode", "state", "features", "model"}
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6, 8])
+@pytest.mark.parametrize("sr", [8000, 22050, 48000, 192000])
+async def test_any_rate_and_channel_count(audio: AudioProcessor, sr: int, channels: int) -> None:
+    outcome = await audio.process(
+        chunk_record(
+            "acme",
+            f"s{sr}-{channels}",
+            0,
+            sr=sr,
+            channels=channels,
+            samples=tone(sr=sr, channels=channels, seconds=0.2),
+        )
+    )
+    assert outcome.rejected is None
+    features = outcome.outputs[0].value["features"]  # type: ignore[index]
+    assert abs(features["spectral_centroid"] - 440) < 60
+
+
+async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioProcessor) -> None:
+    await audio.process(chunk_record("acme", "s1", 0))
+    gap = await audio.process(chunk_record("acme", "s1", 5))
+    assert gap.outputs[0].value["quality"]["seq_gap"] is True  # type: ignore[index]
+    assert gap.outputs[1].value["is_anomaly"] is True  # type: ignore[index]
+    repeat = await audio.process(chunk_record("acme", "s1", 5))
+    assert repeat.rejected is not None and repeat.rejected.reason is Reason.DUPLICATE_CHUNK
+
+
+async def test_clipping_is_reported(audio: AudioProcessor) -> None:
+    loud = np.clip(tone() * 10, -1, 1)
+    outcome = await audio.process(chunk_record("acme", "s1", 0, samples=loud))
+    anomaly = outcome.outputs[1].value
+    assert "clipping" in anomaly["reasons"] and anomaly["is_anomaly"]  # type: ignore[index]
+
+
+async def test_unknown_tenant_and_bad_key(audio: AudioProcessor) -> None:
+    outcome = await audio.process(chunk_record("mallory", "s1", 0))
+    assert outcome.rejected.reason is Reason.UNKNOWN_TENANT  # type: ignore[union-attr]
+    record = chunk_record("acme", "s1", 0)
+    wrong_key = Record(record.topic, 1, 7, b"beats/s1", record.value, record.headers)
+    outcome = await audio.process(wrong_key)
+    assert outcome.rejected.reason is Reason.BAD_KEY  # type: ignore[union-attr]
+    (letter,) = outcome.outputs
+    assert letter.topic == DEADLETTER and letter.value == record.value
+    headers = dict(letter.headers)
+    assert headers["source-partition"] == b"1" and headers["source-offset"] == b"7"
+    assert headers["error"] == b"bad-key"
+
+
+async def test_listening_event_gives_anomaly_and_popularity(listening: ListeningProcessor) -> None:
+    (outcome,) = await listening.process_batch([event_record("acme", "u1", "e1")])
+    assert outcome.rejected is None
+    assert [o.topic for o in outcome.outputs] == [ANOMALY, POPULARITY]
+    for output in outcome.outputs:
+        assert schema_error(output.topic, {**output.value, "latency_ms": 1.0}) is None  # type: ignore[dict-item]
+    assert outcome.outputs[1].value["plays"] == 1  # type: ignore[index]
+
+
+async def test_batch_mixes_good_bad_and_duplicates_in_order(listening: ListeningProcessor) -> None:
+    records = [
+        event_record("acme", "u1", "e1"),
+        Record("listening.events", 0, 1, b"acme/u1", b"{"),
+        event_record("acme", "u1", "e1"),
+        event_record("beats", "u1", "e1"),
+    ]
+    outcomes = await listening.process_batch(records)
+    assert [o.rejected.reason if o.rejected else None for o in outcomes] == [
+        None,
+        Reason.MALFORMED_JSON,
+        Reason.DUPLICATE_EVENT,
+        None,
+    ]
+    assert all(len(o.outputs) == (1 if o.rejected else 2) for o in outcomes)
+
+
+async def test_popularity_counts_plays_per_event_time_window(listening: ListeningProcessor) -> None:
+    hour = 3_600_000
+    records = [
+        event_record("acme", f"u{i}", f"e{i}", ts=1_764_000_000_000 + i * 60_000) for i in range(5)
+    ]
+    records.append(event_record("acme", "u9", "late", ts=1_764_000_000_000 + 2 * hour))
+    outcomes = await listening.process_batch(records)
+    plays = [o.outputs[1].value["plays"] for o in outcomes]  # type: ignore[index]
+    assert plays[:5] == [1, 2, 3, 4, 5]
+    assert plays[5] == 1
+    assert outcomes[4].outputs[1].value["listeners"] == 5  # type: ignore[index]
+
+
+async def test_tenants_never_share_state(store: MemoryStore, listening: ListeningProcessor) -> None:
+    await listening.process_batch([event_record("beats", "u1", "b1")])
+    before = {k: dict(v) for k, v in store.hashes.items() if k.startswith("{beats}:")}
+    await listening.process_batch([event_record("acme", "u1", f"a{i}") for i in range(20)])
+    after = {k: dict(v) for k, v in store.hashes.items() if k.startswith("{beats}:")}
+    assert before == after
+    assert all(
+        k.startswith(("{acme}:", "{beats}:")) for k in [*store.hashes, *store.sets, *store.seen]
+    )

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from workers.audio import quality_flags
+from workers.audio.quality import longest_run
+
+SR = 16000
+T = np.arange(SR // 2) / SR
+TONE = (0.3 * np.sin(2 * np.pi * 440 * T)).astype(np.float32)[:, None]
+
+
+@pytest.mark.parametrize(("mask", "run"), [([], 0), ([0, 0], 0), ([1, 0, 1, 1], 2), ([1, 1, 1], 3)])
+def test_longest_run(mask: list[int], run: int) -> None:
+    assert longest_run(np.array(mask, dtype=bool)) == run
+
+
+def flags(samples: np.ndarray) -> dict[str, bool]:
+    return quality_flags(samples.astype(np.float32), sr=SR)
+
+
+def test_clean_tone_has_no_flags() -> None:
+    assert not any(flags(TONE).values())
+
+
+def test_silence() -> None:
+    assert flags(np.zeros((SR // 2, 1)))["silence"]
+    assert flags(TONE * 1e-4)["silence"]
+
+
+def test_clipping_needs_a_run_of_full_scale_samples() -> None:
+    assert flags(np.clip(TONE * 10, -1, 1))["clipping"]
+    single_peak = TONE.copy()
+    single_peak[100] = 1.0
+    assert not flags(single_peak)["clipping"]
+
+
+def test_clipping_in_one_channel_of_stereo() -> None:
+    stereo = np.hstack([TONE, np.clip(TONE * 10, -1, 1)])
+    assert flags(stereo)["clipping"]
+
+
+def test_dropout_is_silence_inside_audio() -> None:
+    gap = TONE.copy()
+    gap[2000 : 2000 + int(0.05 * SR)] = 0
+    result = flags(gap)
+    assert result["dropout"] and not result["silence"]
+    short = TONE.copy()
+    short[2000:2010] = 0
+    assert not flags(short)["dropout"]
+
+
+def test_dc_offset() -> None:
+    assert flags(TONE + 0.2)["dc_offset"]

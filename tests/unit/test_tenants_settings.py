@@ -1,0 +1,67 @@
+import pytest
+
+from workers.settings import Settings
+from workers.tenants import InvalidTenantError, is_valid_id, key, prefix, validate_tenant
+
+
+@pytest.mark.parametrize("tenant", ["acme", "a", "label-1", "x_y", "0abc", "a" * 63])
+def test_valid_tenants(tenant: str) -> None:
+    assert validate_tenant(tenant) == tenant
+
+
+@pytest.mark.parametrize(
+    "tenant", ["", "Acme", "-acme", "_a", "a" * 64, "ac me", "a/b", "a*", "{a}", "a:b", "../x", "ä"]
+)
+def test_invalid_tenants(tenant: str) -> None:
+    with pytest.raises(InvalidTenantError):
+        validate_tenant(tenant)
+
+
+def test_keys_carry_the_tenant_hash_tag() -> None:
+    assert prefix("acme") == "{acme}:"
+    assert key("acme", "user", "u1") == "{acme}:user:u1"
+    assert key("acme", "track", "t1", "listeners", 42) == "{acme}:track:t1:listeners:42"
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("u1", True),
+        ("a.b:c@d-e_f", True),
+        ("", False),
+        ("a b", False),
+        ("{x}", False),
+        ("a/b", False),
+        ("x" * 129, False),
+    ],
+)
+def test_ids(value: str, ok: bool) -> None:
+    assert is_valid_id(value) is ok
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKERS_KAFKA_BOOTSTRAP", "k1:9092, k2:9093")
+    monkeypatch.setenv("WORKERS_REDIS_URL", "redis://:secret@r:6379/1")
+    monkeypatch.setenv("WORKERS_TENANTS", "acme, beats ,")
+    monkeypatch.setenv("WORKERS_METRICS_PORT", "9200")
+    settings = Settings(_env_file=None)
+    assert settings.bootstrap_servers == ["k1:9092", "k2:9093"]
+    assert settings.tenants == ("acme", "beats")
+    assert settings.metrics_port == 9200
+    assert "secret" not in repr(settings)
+
+
+def test_settings_defaults_follow_the_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_BOOTSTRAP", "REDIS_URL", "TENANTS", "METRICS_PORT"):
+        monkeypatch.delenv(f"WORKERS_{name}", raising=False)
+    settings = Settings(_env_file=None)
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.redis_url.get_secret_value() == "redis://127.0.0.1:6379/0"
+    assert settings.tenants == ()
+    assert settings.metrics_port == 9108
+
+
+def test_settings_refuse_bad_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKERS_TENANTS", "acme,Not Valid")
+    with pytest.raises(ValueError, match="invalid tenant"):
+        Settings(_env_file=None)
