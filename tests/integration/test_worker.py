@@ -16,6 +16,7 @@ from workers.records import (
     LISTENING_EVENTS,
     POPULARITY,
 )
+from workers.schemas import SCHEMAS
 from workers.stack import Stack
 from workers.testing import WorkerProcess, metric_value
 
