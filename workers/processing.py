@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from workers.audio import (
-    FeatureEngine,
+    StreamingExtractor,
+    StreamState,
     decode_pcm,
     downmix,
     header_text,
@@ -19,6 +23,7 @@ from workers.audio import (
     quality_flags,
     resample,
 )
+from workers.audio.resample import StreamResamplers
 from workers.errors import Reason, Rejected
 from workers.listening import ListeningEvent, behaviour, parse_event, reasons, to_update
 from workers.models import AnomalyDetector, ModelRegistry, PopularityModel
@@ -40,7 +45,7 @@ AUDIO_MODEL = "audio-anomaly"
 LISTENING_MODEL = "listening-anomaly"
 POPULARITY_MODEL = "popularity"
 #: Quality faults that make a chunk anomalous whatever the model says (and keep it out of training).
-AUDIO_FAULTS = ("clipping", "dropout", "seq_gap", "dc_offset")
+AUDIO_FAULTS = ("clipping", "dropout", "seq_gap", "dc_offset", "rate_mismatch")
 #: The feature-vector slice the audio anomaly model sees (chroma is content, not quality).
 AUDIO_MODEL_FEATURES = (
     "rms_db",
@@ -51,6 +56,8 @@ AUDIO_MODEL_FEATURES = (
     "spectral_rolloff",
     "spectral_flatness",
     "onset_strength",
+    "lufs_momentary",
+    *(f"contrast_{i:02d}" for i in range(7)),
     *(f"mfcc_{i:02d}" for i in range(13)),
 )
 
@@ -70,20 +77,28 @@ def _check_tenant(tenant: str, tenants: frozenset[str]) -> None:
 
 class AudioProcessor:
     def __init__(
-        self, *, tenants: Iterable[str], store: StateStore, models: ModelRegistry, model_rate: int
+        self,
+        *,
+        tenants: Iterable[str],
+        store: StateStore,
+        models: ModelRegistry,
+        model_rate: int,
     ) -> None:
         self._tenants = frozenset(tenants)
         self._store = store
         self._models = models
         self._model_rate = model_rate
-        self._engine = FeatureEngine(sr=model_rate)
+        self._extractor = StreamingExtractor(sr=model_rate)
+        self._resamplers = StreamResamplers(sr_out=model_rate)
 
     def warm_up(self) -> None:
         """Run the whole numeric path once so the first real chunk pays no set-up cost."""
-        import numpy as np
-
-        noise = np.random.default_rng(0).standard_normal(self._model_rate // 2).astype(np.float32)
-        self._engine.extract(resample(noise * 0.1, sr_in=44100, sr_out=self._model_rate))
+        noise = np.random.default_rng(0).standard_normal((22050, 2)).astype(np.float32) * 0.1
+        for sr in (44100, 48000, 16000):
+            quality_flags(noise, sr=sr)
+            mono = resample(downmix(noise), sr_in=sr, sr_out=self._model_rate)
+            state, _ = self._extractor.step(StreamState(), mono)
+            StreamState.from_bytes(state.to_bytes())
 
     async def process(self, record: Record) -> Outcome:
         watch = Stopwatch()
@@ -92,14 +107,34 @@ class AudioProcessor:
             headers = parse_headers(header_text(record.headers))
             outcome.tenant = headers.tenant
             _check_tenant(headers.tenant, self._tenants)
-            expected_key = f"{headers.tenant}/{headers.stream}"
-            if record.key is None or record.key != expected_key.encode():
-                raise Rejected(Reason.BAD_KEY, f"key must be {expected_key!r}")
+            key = f"{headers.tenant}/{headers.stream}"
+            if record.key is None or record.key != key.encode():
+                raise Rejected(Reason.BAD_KEY, f"key must be {key!r}")
             watch.lap("validate")
             samples = decode_pcm(record.value or b"", headers=headers)
             watch.lap("decode")
-            accepted, previous = await self._store.advance_stream(
-                headers.tenant, headers.stream, headers.seq
+            detector = await self._models.get(headers.tenant, AUDIO_MODEL)
+            blob = await self._store.load_stream(headers.tenant, headers.stream)
+            watch.lap("state")
+            state = StreamState.from_bytes(blob) if blob else StreamState()
+            if headers.seq <= state.seq:
+                raise Rejected(
+                    Reason.DUPLICATE_CHUNK,
+                    f"seq {headers.seq} is not after {state.seq} in stream {headers.stream!r}",
+                )
+            flags = quality_flags(samples, sr=headers.sample_rate)
+            flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
+            if flags["seq_gap"]:  # never splice audio across a gap: restart framing and filters
+                state = StreamState(seq=state.seq)
+                self._resamplers.reset(key)
+            mono = self._resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
+            state, features = self._extractor.step(state, mono)
+            watch.lap("features")
+            accepted, previous = await self._store.save_stream(
+                headers.tenant,
+                headers.stream,
+                headers.seq,
+                replace(state, seq=headers.seq).to_bytes(),
             )
             watch.lap("state")
             if not accepted:
@@ -107,12 +142,6 @@ class AudioProcessor:
                     Reason.DUPLICATE_CHUNK,
                     f"seq {headers.seq} is not after {previous} in stream {headers.stream!r}",
                 )
-            flags = quality_flags(samples, sr=headers.sample_rate)
-            flags["seq_gap"] = previous >= 0 and headers.seq != previous + 1
-            mono = resample(downmix(samples), sr_in=headers.sample_rate, sr_out=self._model_rate)
-            features = self._engine.extract(mono)
-            watch.lap("features")
-            detector = await self._models.get(headers.tenant, AUDIO_MODEL)
             faults = [name for name in AUDIO_FAULTS if flags[name]]
             x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
             verdict = detector.step(x, learn=not faults)
@@ -129,7 +158,6 @@ class AudioProcessor:
             why.append("model-score")
         is_anomaly = verdict.is_anomaly or bool(faults)
         outcome.anomalies = int(is_anomaly)
-        key = f"{headers.tenant}/{headers.stream}"
         outcome.outputs.append(
             Output(
                 AUDIO_FEATURES,

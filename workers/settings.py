@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1)
     create_topics: bool = True
     #: Model sample rate every audio stream is resampled to.
-    model_sample_rate: int = Field(default=22050, ge=8000, le=48000)
+    model_sample_rate: int = Field(default=22050, ge=16000, le=48000)
     #: Popularity window, in event time.
     popularity_window_s: int = Field(default=3600, ge=60)
     #: Seconds between model checkpoints to Redis (also written on shutdown).

@@ -44,10 +44,13 @@ async def test_redis_and_memory_stores_agree(redis_client: aioredis.Redis) -> No
 
 async def test_stream_sequence_contract(redis_client: aioredis.Redis) -> None:
     memory, store = MemoryStore(), RedisStore(redis_client, window_s=3600)
+    assert await store.load_stream("acme", "s") is None
     for seq in (0, 1, 1, 5, 3, 6):
-        assert await store.advance_stream("acme", "s", seq) == await memory.advance_stream(
-            "acme", "s", seq
+        blob = f"state-{seq}".encode() + bytes(range(256))
+        assert await store.save_stream("acme", "s", seq, blob) == await memory.save_stream(
+            "acme", "s", seq, blob
         )
+        assert await store.load_stream("acme", "s") == await memory.load_stream("acme", "s")
 
 
 async def test_snapshots_round_trip(redis_client: aioredis.Redis) -> None:
@@ -73,7 +76,7 @@ async def test_one_tenant_never_touches_another(redis_client: aioredis.Redis) ->
     assert before
     for seed in range(5):
         await store.apply_listening(scenario("acme", 100, seed=seed))
-        await store.advance_stream("acme", "s", seed)
+        await store.save_stream("acme", "s", seed, b"state")
     assert await _dump_tenant(redis_client, "beats") == before
     async for name in redis_client.scan_iter():
         assert name.startswith((b"{acme}:", b"{beats}:"))

@@ -72,6 +72,39 @@ async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioProces
     assert repeat.rejected is not None and repeat.rejected.reason is Reason.DUPLICATE_CHUNK
 
 
+async def test_stream_state_carries_frames_across_chunks(
+    audio: AudioProcessor, store: MemoryStore
+) -> None:
+    from workers.audio import StreamState
+
+    for seq in range(4):
+        outcome = await audio.process(chunk_record("acme", "cont", seq))
+        assert outcome.rejected is None
+        assert not outcome.outputs[0].value["quality"]["seq_gap"]  # type: ignore[index]
+    blob = await store.load_stream("acme", "cont")
+    assert blob is not None
+    state = StreamState.from_bytes(blob)
+    assert state.seq == 3
+    # 4 x 0.5 s at 22.05 kHz, framed continuously (less the resampler's start-up delay)
+    assert 1 + (4 * 11025 - 2048) // 512 - 2 <= state.frames_seen <= 1 + (4 * 11025 - 2048) // 512
+    assert 0 < state.carry.size < 2048
+
+
+async def test_a_worker_restart_resumes_the_stream_from_the_store(store: MemoryStore) -> None:
+    def processor() -> AudioProcessor:
+        return AudioProcessor(
+            tenants=["acme"],
+            store=store,
+            models=ModelRegistry(store, model_factories()),
+            model_rate=22050,
+        )
+
+    await processor().process(chunk_record("acme", "resume", 0))
+    outcome = await processor().process(chunk_record("acme", "resume", 1))
+    assert outcome.rejected is None
+    assert not outcome.outputs[0].value["quality"]["seq_gap"]  # type: ignore[index]
+
+
 async def test_clipping_is_reported(audio: AudioProcessor) -> None:
     loud = np.clip(tone() * 10, -1, 1)
     outcome = await audio.process(chunk_record("acme", "s1", 0, samples=loud))

@@ -51,3 +51,22 @@ def test_dropout_is_silence_inside_audio() -> None:
 
 def test_dc_offset() -> None:
     assert flags(TONE + 0.2)["dc_offset"]
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return (0.2 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("true_rate", "declared"), [(22050, 48000), (16000, 44100), (8000, 48000)])
+def test_upsampled_content_is_a_rate_mismatch(true_rate: int, declared: int) -> None:
+    import soxr
+
+    content = soxr.resample(_noise(true_rate // 2), true_rate, declared).astype(np.float32)
+    assert quality_flags(content[:, None], sr=declared)["rate_mismatch"]
+
+
+@pytest.mark.parametrize("sr", [16000, 44100, 48000])
+def test_full_band_or_tonal_content_is_not_a_mismatch(sr: int) -> None:
+    t = np.arange(sr // 2) / sr
+    for signal in (_noise(sr // 2), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)):
+        assert not quality_flags(signal[:, None], sr=sr)["rate_mismatch"]

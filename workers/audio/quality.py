@@ -20,6 +20,11 @@ CLIP_RUN = 3
 DROPOUT_MS = 20.0
 DROPOUT_LEVEL = 1e-4
 DC_OFFSET = 0.05
+#: Rate mismatch: content that stops dead (everything above is this far below the peak)...
+RATE_FLOOR_DB = 90.0
+#: ...below this fraction of the declared Nyquist frequency was resampled up from a lower rate.
+RATE_CUTOFF_SHARE = 0.55
+_RATE_FFT = 8192
 
 
 def longest_run(mask: npt.NDArray[np.bool_]) -> int:
@@ -46,4 +51,26 @@ def quality_flags(samples: npt.NDArray[np.float32], *, sr: int) -> dict[str, boo
         "clipping": bool(clipping),
         "dropout": bool(dropout),
         "dc_offset": bool(dc_offset),
+        "rate_mismatch": (not silence) and rate_mismatch(mono),
     }
+
+
+def rate_mismatch(mono: npt.NDArray[np.float32]) -> bool:
+    """True when the content ends in a brick wall well below the declared Nyquist frequency.
+
+    That is what audio resampled up from a lower rate looks like (22.05 kHz content declared
+    as 48 kHz stops dead at 11 kHz). Band-limited content without a wall (a bass line, a
+    low tone) cannot be told apart from a true low-pass, so it is not flagged.
+    """
+    n = min(_RATE_FFT, 1 << (mono.shape[0].bit_length() - 1)) if mono.shape[0] else 0
+    if n < 1024:
+        return False
+    block = mono[:n].astype(np.float64) * np.hanning(n)
+    power = np.abs(np.fft.rfft(block)) ** 2
+    level = 10 * np.log10(np.convolve(power, np.ones(8) / 8, mode="same") + 1e-30)
+    loud = np.flatnonzero(level > level.max() - RATE_FLOOR_DB)
+    cutoff = int(loud[-1]) / (power.shape[0] - 1)
+    # a wall, not a slope: content right up to the cutoff, nothing at all past it
+    near = level[max(0, int(loud[-1]) - power.shape[0] // 50) : int(loud[-1])]
+    has_content_at_edge = near.size > 0 and near.max() > level.max() - 60.0
+    return bool(0.1 < cutoff < RATE_CUTOFF_SHARE and has_content_at_edge)

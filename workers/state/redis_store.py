@@ -67,9 +67,17 @@ class RedisStore:
             replies = await pipe.execute()
         return [decode_listening(reply) for reply in replies]
 
-    async def advance_stream(self, tenant: str, stream: str, seq: int) -> tuple[bool, int]:
+    async def load_stream(self, tenant: str, stream: str) -> bytes | None:
+        state = await self._client.hget(key(tenant, "stream", stream), "state")
+        if state is None:
+            return None
+        return state.encode() if isinstance(state, str) else bytes(state)
+
+    async def save_stream(
+        self, tenant: str, stream: str, seq: int, state: bytes
+    ) -> tuple[bool, int]:
         accepted, previous = await self._stream(
-            keys=[key(tenant, "stream", stream)], args=[seq, STREAM_TTL_S]
+            keys=[key(tenant, "stream", stream)], args=[seq, state, STREAM_TTL_S]
         )
         return bool(accepted), int(previous)
 

@@ -85,8 +85,14 @@ class StateStore(Protocol):
     ) -> list[ListeningState | None]:
         """Apply events atomically, each once; None marks an event_id already applied."""
 
-    async def advance_stream(self, tenant: str, stream: str, seq: int) -> tuple[bool, int]:
-        """(accepted, previous seq or -1); a seq not above the previous one is refused."""
+    async def load_stream(self, tenant: str, stream: str) -> bytes | None:
+        """The state saved after the stream's latest chunk, if any."""
+
+    async def save_stream(
+        self, tenant: str, stream: str, seq: int, state: bytes
+    ) -> tuple[bool, int]:
+        """Save state after chunk ``seq``: (accepted, previous seq or -1). A seq not above
+        the stored one is refused (a repeat, or another worker got there first)."""
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None: ...
 
@@ -198,12 +204,18 @@ class MemoryStore:
             reply.extend(counts(window))
         return decode_listening(reply)
 
-    async def advance_stream(self, tenant: str, stream: str, seq: int) -> tuple[bool, int]:
-        state = self.hashes[key(tenant, "stream", stream)]
-        previous = int(state.get("seq", -1))
+    async def load_stream(self, tenant: str, stream: str) -> bytes | None:
+        return self.blobs.get(key(tenant, "stream", stream))
+
+    async def save_stream(
+        self, tenant: str, stream: str, seq: int, state: bytes
+    ) -> tuple[bool, int]:
+        meta = self.hashes[key(tenant, "stream", stream)]
+        previous = int(meta.get("seq", -1))
         if seq <= previous:
             return False, previous
-        state["seq"] = seq
+        meta["seq"] = seq
+        self.blobs[key(tenant, "stream", stream)] = state
         return True, previous
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
