@@ -17,8 +17,8 @@ from faust.types import EventT, StreamT
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
+from workers.endpoints import HttpServer, build_http_app
 from workers.errors import Reason, Rejected
-from workers.http import HttpServer, build_http_app
 from workers.metrics import Metrics
 from workers.models import ModelRegistry
 from workers.processing import AudioProcessor, ListeningProcessor, model_factories
