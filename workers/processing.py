@@ -124,6 +124,7 @@ class AudioProcessor:
                 )
             flags = quality_flags(samples, sr=headers.sample_rate)
             flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
+            flags["dropout"] = flags["dropout"] or flags["seq_gap"]  # missing audio is a dropout
             if flags["seq_gap"]:  # never splice audio across a gap: restart framing and filters
                 state = StreamState(seq=state.seq)
                 self._resamplers.reset(key)

@@ -70,3 +70,12 @@ def test_full_band_or_tonal_content_is_not_a_mismatch(sr: int) -> None:
     t = np.arange(sr // 2) / sr
     for signal in (_noise(sr // 2), (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)):
         assert not quality_flags(signal[:, None], sr=sr)["rate_mismatch"]
+
+
+def test_silence_at_the_end_is_not_a_dropout() -> None:
+    ending = TONE.copy()
+    ending[-4000:] = 0  # the track ends; no recovery within the chunk
+    assert not flags(ending)["dropout"]
+    starting = TONE.copy()
+    starting[:4000] = 0
+    assert not flags(starting)["dropout"]

@@ -27,13 +27,26 @@ RATE_CUTOFF_SHARE = 0.55
 _RATE_FFT = 8192
 
 
+def _runs(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(starts, ends) of the runs of True in a 1-D mask; ends are exclusive."""
+    padded = np.concatenate(([False], mask, [False]))
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    return edges[::2], edges[1::2]
+
+
+def inner_silence(quiet: npt.NDArray[np.bool_], *, min_len: float) -> bool:
+    """A quiet run of at least ``min_len`` samples with sound before and after it."""
+    starts, ends = _runs(quiet)
+    inside = (starts > 0) & (ends < quiet.shape[0])
+    return bool(((ends - starts)[inside] >= min_len).any())
+
+
 def longest_run(mask: npt.NDArray[np.bool_]) -> int:
     """Length of the longest run of True in a 1-D mask."""
     if not mask.any():
         return 0
-    padded = np.concatenate(([False], mask, [False]))
-    edges = np.flatnonzero(padded[1:] != padded[:-1])
-    return int((edges[1::2] - edges[::2]).max())
+    starts, ends = _runs(mask)
+    return int((ends - starts).max())
 
 
 def quality_flags(samples: npt.NDArray[np.float32], *, sr: int) -> dict[str, bool]:
@@ -44,7 +57,8 @@ def quality_flags(samples: npt.NDArray[np.float32], *, sr: int) -> dict[str, boo
     full_scale = np.abs(samples) >= CLIP_LEVEL
     clipping = any(longest_run(full_scale[:, c]) >= CLIP_RUN for c in range(samples.shape[1]))
     quiet = np.abs(mono) < DROPOUT_LEVEL
-    dropout = (not silence) and longest_run(quiet) >= DROPOUT_MS * sr / 1000.0
+    # a drop to digital silence *and* a recovery: a fade to silence at the end is no dropout
+    dropout = (not silence) and inner_silence(quiet, min_len=DROPOUT_MS * sr / 1000.0)
     dc_offset = abs(float(mono.mean())) > DC_OFFSET if mono.size else False
     return {
         "silence": bool(silence),
