@@ -126,11 +126,18 @@ class Worker:
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = Metrics(registry)
         self.store: StateStore = store or RedisStore.from_url(
             settings.redis_url.get_secret_value(), window_s=settings.popularity_window_s
         )
-        self.models = ModelRegistry(self.store, model_factories())
+        self.models = ModelRegistry(
+            self.store,
+            model_factories(
+                alarm_rate_listening=settings.alarm_rate_listening,
+                alarm_rate_audio=settings.alarm_rate_audio,
+            ),
+            max_models=settings.max_live_models,
+        )
+        self.metrics = Metrics(registry, live_models=self.models.live)
         self.metrics.models_live.set_function(lambda: len(self.models))
         self.metrics.model_restores.set_function(lambda: self.models.restored)
         self.audio = AudioProcessor(

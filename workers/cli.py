@@ -52,12 +52,16 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    targets = ["features"] if args.target == "all" else [args.target]
+    targets = ["features", "models"] if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
             from workers.benchmarks import features
 
             features.run(n=args.n, out_dir=Path(args.out))
+        elif target == "models":
+            from workers.benchmarks import models
+
+            models.run(quick=args.quick, out_dir=Path(args.out))
     return 0
 
 
@@ -74,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seconds", type=float, default=20.0, help="length of the load (default 20)")
     demo.set_defaults(func=_demo)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
-    bench.add_argument("target", nargs="?", default="all", choices=["all", "features"])
+    bench.add_argument("target", nargs="?", default="all", choices=["all", "features", "models"])
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
+    bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")
     bench.add_argument("--out", default="bench-results", help="directory for JSON results")
     bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from workers.errors import Reason, Rejected
+from workers.models.popularity import WindowCounts
 from workers.schemas import SCHEMAS
 from workers.state.store import ListeningUpdate, UserState
 
@@ -94,9 +95,14 @@ def to_update(event: ListeningEvent, *, window_s: int) -> ListeningUpdate:
     )
 
 
-def behaviour(user: UserState) -> dict[str, float]:
-    """A user's behavioural features, each scaled to roughly 0..1."""
+def behaviour(user: UserState, track: WindowCounts | None = None) -> dict[str, float]:
+    """A user's behavioural features, each scaled to roughly 0..1.
+
+    ``track`` is the played track's current window: how many of *all* its listeners'
+    plays ended just past 30 s, the trace a farm of many accounts leaves on its tracks.
+    """
     listens = user.plays + user.skips
+    track_listens = (track.plays + track.skips) if track is not None else 0
     span_h = max(1.0, (user.last_ts - user.first_ts) / 3_600_000)
     hours = [h for h in user.hours if h]
     total = sum(hours)
@@ -110,26 +116,21 @@ def behaviour(user: UserState) -> dict[str, float]:
         "hour_spread": entropy,
         "engagement": min(1.0, (user.likes + user.shares) / max(1, listens)),
         "log_listens": min(1.0, math.log1p(listens) / 10.0),
+        "top_track_share": user.top_track / listens if listens else 0.0,
+        "track_near_30s_share": track.near30 / track_listens if track and track_listens else 0.0,
     }
 
 
-#: (feature, direction, level, minimum listens): what makes a listener look like a bot.
-_SUSPICIOUS = (
-    ("near_30s_share", ">", 0.5, 5),
-    ("repeat_ratio", ">", 0.5, 5),
-    ("distinct_ratio", "<", 0.1, 20),
-    ("hour_spread", ">", 0.9, 50),
-    ("skip_rate", "<", 0.01, 50),
-    ("plays_per_hour", ">", 0.33, 20),
-)
-
-
-def reasons(features: dict[str, float], user: UserState) -> list[str]:
-    """Names of the behavioural features past their suspicious level."""
-    listens = user.plays + user.skips
-    found = []
-    for name, direction, level, minimum in _SUSPICIOUS:
-        value = features[name]
-        if listens >= minimum and (value > level if direction == ">" else value < level):
-            found.append(name)
-    return found
+#: The direction in which each behavioural feature looks like artificial streaming.
+BOT_DIRECTIONS: dict[str, int] = {
+    "plays_per_hour": 1,  # plays around the clock, back to back
+    "near_30s_share": 1,  # stops just past the royalty threshold
+    "repeat_ratio": 1,  # loops the same track
+    "distinct_ratio": -1,  # a handful of tracks
+    "skip_rate": -1,  # never skips
+    "hour_spread": 1,  # no sleep
+    "engagement": -1,  # never likes or shares
+    "log_listens": 1,  # sheer volume
+    "top_track_share": 1,  # catalogue concentration
+    "track_near_30s_share": 1,  # the track's other listeners also stop at 30 s: a farm
+}

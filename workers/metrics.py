@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 #: Seconds; fine below the 10 ms budget, coarse above it.
 LATENCY_BUCKETS = (
@@ -30,7 +35,9 @@ LATENCY_BUCKETS = (
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, live_models: LiveModels | None = None
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.records_in = Counter(
@@ -98,3 +105,65 @@ class Metrics:
             ["operation"],
             registry=r,
         )
+        if live_models is not None:
+            r.register(ModelCollector(live_models))
+
+
+LiveModels = Callable[[], Iterable[tuple[str, str, Any]]]
+
+
+class ModelCollector(Collector):
+    """Model quality, read from the live models at scrape time.
+
+    Labels are ``tenant`` and ``model`` (kind): bounded by the tenant allow-list
+    (``WORKERS_TENANTS``) times three kinds. Counters live in the models' snapshots, so
+    they survive restarts and move with a tenant to another worker.
+    """
+
+    def __init__(self, live_models: LiveModels) -> None:
+        self._live_models = live_models
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["tenant", "model"]
+        seen = CounterMetricFamily(
+            "workers_model_inputs", "Inputs a model has learnt.", labels=labels
+        )
+        alarms = CounterMetricFamily(
+            "workers_model_alarms", "Inputs a detector flagged anomalous.", labels=labels
+        )
+        drifts = CounterMetricFamily(
+            "workers_model_drifts",
+            "Drifts detected (ADWIN) and handled per the model's policy.",
+            labels=labels,
+        )
+        threshold = GaugeMetricFamily(
+            "workers_model_threshold",
+            "A detector's current adaptive alarm threshold (0..1).",
+            labels=labels,
+        )
+        warming = GaugeMetricFamily(
+            "workers_model_warming_up",
+            "1 while a detector is in its warm-up (no alarms).",
+            labels=labels,
+        )
+        mae = GaugeMetricFamily(
+            "workers_model_mae",
+            "Rolling mean absolute error of the popularity forecast "
+            "(plays per window), and of the naive forecast for comparison.",
+            labels=[*labels, "forecast"],
+        )
+        for tenant, kind, model in self._live_models():
+            key = [tenant, kind]
+            if hasattr(model, "calibrator"):  # an anomaly detector
+                seen.add_metric(key, model.seen)
+                alarms.add_metric(key, model.alarms)
+                drifts.add_metric(key, model.drifts)
+                threshold.add_metric(key, model.threshold)
+                warming.add_metric(key, float(model.seen < model.warmup))
+            else:  # the popularity model
+                seen.add_metric(key, model.trained)
+                drifts.add_metric(key, model.drifts)
+                if model.mae.get() is not None:
+                    mae.add_metric([*key, "model"], float(model.mae.get()))
+                    mae.add_metric([*key, "naive"], float(model.naive_mae.get()))
+        yield from (seen, alarms, drifts, threshold, warming, mae)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from workers.audio import (
 )
 from workers.audio.resample import StreamResamplers
 from workers.errors import Reason, Rejected
-from workers.listening import ListeningEvent, behaviour, parse_event, reasons, to_update
+from workers.listening import BOT_DIRECTIONS, ListeningEvent, behaviour, parse_event, to_update
 from workers.models import AnomalyDetector, ModelRegistry, PopularityModel
 from workers.records import (
     ANOMALY,
@@ -62,10 +63,15 @@ AUDIO_MODEL_FEATURES = (
 )
 
 
-def model_factories() -> dict[str, Callable[[], Any]]:
+def model_factories(
+    *, alarm_rate_listening: float = 0.05, alarm_rate_audio: float = 0.02
+) -> dict[str, Callable[[], Any]]:
+    """One factory per model kind: what a tenant gets the first time it is seen."""
     return {
-        AUDIO_MODEL: AnomalyDetector.create,
-        LISTENING_MODEL: AnomalyDetector.create,
+        AUDIO_MODEL: partial(AnomalyDetector.create, alarm_rate=alarm_rate_audio),
+        LISTENING_MODEL: partial(
+            AnomalyDetector.create_tail_rank, BOT_DIRECTIONS, alarm_rate=alarm_rate_listening
+        ),
         POPULARITY_MODEL: PopularityModel.create,
     }
 
@@ -158,6 +164,8 @@ class AudioProcessor:
         if verdict.is_anomaly:
             why.append("model-score")
         is_anomaly = verdict.is_anomaly or bool(faults)
+        # a measured fault (clipping, dropout, ...) is certain: it outranks any model score
+        score = 1.0 if faults else verdict.score
         outcome.anomalies = int(is_anomaly)
         outcome.outputs.append(
             Output(
@@ -187,7 +195,8 @@ class AudioProcessor:
                     "kind": "audio",
                     "subject": headers.stream,
                     "ref": headers.seq,
-                    "score": round(verdict.score, 6),
+                    "score": round(score, 6),
+                    "percentile": round(verdict.percentile, 6),
                     "threshold": round(verdict.threshold, 6),
                     "is_anomaly": is_anomaly,
                     "warming_up": verdict.warming_up,
@@ -256,10 +265,10 @@ class ListeningProcessor:
         self, event: ListeningEvent, state: ListeningState, outcome: Outcome, watch: Stopwatch
     ) -> None:
         detector = await self._models.get(event.tenant, LISTENING_MODEL)
-        features = behaviour(state.user)
+        features = behaviour(state.user, state.current)
         verdict = detector.step(features)
         self._models.touched(event.tenant, LISTENING_MODEL)
-        why = reasons(features, state.user) if verdict.is_anomaly else []
+        why = detector.explain(features) if verdict.is_anomaly else []
         if verdict.is_anomaly:
             why.append("model-score")
         outcome.anomalies = int(verdict.is_anomaly)
@@ -274,10 +283,12 @@ class ListeningProcessor:
                     "subject": event.user_id,
                     "ref": event.event_id,
                     "score": round(verdict.score, 6),
+                    "percentile": round(verdict.percentile, 6),
                     "threshold": round(verdict.threshold, 6),
                     "is_anomaly": verdict.is_anomaly,
                     "warming_up": verdict.warming_up,
                     "reasons": why,
+                    "features": {name: round(value, 6) for name, value in features.items()},
                     "model_version": detector.version,
                 },
             )

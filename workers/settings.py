@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     popularity_window_s: int = Field(default=3600, ge=60)
     #: Seconds between model checkpoints to Redis (also written on shutdown).
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    #: Share of inputs each tenant's anomaly detectors may alarm on (the adaptive threshold is
+    #: the 1 - rate quantile of recent scores). Reports put fake streams at 1-10 % of streams.
+    alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)
+    alarm_rate_audio: float = Field(default=0.02, gt=0, lt=0.5)
+    #: Live per-tenant models kept in memory (least recently used beyond that are checkpointed
+    #: and dropped). Measured trained sizes in memory: audio 1.2 MB, listening 0.45 MB,
+    #: popularity 0.38 MB, so 3,000 models (1,000 active tenants) take ~2 GB (BENCHMARKS.md).
+    max_live_models: int = Field(default=3000, ge=10)
     #: Per-event latency budget, used by the over-budget counter.
     budget_ms: float = Field(default=10.0, gt=0)
     log_level: str = "info"

@@ -1,4 +1,5 @@
 import json
+import random
 
 import orjson
 import pytest
@@ -6,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.errors import Reason, Rejected
-from workers.listening import behaviour, parse_event, reasons, to_update
+from workers.listening import BOT_DIRECTIONS, behaviour, parse_event, to_update
+from workers.models import AnomalyDetector
 from workers.state.store import UserState
 
 GOOD = {
@@ -101,7 +103,7 @@ def test_anything_parses_or_is_rejected(value: bytes) -> None:
     assert event.tenant == "acme" and event.user_id == "u1"
 
 
-def test_bot_like_behaviour_is_named() -> None:
+def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
     bot = UserState(
         events=200,
         plays=200,
@@ -112,21 +114,31 @@ def test_bot_like_behaviour_is_named() -> None:
         last_ts=3 * 3_600_000,
         hours=(9,) * 20 + (10,) * 2 + (0,) * 2,
         distinct_tracks=3,
+        top_track=120,
     )
     features = behaviour(bot)
     assert all(0.0 <= v <= 1.0 for v in features.values())
+    detector = AnomalyDetector.create_tail_rank(BOT_DIRECTIONS, warmup=100)
+    rng = random.Random(0)
+    for _ in range(400):  # a tenant of ordinary listeners
+        listens = rng.randint(5, 80)
+        skips = rng.randint(1, listens // 3 + 1)
+        human = UserState(
+            events=listens,
+            plays=listens - skips,
+            skips=skips,
+            near30=rng.randint(0, 3),
+            repeats=rng.randint(0, 4),
+            first_ts=0,
+            last_ts=rng.randint(5, 40) * 3_600_000,
+            hours=tuple(rng.randint(0, 3) if 8 <= h <= 23 else 0 for h in range(24)),
+            distinct_tracks=max(1, listens - rng.randint(0, 5)),
+            likes=rng.randint(0, 3),
+            top_track=rng.randint(1, 4),
+        )
+        detector.step(behaviour(human))
+    verdict = detector.step(behaviour(bot))
+    assert verdict.is_anomaly
     assert {"near_30s_share", "repeat_ratio", "distinct_ratio", "skip_rate"} <= set(
-        reasons(features, bot)
+        detector.explain(features)
     )
-    human = UserState(
-        events=40,
-        plays=30,
-        skips=10,
-        near30=2,
-        repeats=1,
-        first_ts=0,
-        last_ts=20 * 3_600_000,
-        hours=(0,) * 18 + (8,) * 5 + (0,),
-        distinct_tracks=35,
-    )
-    assert reasons(behaviour(human), human) == []

@@ -3,22 +3,30 @@
 import copy
 import pickle
 import random
+import re
 
 import pytest
 
 from workers.models import AnomalyDetector, PopularityModel, WindowCounts, snapshot
 from workers.models.registry import ModelRegistry
-from workers.processing import model_factories
+from workers.processing import AUDIO_MODEL_FEATURES, model_factories
 from workers.state import MemoryStore
 
 KINDS = sorted(model_factories())
 
 
-def feed(model: object, n: int, seed: int = 0, features: tuple[str, ...] = ("a", "b", "c")) -> None:
+def inputs_of(model: object) -> tuple[str, ...]:
+    """The feature names a model is fed in the worker."""
+    if isinstance(model, AnomalyDetector) and hasattr(model.model, "directions"):
+        return tuple(model.model.directions)
+    return AUDIO_MODEL_FEATURES
+
+
+def feed(model: object, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     for _ in range(n):
         if isinstance(model, AnomalyDetector):
-            model.step({f: rng.random() for f in features})
+            model.step({f: rng.random() for f in inputs_of(model)})
         else:
             assert isinstance(model, PopularityModel)
             c = WindowCounts(plays=rng.randint(0, 50), listeners=rng.randint(0, 20))
@@ -27,7 +35,7 @@ def feed(model: object, n: int, seed: int = 0, features: tuple[str, ...] = ("a",
 
 def predict(model: object) -> float:
     if isinstance(model, AnomalyDetector):
-        return model.score({"a": 0.5, "b": 0.5, "c": 0.5})
+        return model.score(dict.fromkeys(inputs_of(model), 0.5))
     c = WindowCounts(plays=10, listeners=5)
     return model.predict(current=c, previous=c, elapsed=0.5)  # type: ignore[attr-defined]
 
@@ -67,11 +75,16 @@ def test_snapshot_is_small_and_versioned(kind: str) -> None:
         snapshot.load(blob[:-20], kind=kind)
 
 
-def test_anomaly_detector_handles_missing_and_new_features() -> None:
-    detector = AnomalyDetector.create()
+@pytest.mark.parametrize("kind", ["audio-anomaly", "listening-anomaly"])
+def test_detectors_handle_missing_and_new_features(kind: str) -> None:
+    detector = model_factories()[kind]()
     feed(detector, 300)
-    verdict = detector.step({"a": 0.1, "d": 0.9})
-    assert 0.0 <= verdict.score <= 1.0
+    names = inputs_of(detector)
+    partial = dict.fromkeys(names[: len(names) // 2], 0.5)
+    for x in (partial, {**partial, "brand_new_feature": 0.9}, {}):
+        verdict = detector.step(x)
+        assert 0.0 <= verdict.score <= 1.0
+        assert 0.0 <= verdict.percentile <= 1.0
 
 
 def test_warm_up_suppresses_alarms_then_outliers_are_flagged() -> None:
@@ -125,3 +138,22 @@ async def test_registry_restores_from_checkpoint_and_bounds_memory() -> None:
         registry.touched(tenant, "audio-anomaly")
     assert len(registry) == 2
     assert await store.load_snapshot("b", "audio-anomaly") is not None  # saved on eviction
+
+
+async def test_model_quality_reaches_prometheus_with_bounded_labels() -> None:
+    from prometheus_client import generate_latest
+
+    from workers.metrics import Metrics
+
+    store = MemoryStore()
+    registry = ModelRegistry(store, model_factories())
+    metrics = Metrics(live_models=registry.live)
+    for tenant in ("acme", "beats"):
+        feed(await registry.get(tenant, "listening-anomaly"), 300)
+        feed(await registry.get(tenant, "popularity"), 50)
+    text = generate_latest(metrics.registry).decode()
+    assert 'workers_model_inputs_total{model="listening-anomaly",tenant="acme"} 300.0' in text
+    assert 'workers_model_mae{forecast="naive",model="popularity",tenant="beats"}' in text
+    assert 'workers_model_warming_up{model="listening-anomaly",tenant="beats"} 0.0' in text
+    tenants = set(re.findall(r'^workers_model_\w+\{[^}]*tenant="([^"]+)"', text, re.M))
+    assert tenants == {"acme", "beats"}

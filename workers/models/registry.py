@@ -39,6 +39,10 @@ class ModelRegistry:
     def __len__(self) -> int:
         return len(self._live)
 
+    def live(self) -> list[tuple[str, str, Any]]:
+        """(tenant, kind, model) of every model in memory, for metrics."""
+        return [(tenant, kind, model) for (tenant, kind), model in self._live.items()]
+
     async def get(self, tenant: str, kind: str) -> Any:
         k = (tenant, kind)
         model = self._live.get(k)

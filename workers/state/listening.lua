@@ -2,14 +2,16 @@
 -- KEYS (all in the tenant's hash slot):
 --   1 {t}:seen:{event_id}   2 {t}:user:{uid}   3 {t}:user:{uid}:tracks (HLL)
 --   4 {t}:track:{track}     5 {t}:track:{track}:listeners:{window} (HLL)
+--   6 {t}:user:{uid}:plays (track -> listens, for catalogue concentration)
 -- ARGV: 1 type  2 ms_played  3 track_id  4 hour  5 ts  6 user_id  7 window
 --       8 seen_ttl_s  9 window_ttl_s  10 near_30s (0/1)  11 completed (0/1)
 -- Returns {0} for a duplicate event_id, else
 --   {1, user fields..., distinct_tracks, rolled_from, counts(w), counts(w-1),
---    counts(r), counts(r-1), counts(r-2)} where counts = plays, skips, likes, shares, listeners
+--    counts(r), counts(r-1), counts(r-2)}
+--   where counts = plays, skips, likes, shares, listeners, near30
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'repeats',
-                'ms_played', 'first_ts', 'last_ts'}
-local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners'}
+                'ms_played', 'first_ts', 'last_ts', 'top_track'}
+local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners', 'near30'}
 
 if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[8]) then
   return {0}
@@ -29,6 +31,10 @@ if kind == 'play' or kind == 'skip' then
   end
   redis.call('HSET', user, 'last_track', track)
   redis.call('PFADD', KEYS[3], track)
+  local listens = redis.call('HINCRBY', KEYS[6], track, 1)
+  if listens > tonumber(redis.call('HGET', user, 'top_track') or '0') then
+    redis.call('HSET', user, 'top_track', listens)
+  end
 end
 local first = tonumber(redis.call('HGET', user, 'first_ts') or ts)
 local last = tonumber(redis.call('HGET', user, 'last_ts') or ts)
@@ -37,6 +43,7 @@ redis.call('HSET', user, 'first_ts', math.min(first, ts), 'last_ts', math.max(la
 local meta = KEYS[4]
 redis.call('HINCRBY', meta, window .. ':' .. plural, 1)
 if ARGV[11] == '1' then redis.call('HINCRBY', meta, window .. ':completions', 1) end
+if ARGV[10] == '1' then redis.call('HINCRBY', meta, window .. ':near30', 1) end
 if kind == 'play' then
   redis.call('PFADD', KEYS[5], ARGV[6])
   redis.call('EXPIRE', KEYS[5], ARGV[9])

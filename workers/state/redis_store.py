@@ -49,6 +49,7 @@ class RedisStore:
                     key(u.tenant, "user", u.user_id, "tracks"),
                     key(u.tenant, "track", u.track_id),
                     key(u.tenant, "track", u.track_id, "listeners", u.window),
+                    key(u.tenant, "user", u.user_id, "plays"),
                 ]
                 args: list[str | int] = [
                     u.type,

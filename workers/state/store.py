@@ -27,7 +27,9 @@ _USER_FIELDS = (
     "ms_played",
     "first_ts",
     "last_ts",
+    "top_track",
 )
+_COUNTS = ("plays", "skips", "likes", "shares", "listeners", "near30")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class UserState:
     ms_played: int = 0
     first_ts: int = 0
     last_ts: int = 0
+    #: listens of the user's most listened track (catalogue concentration)
+    top_track: int = 0
     hours: tuple[int, ...] = (0,) * 24
     distinct_tracks: int = 0
 
@@ -108,11 +112,24 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
     if not reply or int(reply[0]) == 0:
         return None
     values = [int(v) for v in reply[1:]]
-    user_values, values = values[:10], values[10:]
+    user_values, values = values[: len(_USER_FIELDS)], values[len(_USER_FIELDS) :]
     hours, values = tuple(values[:24]), values[24:]
     distinct, rolled, values = values[0], values[1], values[2:]
-    counts = [WindowCounts(*values[i : i + 5]) for i in range(0, 25, 5)]
-    events, plays, skips, likes, shares, near30, repeats, ms_played, first_ts, last_ts = user_values
+    width = len(_COUNTS)
+    counts = [WindowCounts(*values[i : i + width]) for i in range(0, 5 * width, width)]
+    (
+        events,
+        plays,
+        skips,
+        likes,
+        shares,
+        near30,
+        repeats,
+        ms_played,
+        first_ts,
+        last_ts,
+        top_track,
+    ) = user_values
     user = UserState(
         events,
         plays,
@@ -124,6 +141,7 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
         ms_played,
         first_ts,
         last_ts,
+        top_track,
         hours=hours,
         distinct_tracks=distinct,
     )
@@ -171,11 +189,16 @@ class MemoryStore:
                 incr(user, "repeats")
             user["last_track"] = u.track_id
             tracks.add(u.track_id)
+            per_track = self.hashes[key(u.tenant, "user", u.user_id, "plays")]
+            incr(per_track, u.track_id)
+            user["top_track"] = max(int(user.get("top_track", 0)), int(per_track[u.track_id]))
         user["first_ts"] = min(int(user.get("first_ts", u.ts)), u.ts)
         user["last_ts"] = max(int(user.get("last_ts", u.ts)), u.ts)
         incr(meta, f"{u.window}:{plural}")
         if u.completed:
             incr(meta, f"{u.window}:completions")
+        if u.near_30s:
+            incr(meta, f"{u.window}:near30")
         if u.type == "play":
             listeners.add(u.user_id)
             meta[f"{u.window}:listeners"] = len(listeners)
@@ -188,10 +211,7 @@ class MemoryStore:
                 del meta[name]
 
         def counts(window: int) -> list[int]:
-            return [
-                int(meta.get(f"{window}:{c}", 0))
-                for c in ("plays", "skips", "likes", "shares", "listeners")
-            ]
+            return [int(meta.get(f"{window}:{c}", 0)) for c in _COUNTS]
 
         reply = [
             1,
