@@ -137,7 +137,8 @@ class Worker:
             ),
             max_models=settings.max_live_models,
         )
-        self.metrics = Metrics(registry, live_models=self.models.live)
+        self._positions: dict[tuple[str, int], int] = {}
+        self.metrics = Metrics(registry, live_models=self.models.live, lags=self.partition_lags)
         self.metrics.models_live.set_function(lambda: len(self.models))
         self.metrics.model_restores.set_function(lambda: self.models.restored)
         self.audio = AudioProcessor(
@@ -187,6 +188,25 @@ class Worker:
         self.metrics.ready.set(int(assigned > 0))
         return assigned > 0
 
+    def partition_lags(self) -> list[tuple[str, int, int]]:
+        """(topic, partition, lag) for each assigned partition this worker has read from."""
+        try:
+            assigned = self.app.consumer.assignment()
+        except Exception:
+            return []
+        lags = []
+        for tp in assigned:
+            position = self._positions.get((tp.topic, tp.partition))
+            if position is None:
+                continue
+            try:
+                highwater = self.app.consumer.highwater(tp)
+            except Exception:
+                continue
+            if highwater is not None:
+                lags.append((tp.topic, tp.partition, max(0, int(highwater) - position - 1)))
+        return lags
+
     # --- agents -------------------------------------------------------------------------
 
     async def _audio_agent(self, stream: StreamT[Any]) -> None:
@@ -226,6 +246,7 @@ class Worker:
 
     async def _publish(self, outcome: Outcome) -> None:
         record, m = outcome.record, self.metrics
+        self._positions[(record.topic, record.partition)] = record.offset
         latency = time.perf_counter() - record.received
         latency_ms = round(latency * 1000.0, 3)
         for output in outcome.outputs:

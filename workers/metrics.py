@@ -36,7 +36,11 @@ LATENCY_BUCKETS = (
 
 class Metrics:
     def __init__(
-        self, registry: CollectorRegistry | None = None, *, live_models: LiveModels | None = None
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        live_models: LiveModels | None = None,
+        lags: PartitionLags | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -107,9 +111,29 @@ class Metrics:
         )
         if live_models is not None:
             r.register(ModelCollector(live_models))
+        if lags is not None:
+            r.register(LagCollector(lags))
 
 
 LiveModels = Callable[[], Iterable[tuple[str, str, Any]]]
+PartitionLags = Callable[[], Iterable[tuple[str, int, int]]]
+
+
+class LagCollector(Collector):
+    """Consumer lag per input partition, computed at scrape time from the consumer."""
+
+    def __init__(self, lags: PartitionLags) -> None:
+        self._lags = lags
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "workers_consumer_lag",
+            "Records in an assigned input partition not processed yet (highwater - position).",
+            labels=["topic", "partition"],
+        )
+        for topic, partition, lag in self._lags():
+            family.add_metric([topic, str(partition)], lag)
+        yield family
 
 
 class ModelCollector(Collector):
