@@ -15,8 +15,8 @@ demo: $(STAMP)           ## the main job: stack + worker + synthetic load + summ
 	$(VENV)/bin/python -m workers demo
 
 test: $(STAMP)           ## lint, types, unit and integration tests (real broker, Redis, workers)
-	$(VENV)/bin/ruff check workers tests
-	$(VENV)/bin/ruff format --check workers tests
+	$(VENV)/bin/ruff check workers tests tools
+	$(VENV)/bin/ruff format --check workers tests tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 

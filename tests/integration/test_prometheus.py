@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -64,10 +65,14 @@ def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
         stop_process(process)
 
 
-def query(base: str, promql: str) -> list[dict[str, object]]:
-    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+def get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=5) as response:
-        body = json.load(response)
+        body: dict[str, Any] = json.load(response)
+    return body
+
+
+def query(base: str, promql: str) -> list[dict[str, object]]:
+    body = get_json(f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": promql}))
     assert body["status"] == "success", body
     return body["data"]["result"]  # type: ignore[no-any-return]
 
@@ -116,7 +121,6 @@ async def test_prometheus_scrapes_the_worker_latency_histogram(
     models = eventually(prometheus, 'workers_model_inputs_total{tenant="acme"}')
     assert {m["metric"]["model"] for m in models} >= {"listening-anomaly", "popularity"}  # type: ignore[index]
 
-    with urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=5) as response:
-        rules = json.load(response)["data"]["groups"]
+    rules = (await asyncio.to_thread(get_json, f"{prometheus}/api/v1/rules"))["data"]["groups"]
     alerts = {r["name"] for g in rules for r in g["rules"]}
     assert {"WorkersLatencyOverBudget", "WorkersConsumerLag", "WorkersDeadLetterRate"} <= alerts
