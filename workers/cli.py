@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -65,6 +66,52 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _produce(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from workers.settings import Settings
+    from workers.tools import produce_audio, produce_events
+
+    bootstrap = Settings().kafka_bootstrap
+    path = Path(args.file)
+    if args.kind == "audio":
+        asyncio.run(
+            produce_audio(
+                path,
+                bootstrap=bootstrap,
+                tenant=args.tenant,
+                stream=args.stream or path.stem,
+                track=args.track,
+                chunk_ms=args.chunk_ms,
+                realtime=not args.fast,
+            )
+        )
+    else:
+        asyncio.run(produce_events(path, bootstrap=bootstrap, tenant=args.tenant, rate=args.rate))
+    return 0
+
+
+def _tail(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from workers.settings import Settings
+    from workers.tools import tail
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
+        asyncio.run(
+            tail(
+                args.topic,
+                bootstrap=Settings().kafka_bootstrap,
+                tenant=args.tenant,
+                limit=args.limit,
+                from_beginning=args.from_beginning,
+                plain=args.plain,
+            )
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -77,6 +124,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="length of the load (default 20)")
     demo.set_defaults(func=_demo)
+    produce = verbs.add_parser("produce", help="publish a WAV/FLAC file or replay CSV/JSONL events")
+    produce.add_argument("kind", choices=["audio", "events"])
+    produce.add_argument("file", help="WAV/FLAC (audio) or .csv/.jsonl (events)")
+    produce.add_argument("--tenant", required=True)
+    produce.add_argument("--stream", help="stream id (audio; default: the file name)")
+    produce.add_argument("--track", help="catalogue track id (audio)")
+    produce.add_argument("--chunk-ms", type=int, default=500, help="chunk length (audio)")
+    produce.add_argument("--fast", action="store_true", help="as fast as possible, not real time")
+    produce.add_argument(
+        "--rate", type=float, help="events per second (default: as fast as possible)"
+    )
+    produce.set_defaults(func=_produce)
+    tail_cmd = verbs.add_parser("tail", help="follow a topic as a live table")
+    tail_cmd.add_argument("topic")
+    tail_cmd.add_argument("--tenant", help="only this tenant's messages")
+    tail_cmd.add_argument("--limit", type=int, help="stop after this many messages")
+    tail_cmd.add_argument("--from-beginning", action="store_true")
+    tail_cmd.add_argument("--plain", action="store_true", help="one line per message, no table")
+    tail_cmd.set_defaults(func=_tail)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
     bench.add_argument("target", nargs="?", default="all", choices=["all", "features", "models"])
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
