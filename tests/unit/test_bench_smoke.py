@@ -19,3 +19,19 @@ def test_features_benchmark_writes_its_figures(tmp_path: Path) -> None:
         "first_chunk_after_warmup_ms",
     ):
         assert written[key] == results[key] > 0
+
+
+def test_models_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:
+    from workers.benchmarks import models
+
+    results = models.run(quick=True, out_dir=tmp_path, console=Console(file=io.StringIO()))
+    written = orjson.loads((tmp_path / "models.json").read_bytes())
+    assert written["bots"]["roc_auc"] == results["bots"]["roc_auc"]
+    assert "_curves" not in written["bots"]
+    for name in ("models-bots-roc.png", "models-audio-roc.png"):
+        assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
+
+
+def test_features_benchmark_plots(tmp_path: Path) -> None:
+    features.run(n=20, out_dir=tmp_path, console=Console(file=io.StringIO()))
+    assert (tmp_path / "features.png").read_bytes().startswith(b"\x89PNG")

@@ -25,6 +25,7 @@ from workers.audio import (
 )
 from workers.audio.resample import StreamResamplers
 from workers.benchmarks.common import percentiles, time_calls, write_results
+from workers.benchmarks.plots import latency_cdf
 from workers.client import pcm_bytes
 from workers.loadgen import AudioSource
 
@@ -134,6 +135,16 @@ def run(
         },
     }
     path = write_results("features", results, out_dir)
+    plot = latency_cdf(
+        {
+            "workers streaming engine": ours_s,
+            "naive librosa": librosa_s,
+            "whole path, 44.1k stereo": path_s,
+        },
+        out_dir / "features.png",
+        title="Feature extraction per 0.5 s chunk",
+        budget_ms=P99_TARGET_MS,
+    )
 
     table = Table(
         title="Feature extraction, 0.5 s mono chunk at 22.05 kHz (51 features)",
@@ -163,6 +174,6 @@ def run(
         f"{results['chunks_per_second_per_core']:.0f} chunks/s per core\n"
         f"first chunk of a new stream after warm-up: {first_chunk_s * 1000:.3f} ms · "
         f"warm-up {warm_s:.2f} s · librosa's first call (numba JIT) {librosa_first_s:.1f} s\n"
-        f"results: {path}"
+        f"results: {path}, plot: {plot}"
     )
     return results

@@ -25,6 +25,7 @@ from rich.table import Table
 from scipy.stats import rankdata
 
 from workers.benchmarks.common import percentiles, write_results
+from workers.benchmarks.plots import roc
 from workers.client import audio_headers, pcm_bytes
 from workers.listening import BOT_DIRECTIONS
 from workers.loadgen import AudioSource, ListeningPopulation, TrackLaunches
@@ -103,6 +104,7 @@ async def _bots(events: int, seed: int) -> dict[str, Any]:
     s, y, w, r = np.array(scores), np.array(labels), np.array(warm), np.array(rule)
     a = np.array(alarms)
     keep = ~w
+    curves = {"tail-rank model": (s[keep], y[keep]), "near-30 s share alone": (r[keep], y[keep])}
     return {
         "alarms_on_humans": float(a[keep & ~y].mean()),
         "alarms_on_bots": float(a[keep & y].mean()),
@@ -113,6 +115,7 @@ async def _bots(events: int, seed: int) -> dict[str, Any]:
         "recall_at_1pct_fpr": recall_at_fpr(s[keep], y[keep], 0.01),
         "baseline_near30_roc_auc": roc_auc(r[keep], y[keep]),
         "baseline_near30_recall_at_1pct_fpr": recall_at_fpr(r[keep], y[keep], 0.01),
+        "_curves": curves,
     }
 
 
@@ -157,6 +160,10 @@ async def _audio(chunks_per_stream: int, seed: int) -> dict[str, Any]:
             labels.append(fault is not None)
     s, y, w, r = np.array(scores), np.array(labels), np.array(warm), np.array(rules)
     keep = ~w
+    curves = {
+        "model + measured faults": (s[keep], y[keep]),
+        "quality rules alone": (r[keep].astype(float), y[keep]),
+    }
     return {
         "chunks": int(s.size),
         "evaluated": int(keep.sum()),
@@ -165,6 +172,7 @@ async def _audio(chunks_per_stream: int, seed: int) -> dict[str, Any]:
         "recall_at_2pct_fpr": recall_at_fpr(s[keep], y[keep], 0.02),
         "baseline_rules_recall": float(r[keep][y[keep]].mean()),
         "baseline_rules_fpr": float(r[keep][~y[keep]].mean()),
+        "_curves": curves,
     }
 
 
@@ -263,7 +271,20 @@ def run(
         "costs": costs,
         "targets": TARGETS,
     }
+    bot_curves, audio_curves = bots.pop("_curves"), audio.pop("_curves")
     path = write_results("models", results, out_dir)
+    roc(
+        bot_curves,
+        out_dir / "models-bots-roc.png",
+        mark_fpr=0.01,
+        title=f"Bot detection per event (AUC {bots['roc_auc']:.3f})",
+    )
+    roc(
+        audio_curves,
+        out_dir / "models-audio-roc.png",
+        mark_fpr=0.02,
+        title=f"Audio anomalies per chunk (AUC {audio['roc_auc']:.3f})",
+    )
 
     table = Table(title="Online models: quality against baselines, cost", title_justify="left")
     for col in ("model", "metric", "model value", "baseline", "target"):
@@ -322,5 +343,5 @@ def run(
         "",
     )
     console.print(table)
-    console.print(f"results: {path}")
+    console.print(f"results: {path}, plots: {out_dir}/models-*-roc.png")
     return results

@@ -1,0 +1,65 @@
+"""PNG plots for the benchmarks (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def latency_cdf(
+    series: Mapping[str, Sequence[float]], path: Path, *, title: str, budget_ms: float | None = None
+) -> Path:
+    """Cumulative distribution of latencies (seconds in, milliseconds plotted), log x."""
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for label, seconds in series.items():
+        ms = np.sort(np.asarray(seconds, dtype=np.float64) * 1000.0)
+        if ms.size:
+            ax.plot(ms, np.arange(1, ms.size + 1) / ms.size, label=label)
+    if budget_ms is not None:
+        ax.axvline(
+            budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:g} ms"
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("share of records at or below")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def roc(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    *,
+    title: str,
+    mark_fpr: float | None = None,
+) -> Path:
+    """ROC curves from (scores, labels) per label."""
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=110)
+    for label, (scores, truth) in curves.items():
+        order = np.argsort(-scores, kind="stable")
+        hits = truth[order]
+        tpr = np.concatenate(([0.0], np.cumsum(hits) / max(1, hits.sum())))
+        fpr = np.concatenate(([0.0], np.cumsum(~hits) / max(1, (~hits).sum())))
+        ax.plot(fpr, tpr, label=label)
+    if mark_fpr is not None:
+        ax.axvline(mark_fpr, color="grey", linestyle=":", linewidth=1, label=f"FPR {mark_fpr:.0%}")
+    ax.plot([0, 1], [0, 1], color="lightgrey", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
