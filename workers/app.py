@@ -24,6 +24,7 @@ from workers.models import ModelRegistry
 from workers.processing import AudioProcessor, ListeningProcessor, model_factories
 from workers.records import (
     AUDIO_CHUNKS,
+    INPUT_TOPICS,
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
     Outcome,
@@ -31,6 +32,7 @@ from workers.records import (
     dead_letter,
 )
 from workers.settings import Settings
+from workers.stack import create_topics
 from workers.state import RedisStore, StateStore
 from workers.transport import Transport
 
@@ -112,6 +114,7 @@ def to_record(event: EventT[Any]) -> Record:
         key=message.key,
         value=message.value,
         headers=tuple(_header_pairs(message.headers)),
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
     )
 
 
@@ -154,9 +157,6 @@ class Worker:
             window_s=settings.popularity_window_s,
         )
         self.app = create_app(settings)
-        self._outputs = {
-            name: self.app.topic(name, value_serializer="raw") for name in OUTPUT_TOPICS
-        }
         self._stopping = False
         self.warmed = False
         self.app.agent(self.app.topic(AUDIO_CHUNKS), name="audio")(self._audio_agent)
@@ -216,10 +216,29 @@ class Worker:
             await self._publish(await self._guarded(record, self.audio.process))
 
     async def _listening_agent(self, stream: StreamT[Any]) -> None:
-        async for event in stream.events():
-            record = to_record(event)
-            self.metrics.records_in.labels(LISTENING_EVENTS).inc()
-            await self._publish(await self._guarded(record, self._listen_one))
+        # Micro-batches with a bounded wait: under load a batch fills at once and costs one
+        # pipelined Redis round trip; when idle, an event waits at most batch_wait_ms.
+        within = self.settings.batch_wait_ms / 1000.0
+        batches = stream.take_events(self.settings.batch_max, within=within)  # type: ignore[attr-defined]
+        async for events in batches:
+            records = [to_record(event) for event in events]
+            self.metrics.records_in.labels(LISTENING_EVENTS).inc(len(records))
+            for outcome in await self._listen_batch(records):
+                await self._publish(outcome)
+
+    async def _listen_batch(self, records: list[Record]) -> list[Outcome]:
+        try:
+            return await with_retry(
+                LISTENING_EVENTS,
+                lambda: self.listening.process_batch(records),
+                self.metrics,
+                should_stop=lambda: self._stopping,
+            )
+        except (RedisError, OSError):
+            raise
+        except Exception:  # isolate the record that broke the batch: one at a time
+            log.exception("batch of %d failed; processing its records one by one", len(records))
+            return [await self._guarded(record, self._listen_one) for record in records]
 
     async def _listen_one(self, record: Record) -> Outcome:
         return (await self.listening.process_batch([record]))[0]
@@ -254,8 +273,11 @@ class Worker:
                 value = output.value
             else:
                 value = orjson.dumps({**output.value, "latency_ms": latency_ms})
-            await self._outputs[output.topic].send(
-                key=output.key.encode(), value=value, headers=list(output.headers) or None
+            # The transport producer, not Topic.send: that one adds a future, a channel hop
+            # and a debug log record per message (measured). Delivery is awaited by Faust,
+            # which flushes the producer before it commits any offset.
+            await self.app.producer.send(
+                output.topic, output.key.encode(), value, None, None, list(output.headers) or None
             )
             m.records_out.labels(output.topic).inc()
         if outcome.rejected is not None:
@@ -272,6 +294,10 @@ class Worker:
             time.perf_counter() - record.received - latency
         )
         m.latency_seconds.labels(record.topic).observe(latency)
+        if record.timestamp_ms is not None:
+            m.record_age.labels(record.topic).observe(
+                max(0.0, record.received_wall - record.timestamp_ms / 1000.0)
+            )
         if latency_ms > self.settings.budget_ms:
             m.over_budget.labels(record.topic).inc()
 
@@ -291,6 +317,16 @@ class Worker:
         await self.store.close()
 
 
+class QuietWorker(faust.Worker):
+    """faust.Worker without its terminal spinner. To spin on every log line, the spinner
+    sets the root logger to DEBUG, so every debug call in aiokafka, Faust and redis builds
+    a log record even though none is shown: 3 % of the worker's CPU (measured)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
+
+
 class ShellService(mode.Service):
     """Starts the HTTP endpoints with the worker and checkpoints after the app has stopped."""
 
@@ -304,6 +340,13 @@ class ShellService(mode.Service):
         )
 
     async def on_start(self) -> None:
+        settings = self.worker.settings
+        if settings.create_topics:  # outputs are produced directly, so create them here
+            await create_topics(
+                settings.kafka_bootstrap,
+                [*INPUT_TOPICS, *OUTPUT_TOPICS],
+                partitions=settings.topic_partitions,
+            )
         await self.http.start()
 
     async def on_stop(self) -> None:
@@ -315,7 +358,7 @@ def run(settings: Settings) -> None:
     """``python -m workers run``: the production worker, until SIGTERM/SIGINT."""
     worker = Worker(settings)
     worker.warm_up()
-    faust.Worker(
+    QuietWorker(
         worker.app,
         ShellService(worker),
         loglevel=settings.log_level,

@@ -53,7 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    targets = ["features", "models"] if args.target == "all" else [args.target]
+    targets = ["features", "models", "latency"] if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
             from workers.benchmarks import features
@@ -63,6 +63,10 @@ def _bench(args: argparse.Namespace) -> int:
             from workers.benchmarks import models
 
             models.run(quick=args.quick, out_dir=Path(args.out))
+        elif target == "latency":
+            from workers.benchmarks import latency
+
+            latency.run(quick=args.quick, out_dir=Path(args.out))
     return 0
 
 
@@ -144,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     tail_cmd.add_argument("--plain", action="store_true", help="one line per message, no table")
     tail_cmd.set_defaults(func=_tail)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
-    bench.add_argument("target", nargs="?", default="all", choices=["all", "features", "models"])
+    bench.add_argument(
+        "target", nargs="?", default="all", choices=["all", "features", "models", "latency"]
+    )
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
     bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")
     bench.add_argument("--out", default="bench-results", help="directory for JSON results")

@@ -17,6 +17,7 @@ from workers.errors import Reason, Rejected
 from workers.models.popularity import WindowCounts
 from workers.schemas import SCHEMAS
 from workers.state.store import ListeningUpdate, UserState
+from workers.tenants import is_valid_id
 
 MAX_EVENT_BYTES = 64 * 1024
 #: Accepted event-time range: 2000-01-01 .. 2100-01-01 (a typo'd seconds-vs-ms ts lands outside).
@@ -56,6 +57,10 @@ def parse_event(value: bytes | None, *, key: bytes | None) -> ListeningEvent:
         raise Rejected(
             Reason.TIMESTAMP_OUT_OF_RANGE, f"ts {body['ts']} is not epoch ms in 2000..2100"
         )
+    for field in ("event_id", "user_id", "track_id"):
+        # JSON Schema's "$" lets a trailing newline through in Python's re: ids become keys
+        if not is_valid_id(body[field]):
+            raise Rejected(Reason.SCHEMA_INVALID, f"{field}: {body[field]!r} is not a valid id")
     expected_key = f"{body['tenant']}/{body['user_id']}"
     if key is None or key != expected_key.encode():
         raise Rejected(Reason.BAD_KEY, f"key must be {expected_key!r}")

@@ -82,6 +82,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.record_age = Histogram(
+            "workers_record_age_seconds",
+            "From a record's Kafka timestamp (its producer's clock) to the worker receiving it: "
+            "time in the broker and the consumer's fetch path.",
+            ["topic"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.over_budget = Counter(
             "workers_over_budget",
             "Records whose in-worker latency exceeded the budget.",

@@ -28,6 +28,9 @@ class Record:
     headers: tuple[tuple[str, bytes], ...] = ()
     #: time.perf_counter() when the worker received the record.
     received: float = field(default_factory=time.perf_counter)
+    #: the record's Kafka timestamp (ms), and the wall clock when the worker received it
+    timestamp_ms: int | None = None
+    received_wall: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)

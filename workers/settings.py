@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     popularity_window_s: int = Field(default=3600, ge=60)
     #: Seconds between model checkpoints to Redis (also written on shutdown).
     checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    #: Listening events are processed in micro-batches: up to batch_max at once, an event
+    #: waiting at most batch_wait_ms for others (one Redis round trip per batch).
+    batch_max: int = Field(default=256, ge=1, le=10_000)
+    batch_wait_ms: float = Field(default=1.0, ge=0.0, le=100.0)
     #: Share of inputs each tenant's anomaly detectors may alarm on (the adaptive threshold is
     #: the 1 - rate quantile of recent scores). Reports put fake streams at 1-10 % of streams.
     alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)

@@ -142,3 +142,12 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
     assert {"near_30s_share", "repeat_ratio", "distinct_ratio", "skip_rate"} <= set(
         detector.explain(features)
     )
+
+
+@pytest.mark.parametrize("field", ["event_id", "user_id", "track_id"])
+def test_a_trailing_newline_is_not_a_valid_id(field: str) -> None:
+    body = {**GOOD, field: "u1\n"}
+    key = b"acme/u1\n" if field == "user_id" else b"acme/u1"
+    with pytest.raises(Rejected) as caught:
+        parse(body, key)
+    assert caught.value.reason is Reason.SCHEMA_INVALID

@@ -1,4 +1,7 @@
+import fastjsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from workers.errors import Reason
@@ -52,3 +55,29 @@ def test_first_error_names_the_field() -> None:
         },
     )
     assert error is not None and "ms_played" in error
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_fast_and_reference_validators_agree(name: str, data: st.DataObject) -> None:
+    """The compiled validator (hot path) and jsonschema accept exactly the same inputs."""
+    example = dict(SCHEMAS.schema(name)["examples"][0])
+    fields = st.sampled_from([*example, "extra"])
+    changes = data.draw(st.dictionaries(fields, json_values, max_size=3))
+    instance = {**example, **changes}
+    reference = SCHEMAS.validators[name].is_valid(instance)
+    try:
+        SCHEMAS._fast[name](instance)
+        fast = True
+    except fastjsonschema.JsonSchemaValueException:
+        fast = False
+    assert fast == reference, instance

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from workers.errors import Reason, Rejected
 from workers.schemas import SCHEMAS
+from workers.tenants import TENANT_PATTERN, is_valid_id
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 192_000
@@ -61,6 +62,14 @@ def parse_headers(headers: Mapping[str, str]) -> ChunkHeaders:
     error = SCHEMAS.first_error("audio.chunk.headers", dict(headers))
     if error is not None:
         raise Rejected(Reason.BAD_HEADERS, error)
+    for name in ("tenant", "stream", "track"):
+        # JSON Schema's "$" lets a trailing newline through in Python's re: ids become keys
+        if name in headers and not (
+            is_valid_id(headers[name])
+            if name != "tenant"
+            else TENANT_PATTERN.fullmatch(headers[name])
+        ):
+            raise Rejected(Reason.BAD_HEADERS, f"{name}: {headers[name]!r} is not a valid id")
     sample_rate = int(headers["sample-rate"])
     if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
         raise Rejected(

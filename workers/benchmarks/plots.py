@@ -63,3 +63,26 @@ def roc(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def rate_vs_p99(
+    series: Mapping[str, Sequence[tuple[float, float]]], path: Path, *, budget_ms: float
+) -> Path:
+    """End-to-end p99 against offered load, one panel per kind of input."""
+    fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 4), dpi=110)
+    for ax, (kind, points) in zip(np.atleast_1d(axes), series.items(), strict=True):
+        xs, ys = zip(*points, strict=True) if points else ((), ())
+        ax.plot(xs, ys, marker="o")
+        ax.axhline(
+            budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:g} ms"
+        )
+        ax.set_yscale("log")
+        ax.set_xlabel("events per second" if kind == "listening" else "real-time audio streams")
+        ax.set_ylabel("end-to-end p99 (ms, log)")
+        ax.set_title(kind)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

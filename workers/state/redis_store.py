@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from importlib import resources
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from workers.state.store import (
     SEEN_TTL_S,
@@ -21,12 +23,25 @@ def _script(name: str) -> str:
     return resources.files("workers.state").joinpath(name).read_text()
 
 
+class _Script:
+    """A Lua script called by SHA. redis-py's registered scripts send SCRIPT EXISTS before
+    every pipeline: a second round trip per event (measured). Here the script is loaded
+    once, and again only when Redis answers NOSCRIPT (it restarted or was flushed)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def load(self, client: aioredis.Redis) -> None:
+        await client.script_load(self.source)
+
+
 class RedisStore:
     def __init__(self, client: aioredis.Redis, *, window_s: int) -> None:
         self._client = client
         self._window_ttl_s = window_s * 6
-        self._listening = client.register_script(_script("listening.lua"))
-        self._stream = client.register_script(_script("stream.lua"))
+        self._listening = _Script(_script("listening.lua"))
+        self._stream = _Script(_script("stream.lua"))
 
     @classmethod
     def from_url(cls, url: str, *, window_s: int) -> RedisStore:
@@ -40,6 +55,14 @@ class RedisStore:
     ) -> list[ListeningState | None]:
         if not updates:
             return []
+        try:
+            replies = await self._apply_listening(updates)
+        except NoScriptError:
+            await self._listening.load(self._client)
+            replies = await self._apply_listening(updates)
+        return [decode_listening(reply) for reply in replies]
+
+    async def _apply_listening(self, updates: Sequence[ListeningUpdate]) -> list[list[int]]:
         # One pipeline for the whole batch: one round trip however many events.
         async with self._client.pipeline(transaction=False) as pipe:
             for u in updates:
@@ -64,9 +87,9 @@ class RedisStore:
                     int(u.near_30s),
                     int(u.completed),
                 ]
-                await self._listening(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
-        return [decode_listening(reply) for reply in replies]
+                pipe.evalsha(self._listening.sha, len(keys), *keys, *args)
+            replies: list[list[int]] = await pipe.execute()
+        return replies
 
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         state = await self._client.hget(key(tenant, "stream", stream), "state")
@@ -77,9 +100,12 @@ class RedisStore:
     async def save_stream(
         self, tenant: str, stream: str, seq: int, state: bytes
     ) -> tuple[bool, int]:
-        accepted, previous = await self._stream(
-            keys=[key(tenant, "stream", stream)], args=[seq, state, STREAM_TTL_S]
-        )
+        args = (key(tenant, "stream", stream), seq, state, STREAM_TTL_S)
+        try:
+            accepted, previous = await self._client.evalsha(self._stream.sha, 1, *args)
+        except NoScriptError:
+            await self._stream.load(self._client)
+            accepted, previous = await self._client.evalsha(self._stream.sha, 1, *args)
         return bool(accepted), int(previous)
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:

@@ -1,0 +1,501 @@
+"""``python -m workers bench latency``: the 10 ms budget, measured from outside.
+
+- Open loop, fixed rate: a generator process sends record ``i`` at ``t0 + i / rate``
+  whatever happened before; latency counts from that scheduled time, so a stalled worker
+  (or a generator that fell behind) shows up instead of being hidden (no coordinated
+  omission). End to end = scheduled send -> the record's ``predictions.anomaly`` output
+  read back by a consumer in another process.
+- In-worker latency: each output's ``latency_ms``; per-stage times: the worker's own
+  histograms, scraped before and after each step.
+- Rate sweep: listening events at rising rates; audio at rising numbers of real-time
+  streams (0.5 s chunks). The highest step whose end-to-end p99 stays within the budget.
+- Floor: the same broker and load through a plain aiokafka consume-and-forward loop; the
+  worker's saturated throughput as a share of the floor's, from a pre-loaded backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from workers.benchmarks.common import percentiles, write_results
+from workers.benchmarks.plots import latency_cdf, rate_vs_p99
+from workers.client import audio_headers, pcm_bytes
+from workers.loadgen import AudioSource, ListeningPopulation
+from workers.metrics import LATENCY_BUCKETS
+from workers.records import ANOMALY, AUDIO_CHUNKS, LISTENING_EVENTS
+from workers.stack import Stack, create_topics
+from workers.testing import WorkerProcess
+
+BUDGET_MS = 10.0
+TENANTS = ("bench-a", "bench-b", "bench-c")
+CHUNK_S = 0.5
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # "listening" or "audio"
+    rate: float  # events/s, or streams
+    seconds: float
+    run: str  # prefix of refs, to tell this step's outputs apart
+
+
+def _listening_payloads(n: int, run: str) -> list[tuple[bytes, bytes]]:
+    populations = [
+        ListeningPopulation(t, users=2000, seed=i).events() for i, t in enumerate(TENANTS)
+    ]
+    out = []
+    for i in range(n):
+        event = next(populations[i % len(populations)]).fields
+        event["event_id"] = f"{run}-{i}"
+        out.append((f"{event['tenant']}/{event['user_id']}".encode(), orjson.dumps(event)))
+    return out
+
+
+def _generate(bootstrap: str, step: Step, t0: float, lag_queue: Any) -> None:
+    """Generator process: sends the step's records on schedule, reports its own lag."""
+    from aiokafka import AIOKafkaProducer
+
+    async def main() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, linger_ms=0, acks=1, max_request_size=4 * 1024 * 1024
+        )
+        await producer.start()
+        lags: list[float] = []
+        if step.kind == "listening":
+            payloads = _listening_payloads(int(step.rate * step.seconds), step.run)
+            for i, (key, value) in enumerate(payloads):
+                due = t0 + i / step.rate
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                lags.append(time.time() - due)
+                await producer.send(LISTENING_EVENTS, value, key=key)
+        else:
+            streams = int(step.rate)
+            sources = [
+                AudioSource(
+                    TENANTS[k % len(TENANTS)],
+                    f"{step.run}-s{k}",
+                    seed=k,
+                    channels=2,
+                    sample_rate=44100,
+                )
+                for k in range(streams)
+            ]
+            chunk = pcm_bytes(sources[0].chunk(0)[0])  # same audio content, real framing
+            n_chunks = int(step.seconds / CHUNK_S)
+            schedule = sorted(
+                (seq * CHUNK_S + k * CHUNK_S / streams, k, seq)
+                for k in range(streams)
+                for seq in range(n_chunks)
+            )
+            for offset, k, seq in schedule:
+                due = t0 + offset
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                lags.append(time.time() - due)
+                source = sources[k]
+                headers = audio_headers(
+                    tenant=source.tenant,
+                    stream=source.stream,
+                    seq=seq,
+                    sample_rate=44100,
+                    channels=2,
+                )
+                await producer.send(
+                    AUDIO_CHUNKS,
+                    chunk,
+                    key=f"{source.tenant}/{source.stream}".encode(),
+                    headers=headers,
+                )
+        await producer.flush()
+        await producer.stop()
+        lag_queue.put(lags)
+
+    asyncio.run(main())
+
+
+def _scheduled(step: Step, t0: float, ref: object, subject: str) -> float | None:
+    if step.kind == "listening":
+        text = str(ref)
+        if not text.startswith(step.run + "-"):
+            return None
+        return t0 + int(text.rsplit("-", 1)[1]) / step.rate
+    if not subject.startswith(step.run + "-s"):
+        return None
+    k = int(subject.rsplit("-s", 1)[1])
+    seq = int(str(ref))
+    return t0 + seq * CHUNK_S + k * CHUNK_S / int(step.rate)
+
+
+def _stage_histograms(metrics_url: str) -> dict[tuple[str, str], np.ndarray]:
+    """Cumulative bucket counts of workers_stage_seconds and workers_latency_seconds."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    found: dict[tuple[str, str], dict[float, float]] = {}
+    for line in text.splitlines():
+        for family in ("workers_stage_seconds_bucket", "workers_latency_seconds_bucket"):
+            if line.startswith(family + "{"):
+                labels = dict(
+                    part.split("=", 1)
+                    for part in line[line.index("{") + 1 : line.index("}")].split(",")
+                )
+                labels = {k: v.strip('"') for k, v in labels.items()}
+                stage = labels.get("stage", "total")
+                le = float(labels["le"])
+                found.setdefault((labels["topic"], stage), {})[le] = float(line.rsplit(" ", 1)[1])
+    return {k: np.array([v[le] for le in sorted(v)]) for k, v in found.items()}
+
+
+def _quantile_from_buckets(counts: np.ndarray, q: float) -> float:
+    """Quantile (ms) from cumulative bucket counts, linear within a bucket."""
+    bounds = [0.0, *LATENCY_BUCKETS, float("inf")]
+    total = counts[-1]
+    if total <= 0:
+        return float("nan")
+    target = q * total
+    index = int(np.searchsorted(counts, target))
+    lower, upper = bounds[index], bounds[index + 1]
+    if upper == float("inf"):
+        return lower * 1000
+    below = counts[index - 1] if index else 0.0
+    share = (target - below) / max(counts[index] - below, 1e-12)
+    return float((lower + (upper - lower) * share) * 1000)
+
+
+async def _measure(bootstrap: str, step: Step, worker: WorkerProcess | None) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        ANOMALY,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    await consumer.seek_to_end()
+    await asyncio.sleep(0.5)
+    before = _stage_histograms(worker.url("/metrics")) if worker else {}
+    lag_queue: Any = mp.get_context("spawn").Queue()
+    t0 = time.time() + 1.0
+    generator = mp.get_context("spawn").Process(
+        target=_generate, args=(bootstrap, step, t0, lag_queue)
+    )
+    generator.start()
+    expected = (
+        int(step.rate * step.seconds)
+        if step.kind == "listening"
+        else int(step.rate) * int(step.seconds / CHUNK_S)
+    )
+    e2e: list[float] = []
+    worker_ms: list[float] = []
+    deadline = t0 + step.seconds + 15
+    while len(e2e) < expected and time.time() < deadline:
+        batches = await consumer.getmany(timeout_ms=100)
+        now = time.time()
+        for messages in batches.values():
+            for m in messages:
+                body = orjson.loads(m.value)
+                sent = _scheduled(step, t0, body["ref"], str(body["subject"]))
+                if sent is not None:
+                    e2e.append(now - sent)
+                    worker_ms.append(body["latency_ms"] / 1000)
+    await consumer.stop()
+    generator.join(30)
+    gen_lag = lag_queue.get(timeout=30) if not lag_queue.empty() else []
+    after = _stage_histograms(worker.url("/metrics")) if worker else {}
+    topic = LISTENING_EVENTS if step.kind == "listening" else AUDIO_CHUNKS
+    stages = {}
+    for (t, stage), counts in after.items():
+        if t == topic:
+            delta = counts - before.get((t, stage), np.zeros_like(counts))
+            stages[stage] = {
+                "p50_ms": _quantile_from_buckets(delta, 0.5),
+                "p99_ms": _quantile_from_buckets(delta, 0.99),
+            }
+    return {
+        "kind": step.kind,
+        "rate": step.rate,
+        "seconds": step.seconds,
+        "expected": expected,
+        "received": len(e2e),
+        "end_to_end": percentiles(e2e),
+        "in_worker": percentiles(worker_ms),
+        "generator_lag": percentiles(gen_lag),
+        "stages": stages,
+        "_e2e": e2e,
+        "_worker": worker_ms,
+    }
+
+
+def _forward(bootstrap: str, source: str, target: str, group: str, ready: Any) -> None:
+    """The floor: a plain consume-and-forward loop, one output per input."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    async def main() -> None:
+        consumer = AIOKafkaConsumer(
+            source,
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=10,
+            enable_auto_commit=True,
+            rebalance_timeout_ms=3000,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        await consumer.start()
+        await producer.start()
+        ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=100, max_records=500)
+            for messages in batches.values():
+                for m in messages:
+                    await producer.send(
+                        target, orjson.dumps({"ref": m.offset, "v": len(m.value)}), key=m.key
+                    )
+
+    asyncio.run(main())
+
+
+async def _count(
+    bootstrap: str, topic: str, until: int, timeout: float
+) -> tuple[int, float, float]:
+    """Records on ``topic``: how many, when the first and the last arrived (start-up and
+    group joins are not counted as processing time)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    seen, first, last = 0, 0.0, time.time()
+    deadline = time.time() + timeout
+    while seen < until and time.time() < deadline:
+        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+        for messages in batches.values():
+            if messages and not first:
+                first = time.time()
+            seen += len(messages)
+            if messages:
+                last = time.time()
+    await consumer.stop()
+    return seen, first, last
+
+
+async def _count_new_outputs(
+    bootstrap: str, worker: WorkerProcess, n: int
+) -> tuple[int, float, float]:
+    """Start reading ANOMALY at its end, then start ``worker``: count what it produces."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        ANOMALY,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="latest",
+        fetch_max_wait_ms=20,
+    )
+    await consumer.start()
+    await consumer.seek_to_end()
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+    worker.start()
+    seen, first, last = 0, 0.0, 0.0
+    deadline = time.time() + 600
+    while seen < n and time.time() < deadline:
+        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+        for messages in batches.values():
+            if messages:
+                first = first or time.time()
+                last = time.time()
+            seen += len(messages)
+    await consumer.stop()
+    return seen, first, last
+
+
+async def _preload(bootstrap: str, n: int) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
+    await producer.start()
+    for key, value in _listening_payloads(n, "flood"):
+        await producer.send(LISTENING_EVENTS, value, key=key)
+    await producer.flush()
+    await producer.stop()
+
+
+def _throughput(stack: Stack, n: int, console: Console) -> dict[str, Any]:
+    """Saturated throughput from a backlog of ``n`` events: the worker against the floor."""
+    bootstrap = stack.broker.bootstrap
+    with console.status(f"floor: pre-loading {n} events, then a plain consume-and-forward loop…"):
+        asyncio.run(_preload(bootstrap, n))
+        asyncio.run(create_topics(bootstrap, ["floor.out"], partitions=4))
+        ready = mp.get_context("spawn").Event()
+        forwarder = mp.get_context("spawn").Process(
+            target=_forward, args=(bootstrap, LISTENING_EVENTS, "floor.out", "floor", ready)
+        )
+        forwarder.start()
+        ready.wait(60)
+        seen, first, last = asyncio.run(_count(bootstrap, "floor.out", n, timeout=300))
+        forwarder.terminate()
+        floor = {"records": seen, "seconds": last - first, "per_second": seen / (last - first)}
+    with console.status("worker: the same backlog through a fresh worker group…"):
+        worker = WorkerProcess(
+            {
+                **stack.env(),
+                "WORKERS_TENANTS": ",".join(TENANTS),
+                "WORKERS_GROUP_ID": "flood",
+                "WORKERS_REBALANCE_TIMEOUT_S": "3",
+                "WORKERS_LOG_LEVEL": "warning",
+            },
+            log=stack.workdir / "flood.log",
+        )
+        try:
+            seen, first, last = asyncio.run(_count_new_outputs(bootstrap, worker, n))
+        finally:
+            worker.terminate()
+        ours = {"records": seen, "seconds": last - first, "per_second": seen / (last - first)}
+    return {"floor": floor, "worker": ours, "ratio": ours["per_second"] / floor["per_second"]}
+
+
+def run(
+    *, quick: bool = False, out_dir: Path = Path("bench-results"), console: Console | None = None
+) -> dict[str, Any]:
+    console = console or Console()
+    seconds = 4.0 if quick else 12.0
+    listening_rates = [500, 2000] if quick else [500, 1000, 2000, 3000, 5000, 7500, 10000]
+    audio_streams = [10, 40] if quick else [25, 50, 100, 150, 200]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with console.status("starting the embedded stack and a worker…"):
+        stack = Stack().start(partitions=4)
+        worker = WorkerProcess(
+            {
+                **stack.env(),
+                "WORKERS_TENANTS": ",".join(TENANTS),
+                "WORKERS_REBALANCE_TIMEOUT_S": "3",
+                "WORKERS_LOG_LEVEL": "warning",
+            },
+            log=stack.workdir / "worker.log",
+        )
+        worker.start()
+    try:
+        worker.wait_ready(120)
+        steps: list[dict[str, Any]] = []
+        plan = [Step("listening", r, seconds, f"l{r}") for r in listening_rates] + [
+            Step("audio", s, seconds, f"a{s}") for s in audio_streams
+        ]
+        for step in plan:
+            label = (
+                f"{step.rate:g} events/s" if step.kind == "listening" else f"{step.rate:g} streams"
+            )
+            with console.status(f"{step.kind}: {label} for {step.seconds:g} s…"):
+                result = asyncio.run(_measure(stack.broker.bootstrap, step, worker))
+            steps.append(result)
+            e = result["end_to_end"]
+            console.print(
+                f"  {step.kind:9s} {label:>16s}: end-to-end "
+                f"p50 {e.get('p50_ms', float('nan')):6.2f} "
+                f"p99 {e.get('p99_ms', float('nan')):7.2f} ms  "
+                f"({result['received']}/{result['expected']} outputs)"
+            )
+        worker.terminate()
+        throughput = _throughput(stack, 5_000 if quick else 40_000, console)
+    finally:
+        worker.kill()
+        stack.stop()
+
+    def sustained(kind: str) -> float:
+        ok = [
+            s["rate"]
+            for s in steps
+            if s["kind"] == kind
+            and s["received"] >= 0.99 * s["expected"]
+            and s["end_to_end"].get("p99_ms", float("inf")) <= BUDGET_MS
+        ]
+        return max(ok, default=0.0)
+
+    results = {
+        "budget_ms": BUDGET_MS,
+        "steps": [{k: v for k, v in s.items() if not k.startswith("_")} for s in steps],
+        "max_listening_rate_within_budget": sustained("listening"),
+        "max_audio_streams_within_budget": sustained("audio"),
+        "throughput": throughput,
+    }
+    path = write_results("latency", results, out_dir)
+    listening = [s for s in steps if s["kind"] == "listening"]
+    target = next((s for s in listening if s["rate"] >= 5000), listening[-1])
+    latency_cdf(
+        {
+            f"end to end, {target['rate']:g}/s": target["_e2e"],
+            f"in worker, {target['rate']:g}/s": target["_worker"],
+        },
+        out_dir / "latency-cdf.png",
+        title="Listening events: latency CDF",
+        budget_ms=BUDGET_MS,
+    )
+    rate_vs_p99(
+        {
+            kind: [
+                (s["rate"], s["end_to_end"].get("p99_ms", float("nan")))
+                for s in steps
+                if s["kind"] == kind
+            ]
+            for kind in ("listening", "audio")
+        },
+        out_dir / "latency-rate-p99.png",
+        budget_ms=BUDGET_MS,
+    )
+
+    table = Table(
+        title=f"Latency against the {BUDGET_MS:g} ms budget "
+        "(end to end = scheduled send → output read)",
+        title_justify="left",
+    )
+    for col in (
+        "load",
+        "e2e p50",
+        "e2e p95",
+        "e2e p99",
+        "e2e p99.9",
+        "worker p99",
+        "gen lag p99",
+        "outputs",
+    ):
+        table.add_column(col, justify="right")
+    for s in steps:
+        e, w, g = s["end_to_end"], s["in_worker"], s["generator_lag"]
+        unit = "/s" if s["kind"] == "listening" else " streams"
+        table.add_row(
+            f"{s['kind']} {s['rate']:g}{unit}",
+            *(f"{e.get(k, float('nan')):.2f}" for k in ("p50_ms", "p95_ms", "p99_ms", "p999_ms")),
+            f"{w.get('p99_ms', float('nan')):.2f}",
+            f"{g.get('p99_ms', float('nan')):.2f}",
+            f"{s['received']}/{s['expected']}",
+        )
+    console.print(table)
+    t = throughput
+    console.print(
+        f"sustained within budget: listening {results['max_listening_rate_within_budget']:g}/s, "
+        f"audio {results['max_audio_streams_within_budget']:g} streams · "
+        f"saturated throughput: worker "
+        f"{t['worker']['per_second']:.0f}/s, floor {t['floor']['per_second']:.0f}/s "
+        f"({t['ratio']:.0%} of the floor)\nresults: {path}, plots: {out_dir}/latency-*.png"
+    )
+    return results
