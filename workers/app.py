@@ -21,6 +21,7 @@ from workers.endpoints import HttpServer, build_http_app
 from workers.errors import Reason, Rejected
 from workers.metrics import Metrics
 from workers.models import ModelRegistry
+from workers.overload import OverloadPolicy
 from workers.processing import AudioProcessor, ListeningProcessor, model_factories
 from workers.records import (
     AUDIO_CHUNKS,
@@ -141,6 +142,7 @@ class Worker:
             max_models=settings.max_live_models,
         )
         self._positions: dict[tuple[str, int], int] = {}
+        self._tenants = frozenset(settings.tenants)
         self.metrics = Metrics(registry, live_models=self.models.live, lags=self.partition_lags)
         self.metrics.models_live.set_function(lambda: len(self.models))
         self.metrics.model_restores.set_function(lambda: self.models.restored)
@@ -162,6 +164,10 @@ class Worker:
         self.app.agent(self.app.topic(AUDIO_CHUNKS), name="audio")(self._audio_agent)
         self.app.agent(self.app.topic(LISTENING_EVENTS), name="listening")(self._listening_agent)
         self.app.timer(settings.checkpoint_interval_s)(self._checkpoint)
+        self.overload = OverloadPolicy(
+            enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
+        )
+        self.app.timer(1.0)(self._watch_overload)
 
     def warm_up(self) -> None:
         """Touch every code path once (schemas, FFT, resampler, models) before reporting ready."""
@@ -294,12 +300,28 @@ class Worker:
             time.perf_counter() - record.received - latency
         )
         m.latency_seconds.labels(record.topic).observe(latency)
+        if outcome.tenant in self._tenants:  # bounded: only allow-listed tenants get a series
+            m.tenant_latency_seconds.labels(outcome.tenant, record.topic).observe(latency)
+        if self.overload.degraded:
+            m.degraded_records.labels(record.topic).inc()
         if record.timestamp_ms is not None:
             m.record_age.labels(record.topic).observe(
                 max(0.0, record.received_wall - record.timestamp_ms / 1000.0)
             )
         if latency_ms > self.settings.budget_ms:
             m.over_budget.labels(record.topic).inc()
+
+    async def _watch_overload(self) -> None:
+        lag = sum(lag for _, _, lag in self.partition_lags())
+        degraded = self.overload.update(lag)
+        if degraded != self.audio.degraded:
+            log.warning(
+                "overload policy %s (consumer lag %d records)",
+                "engaged" if degraded else "released",
+                lag,
+            )
+        self.audio.degraded = self.listening.degraded = degraded
+        self.metrics.degraded.set(int(degraded))
 
     async def _checkpoint(self) -> None:
         try:

@@ -80,7 +80,7 @@ def window_of(ts_ms: int, *, window_s: int) -> int:
     return ts_ms // (window_s * 1000)
 
 
-def to_update(event: ListeningEvent, *, window_s: int) -> ListeningUpdate:
+def to_update(event: ListeningEvent, *, window_s: int, position: str = "") -> ListeningUpdate:
     played = event.ms_played or 0
     is_listen = event.type in ("play", "skip")
     return ListeningUpdate(
@@ -94,6 +94,7 @@ def to_update(event: ListeningEvent, *, window_s: int) -> ListeningUpdate:
         hour=(event.ts // 3_600_000) % 24,
         window=window_of(event.ts, window_s=window_s),
         near_30s=is_listen and ROYALTY_MS <= played < ROYALTY_MS + NEAR_30S_BAND_MS,
+        position=position,
         completed=event.type == "play"
         and event.track_ms is not None
         and played >= COMPLETION_SHARE * event.track_ms,

@@ -90,6 +90,24 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.tenant_latency_seconds = Histogram(
+            "workers_tenant_latency_seconds",
+            "In-worker latency per tenant (labels bounded by the tenant allow-list).",
+            ["tenant", "topic"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+            registry=r,
+        )
+        self.degraded = Gauge(
+            "workers_degraded",
+            "1 while the overload policy is active (lag past its threshold).",
+            registry=r,
+        )
+        self.degraded_records = Counter(
+            "workers_degraded_records",
+            "Records processed in degraded mode (scored without learning).",
+            ["topic"],
+            registry=r,
+        )
         self.over_budget = Counter(
             "workers_over_budget",
             "Records whose in-worker latency exceeded the budget.",

@@ -76,6 +76,11 @@ def model_factories(
     }
 
 
+def _position(record: Record) -> str:
+    """Where a record came from: the same position again is a replay, not a duplicate."""
+    return f"{record.topic}:{record.partition}:{record.offset}"
+
+
 def _check_tenant(tenant: str, tenants: frozenset[str]) -> None:
     if tenant not in tenants:
         raise Rejected(Reason.UNKNOWN_TENANT, f"tenant {tenant!r} is not served by this fleet")
@@ -96,6 +101,8 @@ class AudioProcessor:
         self._model_rate = model_rate
         self._extractor = StreamingExtractor(sr=model_rate)
         self._resamplers = StreamResamplers(sr_out=model_rate)
+        #: set by the overload policy: score without learning, skip the rate check
+        self.degraded = False
 
     def warm_up(self) -> None:
         """Run the whole numeric path once so the first real chunk pays no set-up cost."""
@@ -128,7 +135,7 @@ class AudioProcessor:
                     Reason.DUPLICATE_CHUNK,
                     f"seq {headers.seq} is not after {state.seq} in stream {headers.stream!r}",
                 )
-            flags = quality_flags(samples, sr=headers.sample_rate)
+            flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not self.degraded)
             flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
             flags["dropout"] = flags["dropout"] or flags["seq_gap"]  # missing audio is a dropout
             if flags["seq_gap"]:  # never splice audio across a gap: restart framing and filters
@@ -151,7 +158,7 @@ class AudioProcessor:
                 )
             faults = [name for name in AUDIO_FAULTS if flags[name]]
             x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
-            verdict = detector.step(x, learn=not faults)
+            verdict = detector.step(x, learn=not faults and not self.degraded)
             self._models.touched(headers.tenant, AUDIO_MODEL)
             watch.lap("model")
         except Rejected as rejected:
@@ -217,6 +224,8 @@ class ListeningProcessor:
         self._store = store
         self._models = models
         self._window_s = window_s
+        #: set by the overload policy: score without learning
+        self.degraded = False
 
     def _parse(self, record: Record, outcome: Outcome) -> ListeningEvent | None:
         try:
@@ -241,7 +250,10 @@ class ListeningProcessor:
                 parsed.append((i, event))
         batch_watch = Stopwatch()
         states = await self._store.apply_listening(
-            [to_update(event, window_s=self._window_s) for _, event in parsed]
+            [
+                to_update(event, window_s=self._window_s, position=_position(records[i]))
+                for i, event in parsed
+            ]
         )
         batch_watch.lap("state")
         state_share = batch_watch.stages["state"] / max(1, len(parsed))
@@ -266,7 +278,8 @@ class ListeningProcessor:
     ) -> None:
         detector = await self._models.get(event.tenant, LISTENING_MODEL)
         features = behaviour(state.user, state.current)
-        verdict = detector.step(features)
+        # a replay was learnt the first time: score it again, learn nothing twice
+        verdict = detector.step(features, learn=not state.replay and not self.degraded)
         self._models.touched(event.tenant, LISTENING_MODEL)
         why = detector.explain(features) if verdict.is_anomaly else []
         if verdict.is_anomaly:
@@ -289,12 +302,13 @@ class ListeningProcessor:
                     "warming_up": verdict.warming_up,
                     "reasons": why,
                     "features": {name: round(value, 6) for name, value in features.items()},
+                    "replay": state.replay,
                     "model_version": detector.version,
                 },
             )
         )
         popularity: PopularityModel = await self._models.get(event.tenant, POPULARITY_MODEL)
-        if state.closed is not None:
+        if state.closed is not None and not state.replay and not self.degraded:
             closed, before, before_that = state.closed
             popularity.learn(current=before, previous=before_that, next_plays=closed.plays)
         window_ms = self._window_s * 1000
@@ -325,6 +339,7 @@ class ListeningProcessor:
                     "listeners": current.listeners,
                     "predicted_plays_next": round(predicted, 3),
                     "model_version": popularity.version,
+                    "replay": state.replay,
                 },
             )
         )

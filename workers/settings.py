@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     #: waiting at most batch_wait_ms for others (one Redis round trip per batch).
     batch_max: int = Field(default=256, ge=1, le=10_000)
     batch_wait_ms: float = Field(default=1.0, ge=0.0, le=100.0)
+    #: Overload policy (workers/overload.py): degrade past this consumer lag, recover below.
+    overload_lag_enter: int = Field(default=5000, ge=1)
+    overload_lag_leave: int = Field(default=1000, ge=0)
     #: Share of inputs each tenant's anomaly detectors may alarm on (the adaptive threshold is
     #: the 1 - rate quantile of recent scores). Reports put fake streams at 1-10 % of streams.
     alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)

@@ -29,7 +29,9 @@ def scenario(tenant: str, n: int, seed: int) -> list[ListeningUpdate]:
             ms_played=rng.choice([5_000, 31_000, 200_000]) if kind in ("play", "skip") else None,
             track_ms=200_000,
         )
-        updates.append(to_update(event, window_s=3600))
+        # positions repeat sometimes too: a replayed record, not a duplicate
+        position = f"listening.events:0:{rng.randint(0, n) if rng.random() < 0.3 else i}"
+        updates.append(to_update(event, window_s=3600, position=position))
     return updates
 
 

@@ -137,10 +137,10 @@ async def test_listening_event_gives_anomaly_and_popularity(listening: Listening
 
 async def test_batch_mixes_good_bad_and_duplicates_in_order(listening: ListeningProcessor) -> None:
     records = [
-        event_record("acme", "u1", "e1"),
+        event_record("acme", "u1", "e1", offset=0),
         Record("listening.events", 0, 1, b"acme/u1", b"{"),
-        event_record("acme", "u1", "e1"),
-        event_record("beats", "u1", "e1"),
+        event_record("acme", "u1", "e1", offset=2),  # the same event_id in another record
+        event_record("beats", "u1", "e1", offset=3),
     ]
     outcomes = await listening.process_batch(records)
     assert [o.rejected.reason if o.rejected else None for o in outcomes] == [
@@ -174,3 +174,19 @@ async def test_tenants_never_share_state(store: MemoryStore, listening: Listenin
     assert all(
         k.startswith(("{acme}:", "{beats}:")) for k in [*store.hashes, *store.sets, *store.seen]
     )
+
+
+async def test_a_replayed_record_is_re_emitted_not_applied_twice(
+    listening: ListeningProcessor, store: MemoryStore
+) -> None:
+    first = event_record("acme", "u1", "e1", offset=10)
+    (original,) = await listening.process_batch([first])
+    (replayed,) = await listening.process_batch([first])  # re-read after a crash
+    assert replayed.rejected is None
+    assert [o.value["replay"] for o in replayed.outputs] == [True, True]  # type: ignore[index]
+    assert [o.value["replay"] for o in original.outputs] == [False, False]  # type: ignore[index]
+    assert replayed.outputs[1].value["plays"] == original.outputs[1].value["plays"] == 1  # type: ignore[index]
+    assert store.hashes["{acme}:user:u1"]["events"] == 1
+    # the same event_id from another record is a genuine duplicate
+    (duplicate,) = await listening.process_batch([event_record("acme", "u1", "e1", offset=11)])
+    assert duplicate.rejected is not None and duplicate.rejected.reason is Reason.DUPLICATE_EVENT

@@ -49,7 +49,9 @@ def longest_run(mask: npt.NDArray[np.bool_]) -> int:
     return int((ends - starts).max())
 
 
-def quality_flags(samples: npt.NDArray[np.float32], *, sr: int) -> dict[str, bool]:
+def quality_flags(
+    samples: npt.NDArray[np.float32], *, sr: int, check_rate: bool = True
+) -> dict[str, bool]:
     """Flags for one chunk of shape (frames, channels)."""
     mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
     rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
@@ -65,7 +67,7 @@ def quality_flags(samples: npt.NDArray[np.float32], *, sr: int) -> dict[str, boo
         "clipping": bool(clipping),
         "dropout": bool(dropout),
         "dc_offset": bool(dc_offset),
-        "rate_mismatch": (not silence) and rate_mismatch(mono),
+        "rate_mismatch": check_rate and (not silence) and rate_mismatch(mono),
     }
 
 

@@ -6,6 +6,7 @@ changed since its last checkpoint is saved before it is dropped.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -85,7 +86,13 @@ class ModelRegistry:
     async def checkpoint(self) -> int:
         """Save every model changed since the last checkpoint; returns how many."""
         dirty, self._dirty = self._dirty, set()
-        blobs = {k: snapshot.dump(self._live[k], kind=k[1]) for k in dirty if k in self._live}
+        blobs = {}
+        for k in dirty:
+            if k in self._live:
+                blobs[k] = snapshot.dump(self._live[k], kind=k[1])
+                # one model at a time (an audio detector takes ~10 ms to dump): records
+                # waiting behind a checkpoint wait for one model, not for all of them
+                await asyncio.sleep(0)
         try:
             await self._store.save_snapshots(blobs)
         except Exception:

@@ -5,20 +5,31 @@
 --   6 {t}:user:{uid}:plays (track -> listens, for catalogue concentration)
 -- ARGV: 1 type  2 ms_played  3 track_id  4 hour  5 ts  6 user_id  7 window
 --       8 seen_ttl_s  9 window_ttl_s  10 near_30s (0/1)  11 completed (0/1)
--- Returns {0} for a duplicate event_id, else
---   {1, user fields..., distinct_tracks, rolled_from, counts(w), counts(w-1),
+--       12 position of the record (topic:partition:offset)
+-- Exactly-once effect: the event_id key remembers the record's position. The same record
+-- again (a replay after a crash) changes nothing and returns the state with status 2; the
+-- same event_id from another record is a duplicate: {0}.
+-- Returns {0} for a duplicate, else
+--   {1 applied | 2 replay, user fields..., distinct_tracks, rolled_from, counts(w), counts(w-1),
 --    counts(r), counts(r-1), counts(r-2)}
 --   where counts = plays, skips, likes, shares, listeners, near30
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'repeats',
                 'ms_played', 'first_ts', 'last_ts', 'top_track'}
 local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners', 'near30'}
 
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[8]) then
-  return {0}
-end
 local kind, track, ts, window = ARGV[1], ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[7])
+local user, meta = KEYS[2], KEYS[4]
+local status = 1
+local seen = redis.call('GET', KEYS[1])
+if seen then
+  if seen ~= ARGV[12] then return {0} end
+  status = 2
+else
+  redis.call('SET', KEYS[1], ARGV[12], 'EX', ARGV[8])
+end
+local rolled = -1
+if status == 1 then
 local plural = kind .. 's'
-local user = KEYS[2]
 
 redis.call('HINCRBY', user, 'events', 1)
 redis.call('HINCRBY', user, plural, 1)
@@ -40,7 +51,6 @@ local first = tonumber(redis.call('HGET', user, 'first_ts') or ts)
 local last = tonumber(redis.call('HGET', user, 'last_ts') or ts)
 redis.call('HSET', user, 'first_ts', math.min(first, ts), 'last_ts', math.max(last, ts))
 
-local meta = KEYS[4]
 redis.call('HINCRBY', meta, window .. ':' .. plural, 1)
 if ARGV[11] == '1' then redis.call('HINCRBY', meta, window .. ':completions', 1) end
 if ARGV[10] == '1' then redis.call('HINCRBY', meta, window .. ':near30', 1) end
@@ -49,7 +59,6 @@ if kind == 'play' then
   redis.call('EXPIRE', KEYS[5], ARGV[9])
   redis.call('HSET', meta, window .. ':listeners', redis.call('PFCOUNT', KEYS[5]))
 end
-local rolled = -1
 local maxw = tonumber(redis.call('HGET', meta, 'maxw') or '-1')
 if window > maxw then
   redis.call('HSET', meta, 'maxw', window)
@@ -60,8 +69,9 @@ if window > maxw then
     if w and w < window - 4 then redis.call('HDEL', meta, field) end
   end
 end
+end  -- status == 1
 
-local out = {1}
+local out = {status}
 for _, v in ipairs(redis.call('HMGET', user, unpack(FIELDS))) do out[#out + 1] = tonumber(v or 0) end
 for h = 0, 23 do out[#out + 1] = tonumber(redis.call('HGET', user, 'h' .. h) or 0) end
 out[#out + 1] = redis.call('PFCOUNT', KEYS[3])

@@ -86,6 +86,7 @@ class RedisStore:
                     self._window_ttl_s,
                     int(u.near_30s),
                     int(u.completed),
+                    u.position,
                 ]
                 pipe.evalsha(self._listening.sha, len(keys), *keys, *args)
             replies: list[list[int]] = await pipe.execute()

@@ -47,6 +47,8 @@ class ListeningUpdate:
     window: int
     near_30s: bool
     completed: bool
+    #: where the record came from (topic:partition:offset): tells a replay from a duplicate
+    position: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class ListeningState:
     previous: WindowCounts
     rolled_from: int
     closed: tuple[WindowCounts, WindowCounts, WindowCounts] | None
+    #: the same record seen again (after a crash): nothing was applied twice
+    replay: bool = False
 
 
 class StateStore(Protocol):
@@ -111,6 +115,7 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
     """Turn the Lua script's flat reply (see listening.lua) into a ListeningState."""
     if not reply or int(reply[0]) == 0:
         return None
+    replay = int(reply[0]) == 2
     values = [int(v) for v in reply[1:]]
     user_values, values = values[: len(_USER_FIELDS)], values[len(_USER_FIELDS) :]
     hours, values = tuple(values[:24]), values[24:]
@@ -147,7 +152,12 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
     )
     closed = (counts[2], counts[3], counts[4]) if rolled >= 0 else None
     return ListeningState(
-        user=user, current=counts[0], previous=counts[1], rolled_from=rolled, closed=closed
+        user=user,
+        current=counts[0],
+        previous=counts[1],
+        rolled_from=rolled,
+        closed=closed,
+        replay=replay,
     )
 
 
@@ -155,7 +165,7 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
 class MemoryStore:
     """In-process store with the Redis store's semantics (exact sets instead of HyperLogLog)."""
 
-    seen: set[str] = field(default_factory=set)
+    seen: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, dict[str, int | str]] = field(default_factory=lambda: defaultdict(dict))
     sets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     blobs: dict[str, bytes] = field(default_factory=dict)
@@ -167,12 +177,40 @@ class MemoryStore:
 
     def _apply(self, u: ListeningUpdate) -> ListeningState | None:
         seen_key = key(u.tenant, "seen", u.event_id)
+        status = 1
         if seen_key in self.seen:
-            return None
-        self.seen.add(seen_key)
+            if self.seen[seen_key] != u.position:
+                return None
+            status = 2  # the same record again: report, change nothing
+        else:
+            self.seen[seen_key] = u.position
         user = self.hashes[key(u.tenant, "user", u.user_id)]
         tracks = self.sets[key(u.tenant, "user", u.user_id, "tracks")]
         meta = self.hashes[key(u.tenant, "track", u.track_id)]
+        rolled = self._mutate(u, user, tracks, meta) if status == 1 else -1
+
+        def counts(window: int) -> list[int]:
+            return [int(meta.get(f"{window}:{c}", 0)) for c in _COUNTS]
+
+        reply = [
+            status,
+            *(int(user.get(f, 0)) for f in _USER_FIELDS),
+            *(int(user.get(f"h{h}", 0)) for h in range(24)),
+            len(tracks),
+            rolled,
+        ]
+        for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
+            reply.extend(counts(window))
+        return decode_listening(reply)
+
+    def _mutate(
+        self,
+        u: ListeningUpdate,
+        user: dict[str, int | str],
+        tracks: set[str],
+        meta: dict[str, int | str],
+    ) -> int:
+        """Apply one event's increments (listening.lua's status-1 branch); returns rolled."""
         listeners = self.sets[key(u.tenant, "track", u.track_id, "listeners", u.window)]
 
         def incr(h: dict[str, int | str], name: str, by: int = 1) -> None:
@@ -209,20 +247,7 @@ class MemoryStore:
             rolled = maxw
             for name in [n for n in meta if n != "maxw" and int(n.split(":")[0]) < u.window - 4]:
                 del meta[name]
-
-        def counts(window: int) -> list[int]:
-            return [int(meta.get(f"{window}:{c}", 0)) for c in _COUNTS]
-
-        reply = [
-            1,
-            *(int(user.get(f, 0)) for f in _USER_FIELDS),
-            *(int(user.get(f"h{h}", 0)) for h in range(24)),
-            len(tracks),
-            rolled,
-        ]
-        for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
-            reply.extend(counts(window))
-        return decode_listening(reply)
+        return rolled
 
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         return self.blobs.get(key(tenant, "stream", stream))
