@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from tests.integration.conftest import start_worker
 from workers.client import Collector, start_producer
 from workers.records import ANOMALY, DEADLETTER, LISTENING_EVENTS
 from workers.stack import Stack
+from workers.testing import metric_value
 
 N_EVENTS = 3000
 USERS = 50
@@ -95,5 +98,66 @@ async def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
         )
     finally:
         second.terminate()
+        await collector.stop()
+        await producer.stop()
+
+
+async def test_redis_unreachable_for_a_while_pauses_and_loses_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    worker = start_worker(stack, tmp_path / "redis-pause.log")
+    collector = await Collector(stack.broker.bootstrap).start()
+    producer = await start_producer(stack.broker.bootstrap)
+    assert stack.redis.process is not None
+
+    async def send(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            user = f"pause-u{i % 20}"
+            body = event_body("acme", user, f"pause-{i}", ts=1_764_000_000_000 + i * 1000)
+            await producer.send(LISTENING_EVENTS, orjson.dumps(body), key=f"acme/{user}".encode())
+        await producer.flush()
+
+    def scored() -> set[str]:
+        return {
+            str(m.json()["ref"])
+            for m in collector.matching(lambda r: r.topic == ANOMALY)
+            if str(m.json()["ref"]).startswith("pause-")
+        }
+
+    try:
+        await send(0, 200)
+        await collector.wait_for(
+            lambda r: r.topic == ANOMALY and str(r.json()["ref"]).startswith("pause-"), 200
+        )
+        os.kill(stack.redis.process.pid, signal.SIGSTOP)  # Redis hangs: no answers at all
+        try:
+            await send(200, 300)
+            await asyncio.sleep(7.0)  # past the 5 s socket timeout: the worker retries
+            assert worker.process is not None and worker.process.poll() is None, "worker died"
+            assert worker.status("/healthz") == 200
+            assert len(scored()) < 500
+        finally:
+            os.kill(stack.redis.process.pid, signal.SIGCONT)
+        resumed = asyncio.get_running_loop().time()
+        for _ in range(300):
+            if len(scored()) >= 500:
+                break
+            await asyncio.sleep(0.2)
+        assert len(scored()) == 500, "everything processed once Redis is back"
+        assert not collector.matching(
+            lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/pause-")
+        )
+        retries = metric_value(
+            worker.metrics(), "workers_state_errors_total", operation="listening.events"
+        )
+        assert retries >= 1
+        assert await _user_event_total(stack, "acme", "pause-") == 500
+        print(
+            f"\nredis frozen 7 s: inputs 500 (300 during the outage), scored 500, dead "
+            f"letters 0, lost 0, counters exact, {retries:.0f} retries, caught up "
+            f"{asyncio.get_running_loop().time() - resumed:.1f} s after Redis resumed"
+        )
+    finally:
+        worker.terminate()
         await collector.stop()
         await producer.stop()
