@@ -144,6 +144,9 @@ class Worker:
         self._positions: dict[tuple[str, int], int] = {}
         self._tenants = frozenset(settings.tenants)
         self.metrics = Metrics(registry, live_models=self.models.live, lags=self.partition_lags)
+        # computed at scrape time, so they are never stale after a rebalance
+        self.metrics.assigned_partitions.set_function(self.assigned_partitions)
+        self.metrics.ready.set_function(lambda: float(self.is_ready()))
         self.metrics.models_live.set_function(lambda: len(self.models))
         self.metrics.model_restores.set_function(lambda: self.models.restored)
         self.audio = AudioProcessor(
@@ -183,16 +186,15 @@ class Worker:
         self.warmed = True
         log.info("warm-up done in %.2f s", time.perf_counter() - started)
 
-    def is_ready(self) -> bool:
-        if not self.warmed or self._stopping:
-            return False
+    def assigned_partitions(self) -> int:
         try:
-            assigned = len(self.app.consumer.assignment())
+            return len(self.app.consumer.assignment())
         except Exception:
-            return False
-        self.metrics.assigned_partitions.set(assigned)
-        self.metrics.ready.set(int(assigned > 0))
-        return assigned > 0
+            return 0
+
+    def is_ready(self) -> bool:
+        """Warmed up, not stopping, and input partitions assigned: consuming."""
+        return self.warmed and not self._stopping and self.assigned_partitions() > 0
 
     def partition_lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, lag) for each assigned partition this worker has read from."""

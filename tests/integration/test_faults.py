@@ -161,3 +161,67 @@ async def test_redis_unreachable_for_a_while_pauses_and_loses_nothing(
         worker.terminate()
         await collector.stop()
         await producer.stop()
+
+
+async def test_two_workers_one_killed_the_survivor_takes_over(stack: Stack, tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    survivor = start_worker(stack, tmp_path / "survivor.log", WORKERS_GROUP_ID="pair")
+    victim = await loop.run_in_executor(
+        None, lambda: start_worker(stack, tmp_path / "victim.log", WORKERS_GROUP_ID="pair")
+    )
+    collector = await Collector(stack.broker.bootstrap).start()
+    producer = await start_producer(stack.broker.bootstrap)
+
+    victim_partitions, killed = 0.0, 0.0
+
+    def partitions(worker: object) -> float:
+        return metric_value(worker.metrics(), "workers_assigned_partitions")  # type: ignore[attr-defined]
+
+    try:
+        for _ in range(100):  # the group rebalanced: both own partitions
+            if (
+                partitions(survivor)
+                and partitions(victim)
+                and partitions(survivor) + partitions(victim) == 8
+            ):
+                break
+            await asyncio.sleep(0.2)
+        assert partitions(survivor) + partitions(victim) == 8
+        assert partitions(victim) > 0
+        for i in range(2000):
+            user = f"pair-u{i % 64}"  # spread over every partition
+            body = event_body("acme", user, f"pair-{i}", ts=1_764_000_000_000 + i * 1000)
+            await producer.send(LISTENING_EVENTS, orjson.dumps(body), key=f"acme/{user}".encode())
+            if i == 800:
+                victim_partitions = partitions(victim)
+                victim.kill()
+                killed = loop.time()
+        await producer.flush()
+
+        def scored() -> set[str]:
+            return {
+                str(m.json()["ref"])
+                for m in collector.matching(lambda r: r.topic == ANOMALY)
+                if str(m.json()["ref"]).startswith("pair-")
+            }
+
+        for _ in range(450):
+            if len(scored()) >= 2000:
+                break
+            await asyncio.sleep(0.2)
+        assert len(scored()) == 2000, "the survivor processed the victim's partitions too"
+        assert partitions(survivor) == 8
+        assert await _user_event_total(stack, "acme", "pair-") == 2000
+        assert not collector.matching(
+            lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/pair-")
+        )
+        print(
+            f"\ntwo workers, one killed (it owned {victim_partitions:.0f} of 8 partitions): "
+            f"inputs 2000, scored 2000, dead letters 0, lost 0, counters exact; the survivor "
+            f"owned all 8 and had scored everything {loop.time() - killed:.1f} s after the kill"
+        )
+    finally:
+        survivor.terminate()
+        victim.kill()
+        await collector.stop()
+        await producer.stop()
