@@ -116,6 +116,37 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erase(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from workers.erasure import erase
+    from workers.settings import Settings
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(Settings().redis_url.get_secret_value())
+        try:
+            done = await erase(
+                client,
+                tenant=args.tenant,
+                user_id=args.user,
+                requested_by=args.by,
+                reason=args.reason,
+            )
+        finally:
+            await client.aclose()
+        scope = (
+            f"user {done.user_id} of tenant {done.tenant}"
+            if done.user_id
+            else f"tenant {done.tenant}"
+        )
+        print(f"erased {scope}: {done.keys_deleted} keys deleted; audit record {done.audit_id}")
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -147,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     tail_cmd.add_argument("--from-beginning", action="store_true")
     tail_cmd.add_argument("--plain", action="store_true", help="one line per message, no table")
     tail_cmd.set_defaults(func=_tail)
+    erase_cmd = verbs.add_parser("erase", help="GDPR erasure of a listener's or a tenant's state")
+    erase_cmd.add_argument("--tenant", required=True)
+    erase_cmd.add_argument("--user", help="one listener (default: the whole tenant)")
+    erase_cmd.add_argument("--by", default="", help="who asked (kept in the audit record)")
+    erase_cmd.add_argument("--reason", default="", help="why (kept in the audit record)")
+    erase_cmd.set_defaults(func=_erase)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
     bench.add_argument(
         "target", nargs="?", default="all", choices=["all", "features", "models", "latency"]
