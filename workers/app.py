@@ -21,6 +21,7 @@ from workers.endpoints import HttpServer, build_http_app
 from workers.errors import Reason, Rejected
 from workers.metrics import Metrics
 from workers.models import ModelRegistry
+from workers.models.keyring import Keyring
 from workers.overload import OverloadPolicy
 from workers.processing import AudioProcessor, ListeningProcessor, model_factories
 from workers.records import (
@@ -140,6 +141,11 @@ class Worker:
                 alarm_rate_audio=settings.alarm_rate_audio,
             ),
             max_models=settings.max_live_models,
+            keyring=(
+                Keyring.parse(settings.snapshot_keys.get_secret_value())
+                if settings.snapshot_keys is not None
+                else None
+            ),
         )
         self._positions: dict[tuple[str, int], int] = {}
         self._tenants = frozenset(settings.tenants)

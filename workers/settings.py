@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: the 1 - rate quantile of recent scores). Reports put fake streams at 1-10 % of streams.
     alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)
     alarm_rate_audio: float = Field(default=0.02, gt=0, lt=0.5)
+    #: Encrypt model snapshots at rest: "kid:base64(32 bytes)" pairs, comma-separated; the first
+    #: encrypts, all decrypt (rotation). Unset: snapshots are stored unencrypted.
+    snapshot_keys: SecretStr | None = None
     #: Live per-tenant models kept in memory (least recently used beyond that are checkpointed
     #: and dropped). Measured trained sizes in memory: audio 1.2 MB, listening 0.45 MB,
     #: popularity 0.38 MB, so 3,000 models (1,000 active tenants) take ~2 GB (BENCHMARKS.md).

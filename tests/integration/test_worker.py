@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import orjson
 import redis.asyncio as aioredis
 
 from tests.helpers import event_body, schema_error, tone
 from workers.client import Collector, Received, audio_headers, pcm_bytes, start_producer
+from workers.models.snapshot import read_header
 from workers.records import (
     ANOMALY,
     AUDIO_CHUNKS,
@@ -178,8 +181,17 @@ async def test_health_ready_and_metrics(worker: WorkerProcess) -> None:
 
 
 async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack) -> None:
+    for _ in range(100):  # a checkpoint runs every 2 s in the tests: wait for one
+        if metric_value(worker.metrics(), "workers_model_checkpoints_total") >= 1:
+            break
+        await asyncio.sleep(0.1)
     client = aioredis.Redis.from_url(stack.redis.url)
     names = [name async for name in client.scan_iter()]
+    snapshots = [await client.get(name) for name in names if b":model:" in name]
     await client.aclose()
+    assert snapshots, "models were checkpointed"
+    for blob in snapshots:  # encrypted at rest with the active key
+        header = read_header(blob)
+        assert (header["enc"], header["kid"]) == ("aes-256-gcm", "k2")
     assert names
     assert all(name.startswith((b"{acme}:", b"{beats}:")) for name in names), names

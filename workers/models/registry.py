@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from workers.models import snapshot
+from workers.models.keyring import Keyring
 
 if TYPE_CHECKING:
     from workers.state.store import StateStore
@@ -29,10 +30,12 @@ class ModelRegistry:
         factories: Mapping[str, Callable[[], Any]],
         *,
         max_models: int = 2000,
+        keyring: Keyring | None = None,
     ) -> None:
         self._store = store
         self._factories = dict(factories)
         self._max_models = max_models
+        self._keyring = keyring
         self._live: OrderedDict[Key, Any] = OrderedDict()
         self._dirty: set[Key] = set()
         self.restored = 0
@@ -59,7 +62,7 @@ class ModelRegistry:
         blob = await self._store.load_snapshot(tenant, kind)
         if blob is not None:
             try:
-                model = snapshot.load(blob, kind=kind)
+                model = snapshot.load(blob, kind=kind, keyring=self._keyring)
                 self.restored += 1
                 return model
             except snapshot.SnapshotError as exc:
@@ -79,7 +82,7 @@ class ModelRegistry:
         while len(self._live) > self._max_models:
             k, model = self._live.popitem(last=False)
             if k in self._dirty:
-                evicted[k] = snapshot.dump(model, kind=k[1])
+                evicted[k] = snapshot.dump(model, kind=k[1], keyring=self._keyring)
                 self._dirty.discard(k)
         await self._store.save_snapshots(evicted)
 
@@ -89,7 +92,7 @@ class ModelRegistry:
         blobs = {}
         for k in dirty:
             if k in self._live:
-                blobs[k] = snapshot.dump(self._live[k], kind=k[1])
+                blobs[k] = snapshot.dump(self._live[k], kind=k[1], keyring=self._keyring)
                 # one model at a time (an audio detector takes ~10 ms to dump): records
                 # waiting behind a checkpoint wait for one model, not for all of them
                 await asyncio.sleep(0)
