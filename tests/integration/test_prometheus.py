@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -60,7 +61,16 @@ def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
     )
     try:
         wait_for_port(port, timeout=30, process=process)
-        yield f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(150):  # it listens before its storage is ready (503 until then)
+            try:
+                with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        yield base
     finally:
         stop_process(process)
 
@@ -85,7 +95,13 @@ def eventually(base: str, promql: str, timeout: float = 30.0) -> list[dict[str, 
     """The query's result once every value is a finite number (rates need two scrapes)."""
     deadline = time.monotonic() + timeout
     while True:
-        result = query(base, promql)
+        try:
+            result = query(base, promql)
+        except urllib.error.HTTPError as exc:  # 503 while Prometheus is still starting
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
         if _finite(result) or time.monotonic() > deadline:
             return result
         time.sleep(0.5)
