@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 from workers.models.popularity import WindowCounts
 from workers.tenants import key
@@ -122,34 +122,8 @@ def decode_listening(reply: Sequence[int]) -> ListeningState | None:
     distinct, rolled, values = values[0], values[1], values[2:]
     width = len(_COUNTS)
     counts = [WindowCounts(*values[i : i + width]) for i in range(0, 5 * width, width)]
-    (
-        events,
-        plays,
-        skips,
-        likes,
-        shares,
-        near30,
-        repeats,
-        ms_played,
-        first_ts,
-        last_ts,
-        top_track,
-    ) = user_values
-    user = UserState(
-        events,
-        plays,
-        skips,
-        likes,
-        shares,
-        near30,
-        repeats,
-        ms_played,
-        first_ts,
-        last_ts,
-        top_track,
-        hours=hours,
-        distinct_tracks=distinct,
-    )
+    counters: dict[str, Any] = dict(zip(_USER_FIELDS, user_values, strict=True))
+    user = replace(UserState(hours=hours, distinct_tracks=distinct), **counters)
     closed = (counts[2], counts[3], counts[4]) if rolled >= 0 else None
     return ListeningState(
         user=user,
