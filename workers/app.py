@@ -198,9 +198,19 @@ class Worker:
         except Exception:
             return 0
 
+    def fetch_age_s(self) -> float | None:
+        try:
+            return self.app.consumer.last_fetch_age_s()  # type: ignore[attr-defined,no-any-return]
+        except Exception:  # before the consumer exists
+            return None
+
     def is_ready(self) -> bool:
-        """Warmed up, not stopping, and input partitions assigned: consuming."""
-        return self.warmed and not self._stopping and self.assigned_partitions() > 0
+        """Consuming: warmed up, not stopping, partitions assigned, and the broker answering
+        fetches (a cut link leaves partitions assigned while nothing flows)."""
+        if not self.warmed or self._stopping or self.assigned_partitions() == 0:
+            return False
+        age = self.fetch_age_s()
+        return age is not None and age < self.settings.ready_fetch_stale_s
 
     def partition_lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, lag) for each assigned partition this worker has read from."""

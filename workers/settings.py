@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     #: and dropped). Measured trained sizes in memory: audio 1.2 MB, listening 0.45 MB,
     #: popularity 0.38 MB, so 3,000 models (1,000 active tenants) take ~2 GB (BENCHMARKS.md).
     max_live_models: int = Field(default=3000, ge=10)
+    #: /ready turns 503 when no fetch for any assigned partition was answered for this long
+    #: (the broker is unreachable: partitions may still look assigned, but nothing flows).
+    ready_fetch_stale_s: float = Field(default=10.0, gt=0)
     #: Per-event latency budget, used by the over-budget counter.
     budget_ms: float = Field(default=10.0, gt=0)
     log_level: str = "info"

@@ -73,13 +73,16 @@ def redis_binary() -> Path:
 class Broker:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: The port clients are told to connect to (a proxy's, in fault tests); default: ``port``.
+    advertised_port: int | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port or self.port}"
 
     def start(self, log: Path) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port or self.port}"
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         self.process = subprocess.Popen(
             [
@@ -88,7 +91,7 @@ class Broker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
             ],
@@ -104,6 +107,8 @@ class Broker:
 class RedisServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: Append-only file, fsync on every write (as production Redis would persist state).
+    durable: bool = False
 
     @property
     def url(self) -> str:
@@ -120,7 +125,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.durable else "no",
+                "--appendfsync",
+                "always",
                 "--dir",
                 str(workdir),
                 "--protected-mode",

@@ -9,6 +9,7 @@ else is Faust's own ``aiokafka`` driver.
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar
 
 import aiokafka
@@ -56,10 +57,31 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             ),
         )
 
+    def last_fetch_age_s(self) -> float | None:
+        """Seconds since the broker last answered a fetch for any assigned partition (an
+        empty answer counts: an idle topic is still flowing); None before the first one."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        stamps = []
+        for tp in consumer.assignment():
+            try:
+                stamp = consumer.last_poll_timestamp(tp)
+            except AssertionError:  # revoked between the two calls
+                continue
+            if stamp is not None:
+                stamps.append(stamp)
+        return time.time() - max(stamps) / 1000.0 if stamps else None
+
 
 class Consumer(faust_aiokafka.Consumer):
+    _thread: ConsumerThread
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    def last_fetch_age_s(self) -> float | None:
+        return self._thread.last_fetch_age_s()
 
 
 class Transport(faust_aiokafka.Transport):

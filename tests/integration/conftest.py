@@ -11,6 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from workers.client import Collector
+from workers.records import ANOMALY
 from workers.stack import RedisServer, Stack, stop_process
 from workers.testing import WorkerProcess
 
@@ -93,3 +94,32 @@ async def collector(stack: Stack) -> AsyncIterator[Collector]:
 
 def run(coro: object) -> object:
     return asyncio.get_event_loop().run_until_complete(coro)  # type: ignore[arg-type]
+
+
+async def user_event_total(redis_url: str, tenant: str, prefix: str) -> int:
+    """Sum of the `events` counters of a tenant's users whose id starts with prefix."""
+    client = aioredis.Redis.from_url(redis_url)
+    total = 0
+    async for name in client.scan_iter(match=f"{{{tenant}}}:user:{prefix}*"):
+        if name.count(b":") == 2:  # the user hash itself, not its sub-keys
+            total += int(await client.hget(name, "events") or 0)
+    await client.aclose()
+    return total
+
+
+def scored_refs(collector: Collector, prefix: str) -> set[str]:
+    """Distinct refs of anomaly predictions whose ref starts with prefix."""
+    return {
+        str(m.json()["ref"])
+        for m in collector.matching(lambda r: r.topic == ANOMALY)
+        if str(m.json()["ref"]).startswith(prefix)
+    }
+
+
+async def wait_scored(collector: Collector, prefix: str, count: int, timeout: float) -> float:
+    """Seconds until `count` distinct refs were scored (or the timeout passed)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < timeout and len(scored_refs(collector, prefix)) < count:  # noqa: ASYNC110 (polls a list another task fills)
+        await asyncio.sleep(0.1)
+    return loop.time() - started

@@ -9,10 +9,9 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
-import redis.asyncio as aioredis
 
 from tests.helpers import event_body
-from tests.integration.conftest import start_worker
+from tests.integration.conftest import start_worker, user_event_total
 from workers.client import Collector, start_producer
 from workers.records import ANOMALY, DEADLETTER, LISTENING_EVENTS
 from workers.stack import Stack
@@ -20,16 +19,6 @@ from workers.testing import metric_value
 
 N_EVENTS = 3000
 USERS = 50
-
-
-async def _user_event_total(stack: Stack, tenant: str, prefix: str) -> int:
-    client = aioredis.Redis.from_url(stack.redis.url)
-    total = 0
-    async for name in client.scan_iter(match=f"{{{tenant}}}:user:{prefix}*"):
-        if name.count(b":") == 2:  # the user hash itself, not its sub-keys
-            total += int(await client.hget(name, "events") or 0)
-    await client.aclose()
-    return total
 
 
 async def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
@@ -85,7 +74,7 @@ async def test_kill_9_mid_stream_then_restart_loses_and_doubles_nothing(
         assert not collector.matching(
             lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/crash-")
         )
-        assert await _user_event_total(stack, "acme", "crash-") == N_EVENTS  # exact counts
+        assert await user_event_total(stack.redis.url, "acme", "crash-") == N_EVENTS  # exact counts
         replays = sum(
             1
             for m in collector.matching(lambda r: r.topic == ANOMALY)
@@ -151,7 +140,7 @@ async def test_redis_unreachable_for_a_while_pauses_and_loses_nothing(
             worker.metrics(), "workers_state_errors_total", operation="listening.events"
         )
         assert retries >= 1
-        assert await _user_event_total(stack, "acme", "pause-") == 500
+        assert await user_event_total(stack.redis.url, "acme", "pause-") == 500
         print(
             f"\nredis frozen 7 s: inputs 500 (300 during the outage), scored 500, dead "
             f"letters 0, lost 0, counters exact, {retries:.0f} retries, caught up "
@@ -211,7 +200,7 @@ async def test_two_workers_one_killed_the_survivor_takes_over(stack: Stack, tmp_
             await asyncio.sleep(0.2)
         assert len(scored()) == 2000, "the survivor processed the victim's partitions too"
         assert partitions(survivor) == 8
-        assert await _user_event_total(stack, "acme", "pair-") == 2000
+        assert await user_event_total(stack.redis.url, "acme", "pair-") == 2000
         assert not collector.matching(
             lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/pair-")
         )
