@@ -32,14 +32,20 @@ def chunk_record(
     sr: int = 44100,
     channels: int = 2,
     samples: np.ndarray | None = None,
-    offset: int = 0,
+    offset: int | None = None,
 ) -> Record:
+    """A chunk record; its offset defaults to ``seq`` (one record per chunk)."""
     samples = tone(sr=sr, channels=channels) if samples is None else samples
     headers = audio_headers(
         tenant=tenant, stream=stream, seq=seq, sample_rate=sr, channels=channels
     )
     return Record(
-        AUDIO_CHUNKS, 0, offset, f"{tenant}/{stream}".encode(), pcm_bytes(samples), tuple(headers)
+        AUDIO_CHUNKS,
+        0,
+        seq if offset is None else offset,
+        f"{tenant}/{stream}".encode(),
+        pcm_bytes(samples),
+        tuple(headers),
     )
 
 

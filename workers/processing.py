@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+import orjson
 
 from workers.audio import (
     StreamingExtractor,
@@ -24,10 +25,11 @@ from workers.audio import (
     quality_flags,
     resample,
 )
+from workers.audio.decode import ChunkHeaders
 from workers.audio.resample import StreamResamplers
 from workers.errors import Reason, Rejected
 from workers.listening import BOT_DIRECTIONS, ListeningEvent, behaviour, parse_event, to_update
-from workers.models import AnomalyDetector, ModelRegistry, PopularityModel
+from workers.models import AnomalyDetector, ModelRegistry, PopularityModel, Verdict
 from workers.records import (
     ANOMALY,
     AUDIO_FEATURES,
@@ -131,10 +133,9 @@ class AudioProcessor:
             watch.lap("state")
             state = StreamState.from_bytes(blob) if blob else StreamState()
             if headers.seq <= state.seq:
-                raise Rejected(
-                    Reason.DUPLICATE_CHUNK,
-                    f"seq {headers.seq} is not after {state.seq} in stream {headers.stream!r}",
-                )
+                outcome.outputs = await self._replayed(record, headers, state.seq)
+                outcome.stages = watch.stages
+                return outcome
             flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not self.degraded)
             flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
             flags["dropout"] = flags["dropout"] or flags["seq_gap"]  # missing audio is a dropout
@@ -144,21 +145,35 @@ class AudioProcessor:
             mono = self._resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
             state, features = self._extractor.step(state, mono)
             watch.lap("features")
+            faults = [name for name in AUDIO_FAULTS if flags[name]]
+            x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
+            verdict = detector.judge(x)  # learnt below, once the chunk is known to be new
+            outputs = self._outputs(
+                headers,
+                frames=samples.shape[0],
+                features=features,
+                flags=flags,
+                faults=faults,
+                verdict=verdict,
+                version=detector.version,
+            )
+            watch.lap("model")
+            # state, position and outputs in one atomic step: a replay finds its outputs
             accepted, previous = await self._store.save_stream(
                 headers.tenant,
                 headers.stream,
                 headers.seq,
                 replace(state, seq=headers.seq).to_bytes(),
+                position=_position(record),
+                outputs=orjson.dumps([(o.topic, o.key, o.value) for o in outputs]),
             )
             watch.lap("state")
-            if not accepted:
-                raise Rejected(
-                    Reason.DUPLICATE_CHUNK,
-                    f"seq {headers.seq} is not after {previous} in stream {headers.stream!r}",
-                )
-            faults = [name for name in AUDIO_FAULTS if flags[name]]
-            x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
-            verdict = detector.step(x, learn=not faults and not self.degraded)
+            if not accepted:  # another worker got there first, or the store saw it already
+                outcome.outputs = await self._replayed(record, headers, previous)
+                outcome.stages = watch.stages
+                return outcome
+            if not faults and not self.degraded:
+                detector.learn(x, verdict.score)
             self._models.touched(headers.tenant, AUDIO_MODEL)
             watch.lap("model")
         except Rejected as rejected:
@@ -166,54 +181,71 @@ class AudioProcessor:
             outcome.outputs.append(dead_letter(record, rejected, tenant=outcome.tenant))
             outcome.stages = watch.stages
             return outcome
+        outcome.anomalies = int(verdict.is_anomaly or bool(faults))
+        outcome.outputs = outputs
+        outcome.stages = watch.stages
+        return outcome
 
+    async def _replayed(self, record: Record, headers: ChunkHeaders, latest: int) -> list[Output]:
+        """The outputs saved with this very record (a re-read after a crash), marked as a
+        replay; any other chunk at or below the stream's latest seq is a duplicate."""
+        kept = await self._store.recent_chunk(headers.tenant, headers.stream, headers.seq)
+        if kept is None or kept[0] != _position(record):
+            raise Rejected(
+                Reason.DUPLICATE_CHUNK,
+                f"seq {headers.seq} is not after {latest} in stream {headers.stream!r}",
+            )
+        return [
+            Output(topic, key, {**value, "replay": True})
+            for topic, key, value in orjson.loads(kept[1])
+        ]
+
+    def _outputs(
+        self,
+        headers: ChunkHeaders,
+        *,
+        frames: int,
+        features: dict[str, float],
+        flags: dict[str, bool],
+        faults: list[str],
+        verdict: Verdict,
+        version: int,
+    ) -> list[Output]:
+        key = f"{headers.tenant}/{headers.stream}"
         why = [name for name, on in flags.items() if on]
         if verdict.is_anomaly:
             why.append("model-score")
-        is_anomaly = verdict.is_anomaly or bool(faults)
         # a measured fault (clipping, dropout, ...) is certain: it outranks any model score
         score = 1.0 if faults else verdict.score
-        outcome.anomalies = int(is_anomaly)
-        outcome.outputs.append(
-            Output(
-                AUDIO_FEATURES,
-                key,
-                {
-                    "schema": "audio.features/v1",
-                    "tenant": headers.tenant,
-                    "stream": headers.stream,
-                    "seq": headers.seq,
-                    "track": headers.track,
-                    "ts": headers.ts,
-                    "sample_rate": self._model_rate,
-                    "duration_ms": round(1000 * samples.shape[0] / headers.sample_rate, 3),
-                    "features": features,
-                    "quality": flags,
-                },
-            )
-        )
-        outcome.outputs.append(
-            Output(
-                ANOMALY,
-                key,
-                {
-                    "schema": "predictions.anomaly/v1",
-                    "tenant": headers.tenant,
-                    "kind": "audio",
-                    "subject": headers.stream,
-                    "ref": headers.seq,
-                    "score": round(score, 6),
-                    "percentile": round(verdict.percentile, 6),
-                    "threshold": round(verdict.threshold, 6),
-                    "is_anomaly": is_anomaly,
-                    "warming_up": verdict.warming_up,
-                    "reasons": why,
-                    "model_version": detector.version,
-                },
-            )
-        )
-        outcome.stages = watch.stages
-        return outcome
+        features_out = {
+            "schema": "audio.features/v1",
+            "tenant": headers.tenant,
+            "stream": headers.stream,
+            "seq": headers.seq,
+            "track": headers.track,
+            "ts": headers.ts,
+            "sample_rate": self._model_rate,
+            "duration_ms": round(1000 * frames / headers.sample_rate, 3),
+            "features": features,
+            "quality": flags,
+            "replay": False,
+        }
+        anomaly_out = {
+            "schema": "predictions.anomaly/v1",
+            "tenant": headers.tenant,
+            "kind": "audio",
+            "subject": headers.stream,
+            "ref": headers.seq,
+            "score": round(score, 6),
+            "percentile": round(verdict.percentile, 6),
+            "threshold": round(verdict.threshold, 6),
+            "is_anomaly": verdict.is_anomaly or bool(faults),
+            "warming_up": verdict.warming_up,
+            "reasons": why,
+            "model_version": version,
+            "replay": False,
+        }
+        return [Output(AUDIO_FEATURES, key, features_out), Output(ANOMALY, key, anomaly_out)]
 
 
 class ListeningProcessor:

@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 
 from workers.listening import ListeningEvent, to_update
 from workers.state import MemoryStore, RedisStore
-from workers.state.store import ListeningUpdate
+from workers.state.store import RECENT_CHUNKS, ListeningUpdate
 from workers.tenants import key
 
 HOUR = 3_600_000
@@ -47,12 +47,22 @@ async def test_redis_and_memory_stores_agree(redis_client: aioredis.Redis) -> No
 async def test_stream_sequence_contract(redis_client: aioredis.Redis) -> None:
     memory, store = MemoryStore(), RedisStore(redis_client, window_s=3600)
     assert await store.load_stream("acme", "s") is None
-    for seq in (0, 1, 1, 5, 3, 6):
+    for offset, seq in enumerate((0, 1, 1, 5, 3, 6, *range(7, 50))):
         blob = f"state-{seq}".encode() + bytes(range(256))
-        assert await store.save_stream("acme", "s", seq, blob) == await memory.save_stream(
-            "acme", "s", seq, blob
+        saved = {"position": f"audio.chunks:0:{offset}", "outputs": b"out|" + blob}
+        assert await store.save_stream("acme", "s", seq, blob, **saved) == (
+            await memory.save_stream("acme", "s", seq, blob, **saved)
         )
         assert await store.load_stream("acme", "s") == await memory.load_stream("acme", "s")
+    for seq in (0, 1, 3, 17, 18, 49, 50):  # only the last RECENT_CHUNKS are kept
+        kept = await store.recent_chunk("acme", "s", seq)
+        assert kept == await memory.recent_chunk("acme", "s", seq)
+        assert (kept is not None) == (50 - RECENT_CHUNKS <= seq < 50)
+    assert await store.recent_chunk("acme", "s", 1) is None
+    assert (await store.recent_chunk("acme", "s", 49)) == (
+        "audio.chunks:0:48",
+        b"out|state-49" + bytes(range(256)),
+    )
 
 
 async def test_snapshots_round_trip(redis_client: aioredis.Redis) -> None:
@@ -78,7 +88,7 @@ async def test_one_tenant_never_touches_another(redis_client: aioredis.Redis) ->
     assert before
     for seed in range(5):
         await store.apply_listening(scenario("acme", 100, seed=seed))
-        await store.save_stream("acme", "s", seed, b"state")
+        await store.save_stream("acme", "s", seed, b"state", position="p", outputs=b"[]")
     assert await _dump_tenant(redis_client, "beats") == before
     async for name in redis_client.scan_iter():
         assert name.startswith((b"{acme}:", b"{beats}:"))

@@ -68,8 +68,27 @@ async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioProces
     gap = await audio.process(chunk_record("acme", "s1", 5))
     assert gap.outputs[0].value["quality"]["seq_gap"] is True  # type: ignore[index]
     assert gap.outputs[1].value["is_anomaly"] is True  # type: ignore[index]
-    repeat = await audio.process(chunk_record("acme", "s1", 5))
+    repeat = await audio.process(chunk_record("acme", "s1", 5, offset=6))  # another record
     assert repeat.rejected is not None and repeat.rejected.reason is Reason.DUPLICATE_CHUNK
+    older = await audio.process(chunk_record("acme", "s1", 3, offset=7))
+    assert older.rejected is not None and older.rejected.reason is Reason.DUPLICATE_CHUNK
+
+
+async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
+    audio: AudioProcessor,
+) -> None:
+    first = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
+    detector = await audio._models.get("acme", "audio-anomaly")
+    seen = detector.seen
+    again = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
+    assert detector.seen == seen, "nothing learnt twice"
+    for before, after in zip(first, again, strict=True):
+        assert after.rejected is None and after.anomalies == 0
+        assert [o.topic for o in after.outputs] == [o.topic for o in before.outputs]
+        for old, new in zip(before.outputs, after.outputs, strict=True):
+            assert new.key == old.key
+            assert new.value == {**old.value, "replay": True}  # type: ignore[dict-item]
+            assert old.value["replay"] is False  # type: ignore[index]
 
 
 async def test_stream_state_carries_frames_across_chunks(

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from river import anomaly, drift, preprocessing
@@ -111,27 +111,35 @@ class AnomalyDetector:
 
     def step(self, x: Mapping[str, float], *, learn: bool = True) -> Verdict:
         """Score ``x`` against what was learnt so far, then learn it (prequential)."""
-        score = self.score(x)
-        percentile = self.calibrator.rank(score)
-        threshold = self.threshold
-        warming_up = self.seen < self.warmup
-        is_anomaly = (not warming_up) and score > threshold
-        drifted = False
+        verdict = self.judge(x)
         if learn:
-            self.calibrator.update(score)
-            self.model.learn_one(dict(x))
-            self.seen += 1
-            self.drift_detector.update(score)
-            if self.drift_detector.drift_detected and self.seen > self.warmup:
-                drifted = True
-                self.drifts += 1
-                self.calibrator.keep_recent(self.rewarm)
+            return replace(verdict, drift=self.learn(x, verdict.score))
+        return verdict
+
+    def judge(self, x: Mapping[str, float]) -> Verdict:
+        """Score and classify ``x`` without learning it (``learn`` may follow)."""
+        score = self.score(x)
+        warming_up = self.seen < self.warmup
+        threshold = self.threshold
+        is_anomaly = (not warming_up) and score > threshold
         self.alarms += int(is_anomaly)
         return Verdict(
             score=score,
-            percentile=percentile,
+            percentile=self.calibrator.rank(score),
             threshold=threshold,
             is_anomaly=is_anomaly,
             warming_up=warming_up,
-            drift=drifted,
+            drift=False,
         )
+
+    def learn(self, x: Mapping[str, float], score: float) -> bool:
+        """Learn ``x`` (whose score ``judge`` gave); True when drift was detected."""
+        self.calibrator.update(score)
+        self.model.learn_one(dict(x))
+        self.seen += 1
+        self.drift_detector.update(score)
+        if self.drift_detector.drift_detected and self.seen > self.warmup:
+            self.drifts += 1
+            self.calibrator.keep_recent(self.rewarm)
+            return True
+        return False

@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from workers.state.store import (
+    RECENT_CHUNKS,
     SEEN_TTL_S,
     STREAM_TTL_S,
     ListeningState,
@@ -99,15 +100,25 @@ class RedisStore:
         return state.encode() if isinstance(state, str) else bytes(state)
 
     async def save_stream(
-        self, tenant: str, stream: str, seq: int, state: bytes
+        self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
     ) -> tuple[bool, int]:
-        args = (key(tenant, "stream", stream), seq, state, STREAM_TTL_S)
+        keys = (key(tenant, "stream", stream), key(tenant, "recent", stream))
+        args = (seq, state, STREAM_TTL_S, position, outputs, RECENT_CHUNKS)
         try:
-            accepted, previous = await self._client.evalsha(self._stream.sha, 1, *args)
+            accepted, previous = await self._client.evalsha(self._stream.sha, 2, *keys, *args)
         except NoScriptError:
             await self._stream.load(self._client)
-            accepted, previous = await self._client.evalsha(self._stream.sha, 1, *args)
+            accepted, previous = await self._client.evalsha(self._stream.sha, 2, *keys, *args)
         return bool(accepted), int(previous)
+
+    async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
+        wanted = f"{seq}|".encode()
+        for entry in await self._client.lrange(key(tenant, "recent", stream), 0, -1):
+            raw = entry.encode() if isinstance(entry, str) else bytes(entry)
+            if raw.startswith(wanted):
+                position, _, outputs = raw[len(wanted) :].partition(b"|")
+                return position.decode(), outputs
+        return None
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
         blob = await self._client.get(key(tenant, "model", kind))

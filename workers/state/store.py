@@ -16,6 +16,9 @@ from workers.tenants import key
 
 SEEN_TTL_S = 7 * 24 * 3600
 STREAM_TTL_S = 24 * 3600
+#: Chunks per stream whose outputs are kept, to re-emit a chunk re-read after a crash. Only
+#: chunks processed but maybe not yet published when a worker died need it: a few per stream.
+RECENT_CHUNKS = 32
 _USER_FIELDS = (
     "events",
     "plays",
@@ -97,10 +100,14 @@ class StateStore(Protocol):
         """The state saved after the stream's latest chunk, if any."""
 
     async def save_stream(
-        self, tenant: str, stream: str, seq: int, state: bytes
+        self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
     ) -> tuple[bool, int]:
-        """Save state after chunk ``seq``: (accepted, previous seq or -1). A seq not above
-        the stored one is refused (a repeat, or another worker got there first)."""
+        """Save state after chunk ``seq`` with the chunk's record position and outputs, in one
+        atomic step: (accepted, previous seq or -1). A seq not above the stored one is refused
+        (a repeat, a replay, or another worker got there first)."""
+
+    async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
+        """(position, outputs) saved with chunk ``seq``, if it is among the last kept."""
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None: ...
 
@@ -143,6 +150,7 @@ class MemoryStore:
     hashes: dict[str, dict[str, int | str]] = field(default_factory=lambda: defaultdict(dict))
     sets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     blobs: dict[str, bytes] = field(default_factory=dict)
+    recent: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
 
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate]
@@ -227,7 +235,7 @@ class MemoryStore:
         return self.blobs.get(key(tenant, "stream", stream))
 
     async def save_stream(
-        self, tenant: str, stream: str, seq: int, state: bytes
+        self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
     ) -> tuple[bool, int]:
         meta = self.hashes[key(tenant, "stream", stream)]
         previous = int(meta.get("seq", -1))
@@ -235,7 +243,16 @@ class MemoryStore:
             return False, previous
         meta["seq"] = seq
         self.blobs[key(tenant, "stream", stream)] = state
+        recent = self.recent.setdefault(key(tenant, "recent", stream), [])
+        recent.insert(0, (seq, position, outputs))
+        del recent[RECENT_CHUNKS:]
         return True, previous
+
+    async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
+        for kept, position, outputs in self.recent.get(key(tenant, "recent", stream), []):
+            if kept == seq:
+                return position, outputs
+        return None
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
         return self.blobs.get(key(tenant, "model", kind))
