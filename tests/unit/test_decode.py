@@ -54,6 +54,15 @@ def test_bad_headers(change: dict[str, str | None], word: str) -> None:
     assert word in caught.value.detail
 
 
+@pytest.mark.parametrize("ts", ["0", "1764000000", "1764086400001"])
+def test_event_time_out_of_range(ts: str) -> None:
+    """Seconds instead of ms, or more than a day ahead of the clock."""
+    with pytest.raises(Rejected) as caught:
+        parse_headers({**GOOD, "ts": ts}, now_ms=1_764_000_000_000)
+    assert caught.value.reason is Reason.TIMESTAMP_OUT_OF_RANGE
+    assert parse_headers({**GOOD, "ts": "1764086400000"}, now_ms=1_764_000_000_000).ts
+
+
 def test_header_text_rejects_non_utf8() -> None:
     with pytest.raises(Rejected) as caught:
         header_text([("tenant", b"\xff\xfe")])

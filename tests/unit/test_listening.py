@@ -35,6 +35,17 @@ def test_good_event() -> None:
     assert update.hour == (GOOD["ts"] // 3_600_000) % 24
 
 
+@pytest.mark.parametrize("ts", [12, 1_764_000_000, 1_764_086_400_001, 9_999_999_999_999])
+def test_event_time_far_past_or_future_is_out_of_range(ts: int) -> None:
+    with pytest.raises(Rejected) as caught:
+        parse_event(orjson.dumps({**GOOD, "ts": ts}), key=b"acme/u1", now_ms=1_764_000_000_000)
+    assert caught.value.reason is Reason.TIMESTAMP_OUT_OF_RANGE
+
+
+def test_back_filled_history_is_accepted() -> None:
+    assert parse({**GOOD, "ts": 946_684_800_000}).ts == 946_684_800_000  # 2000-01-01
+
+
 def test_like_needs_no_ms_played() -> None:
     body = {k: v for k, v in GOOD.items() if k not in ("ms_played", "track_ms")} | {"type": "like"}
     assert parse(body).type == "like"

@@ -17,6 +17,8 @@ import numpy.typing as npt
 
 from workers.errors import Reason, Rejected
 from workers.schemas import SCHEMAS
+from workers.eventtime import check_ts
+from workers.eventtime import now_ms as clock_ms
 from workers.tenants import TENANT_PATTERN, is_valid_id
 
 MIN_SAMPLE_RATE = 8_000
@@ -57,8 +59,9 @@ def header_text(raw: object) -> dict[str, str]:
     return text
 
 
-def parse_headers(headers: Mapping[str, str]) -> ChunkHeaders:
-    """Validate audio headers against the schema, then the numeric ranges."""
+def parse_headers(headers: Mapping[str, str], *, now_ms: int | None = None) -> ChunkHeaders:
+    """Validate audio headers against the schema, then the numeric ranges and the event
+    time (``now_ms``, default: the clock, bounds a future ``ts``)."""
     error = SCHEMAS.first_error("audio.chunk.headers", dict(headers))
     if error is not None:
         raise Rejected(Reason.BAD_HEADERS, error)
@@ -77,6 +80,8 @@ def parse_headers(headers: Mapping[str, str]) -> ChunkHeaders:
             f"sample-rate {sample_rate} outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}",
         )
     ts = headers.get("ts")
+    if ts is not None:
+        check_ts(int(ts), now_ms=clock_ms() if now_ms is None else now_ms)
     return ChunkHeaders(
         tenant=headers["tenant"],
         stream=headers["stream"],
