@@ -32,7 +32,10 @@ from workers.records import (
     Outcome,
     Record,
     dead_letter,
+    tenant_topic,
+    topic_owner,
 )
+from workers.security import faust_credentials, kafka_auth, redis_options
 from workers.settings import Settings
 from workers.stack import create_topics
 from workers.state import RedisStore, StateStore
@@ -76,6 +79,7 @@ def create_app(settings: Settings) -> WorkerApp:
         producer_acks=-1,
         stream_wait_empty=False,
         stream_recovery_delay=0.0,
+        broker_credentials=faust_credentials(settings),
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
     return app
@@ -117,6 +121,7 @@ def to_record(event: EventT[Any]) -> Record:
         value=message.value,
         headers=tuple(_header_pairs(message.headers)),
         timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        owner=topic_owner(message.topic),
     )
 
 
@@ -132,7 +137,9 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store: StateStore = store or RedisStore.from_url(
-            settings.redis_url.get_secret_value(), window_s=settings.popularity_window_s
+            settings.redis_url.get_secret_value(),
+            window_s=settings.popularity_window_s,
+            **redis_options(settings),
         )
         self.models = ModelRegistry(
             self.store,
@@ -170,8 +177,12 @@ class Worker:
         self.app = create_app(settings)
         self._stopping = False
         self.warmed = False
-        self.app.agent(self.app.topic(AUDIO_CHUNKS), name="audio")(self._audio_agent)
-        self.app.agent(self.app.topic(LISTENING_EVENTS), name="listening")(self._listening_agent)
+        # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
+        # aiokafka driver cannot subscribe by pattern ("XXX pattern does not work" in its
+        # subscribe), and only allow-listed tenants would be served anyway.
+        audio, listening = settings.topics(AUDIO_CHUNKS), settings.topics(LISTENING_EVENTS)
+        self.app.agent(self.app.topic(*audio), name="audio")(self._audio_agent)
+        self.app.agent(self.app.topic(*listening), name="listening")(self._listening_agent)
         self.app.timer(settings.checkpoint_interval_s)(self._checkpoint)
         self.overload = OverloadPolicy(
             enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
@@ -273,7 +284,7 @@ class Worker:
         """Run a processor; infrastructure errors are retried, bugs become a dead letter."""
         try:
             return await with_retry(
-                record.topic,
+                record.kind,
                 lambda: process(record),
                 self.metrics,
                 should_stop=lambda: self._stopping,
@@ -292,7 +303,10 @@ class Worker:
         self._positions[(record.topic, record.partition)] = record.offset
         latency = time.perf_counter() - record.received
         latency_ms = round(latency * 1000.0, 3)
+        owner = record.owner
         for output in outcome.outputs:
+            # strict isolation: outputs (dead letters too) go to the owner's own topics
+            topic = output.topic if owner is None else tenant_topic(owner, output.topic)
             if isinstance(output.value, bytes):
                 value = output.value
             else:
@@ -301,33 +315,34 @@ class Worker:
             # and a debug log record per message (measured). Delivery is awaited by Faust,
             # which flushes the producer before it commits any offset.
             await self.app.producer.send(
-                output.topic, output.key.encode(), value, None, None, list(output.headers) or None
+                topic, output.key.encode(), value, None, None, list(output.headers) or None
             )
             m.records_out.labels(output.topic).inc()
+        topic_in = record.kind  # metrics label the logical topic: bounded cardinality
         if outcome.rejected is not None:
-            m.records_processed.labels(record.topic, "deadletter").inc()
-            m.deadletters.labels(record.topic, outcome.rejected.reason.value).inc()
+            m.records_processed.labels(topic_in, "deadletter").inc()
+            m.deadletters.labels(topic_in, outcome.rejected.reason.value).inc()
         else:
-            m.records_processed.labels(record.topic, "ok").inc()
+            m.records_processed.labels(topic_in, "ok").inc()
         if outcome.anomalies:
-            kind = "audio" if record.topic == AUDIO_CHUNKS else "listening"
+            kind = "audio" if topic_in == AUDIO_CHUNKS else "listening"
             m.anomalies.labels(kind).inc(outcome.anomalies)
         for stage, seconds in outcome.stages.items():
-            m.stage_seconds.labels(record.topic, stage).observe(seconds)
-        m.stage_seconds.labels(record.topic, "publish").observe(
+            m.stage_seconds.labels(topic_in, stage).observe(seconds)
+        m.stage_seconds.labels(topic_in, "publish").observe(
             time.perf_counter() - record.received - latency
         )
-        m.latency_seconds.labels(record.topic).observe(latency)
+        m.latency_seconds.labels(topic_in).observe(latency)
         if outcome.tenant in self._tenants:  # bounded: only allow-listed tenants get a series
-            m.tenant_latency_seconds.labels(outcome.tenant, record.topic).observe(latency)
+            m.tenant_latency_seconds.labels(outcome.tenant, topic_in).observe(latency)
         if self.overload.degraded:
-            m.degraded_records.labels(record.topic).inc()
+            m.degraded_records.labels(topic_in).inc()
         if record.timestamp_ms is not None:
-            m.record_age.labels(record.topic).observe(
+            m.record_age.labels(topic_in).observe(
                 max(0.0, record.received_wall - record.timestamp_ms / 1000.0)
             )
         if latency_ms > self.settings.budget_ms:
-            m.over_budget.labels(record.topic).inc()
+            m.over_budget.labels(topic_in).inc()
 
     async def _watch_overload(self) -> None:
         lag = sum(lag for _, _, lag in self.partition_lags())
@@ -384,8 +399,9 @@ class ShellService(mode.Service):
         if settings.create_topics:  # outputs are produced directly, so create them here
             await create_topics(
                 settings.kafka_bootstrap,
-                [*INPUT_TOPICS, *OUTPUT_TOPICS],
+                settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
                 partitions=settings.topic_partitions,
+                auth=kafka_auth(settings),
             )
         await self.http.start()
 

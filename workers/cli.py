@@ -74,16 +74,19 @@ def _produce(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
+    from workers.security import kafka_auth
     from workers.settings import Settings
     from workers.tools import produce_audio, produce_events
 
-    bootstrap = Settings().kafka_bootstrap
+    settings = Settings()
+    bootstrap, auth = settings.kafka_bootstrap, kafka_auth(settings)
     path = Path(args.file)
     if args.kind == "audio":
         asyncio.run(
             produce_audio(
                 path,
                 bootstrap=bootstrap,
+                auth=auth,
                 tenant=args.tenant,
                 stream=args.stream or path.stem,
                 track=args.track,
@@ -92,21 +95,26 @@ def _produce(args: argparse.Namespace) -> int:
             )
         )
     else:
-        asyncio.run(produce_events(path, bootstrap=bootstrap, tenant=args.tenant, rate=args.rate))
+        asyncio.run(
+            produce_events(path, bootstrap=bootstrap, auth=auth, tenant=args.tenant, rate=args.rate)
+        )
     return 0
 
 
 def _tail(args: argparse.Namespace) -> int:
     import asyncio
 
+    from workers.security import kafka_auth
     from workers.settings import Settings
     from workers.tools import tail
 
+    settings = Settings()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
         asyncio.run(
             tail(
                 args.topic,
-                bootstrap=Settings().kafka_bootstrap,
+                bootstrap=settings.kafka_bootstrap,
+                auth=kafka_auth(settings),
                 tenant=args.tenant,
                 limit=args.limit,
                 from_beginning=args.from_beginning,
@@ -122,10 +130,14 @@ def _erase(args: argparse.Namespace) -> int:
     import redis.asyncio as aioredis
 
     from workers.erasure import erase
+    from workers.security import redis_options
     from workers.settings import Settings
 
     async def run() -> None:
-        client = aioredis.Redis.from_url(Settings().redis_url.get_secret_value())
+        settings = Settings()
+        client = aioredis.Redis.from_url(
+            settings.redis_url.get_secret_value(), **redis_options(settings)
+        )
         try:
             done = await erase(
                 client,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -56,9 +57,16 @@ def event_value(**fields: object) -> bytes:
     return orjson.dumps(fields)
 
 
-async def start_producer(bootstrap: str) -> AIOKafkaProducer:
+async def start_producer(
+    bootstrap: str, *, auth: Mapping[str, Any] | None = None
+) -> AIOKafkaProducer:
+    """An idempotent-enough producer for tenants' data; ``auth`` from ``security.kafka_auth``."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=1, acks="all", max_request_size=8 * 1024 * 1024
+        bootstrap_servers=bootstrap,
+        linger_ms=1,
+        acks="all",
+        max_request_size=8 * 1024 * 1024,
+        **(auth or {}),
     )
     await producer.start()
     return producer

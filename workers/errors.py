@@ -20,6 +20,8 @@ class Reason(StrEnum):
     DUPLICATE_EVENT = "duplicate-event"
     DUPLICATE_CHUNK = "duplicate-chunk"
     TIMESTAMP_OUT_OF_RANGE = "timestamp-out-of-range"
+    #: strict isolation: the header or body names another tenant than the topic's owner
+    TENANT_MISMATCH = "tenant-mismatch"
     INTERNAL_ERROR = "internal-error"
 
 

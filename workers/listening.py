@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import orjson
 
 from workers.errors import Reason, Rejected
+from workers.eventtime import check_ts
+from workers.eventtime import now_ms as clock_ms
 from workers.models.popularity import WindowCounts
 from workers.schemas import SCHEMAS
 from workers.state.store import ListeningUpdate, UserState
-from workers.eventtime import check_ts
-from workers.eventtime import now_ms as clock_ms
 from workers.tenants import is_valid_id
 
 MAX_EVENT_BYTES = 64 * 1024

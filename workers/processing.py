@@ -83,7 +83,12 @@ def _position(record: Record) -> str:
     return f"{record.topic}:{record.partition}:{record.offset}"
 
 
-def _check_tenant(tenant: str, tenants: frozenset[str]) -> None:
+def _check_tenant(tenant: str, tenants: frozenset[str], record: Record) -> None:
+    if record.owner is not None and tenant != record.owner:
+        raise Rejected(
+            Reason.TENANT_MISMATCH,
+            f"record claims tenant {tenant!r} on {record.owner!r}'s topic {record.topic!r}",
+        )
     if tenant not in tenants:
         raise Rejected(Reason.UNKNOWN_TENANT, f"tenant {tenant!r} is not served by this fleet")
 
@@ -121,7 +126,7 @@ class AudioProcessor:
         try:
             headers = parse_headers(header_text(record.headers))
             outcome.tenant = headers.tenant
-            _check_tenant(headers.tenant, self._tenants)
+            _check_tenant(headers.tenant, self._tenants, record)
             key = f"{headers.tenant}/{headers.stream}"
             if record.key is None or record.key != key.encode():
                 raise Rejected(Reason.BAD_KEY, f"key must be {key!r}")
@@ -263,7 +268,7 @@ class ListeningProcessor:
         try:
             event = parse_event(record.value, key=record.key)
             outcome.tenant = event.tenant
-            _check_tenant(event.tenant, self._tenants)
+            _check_tenant(event.tenant, self._tenants, record)
         except Rejected as rejected:
             outcome.rejected = rejected
             outcome.outputs.append(dead_letter(record, rejected, tenant=outcome.tenant))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from workers.errors import Rejected
+from workers.tenants import TENANT_PATTERN
 
 AUDIO_CHUNKS = "audio.chunks"
 LISTENING_EVENTS = "listening.events"
@@ -16,6 +18,29 @@ POPULARITY = "predictions.popularity"
 DEADLETTER = "events.deadletter"
 INPUT_TOPICS = (AUDIO_CHUNKS, LISTENING_EVENTS)
 OUTPUT_TOPICS = (AUDIO_FEATURES, ANOMALY, POPULARITY, DEADLETTER)
+
+
+def tenant_topic(tenant: str, topic: str) -> str:
+    """Strict isolation: a tenant's own copy of a topic.
+
+    >>> tenant_topic("acme", AUDIO_CHUNKS)
+    'acme.audio.chunks'
+    """
+    return f"{tenant}.{topic}"
+
+
+@functools.lru_cache(maxsize=4096)
+def topic_owner(name: str) -> str | None:
+    """The tenant a topic belongs to (strict isolation), or None for a shared topic.
+
+    >>> topic_owner("acme.audio.chunks"), topic_owner("audio.chunks"), topic_owner("x.y")
+    ('acme', None, None)
+    """
+    for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
+        owner = name.removesuffix(f".{topic}")
+        if owner != name and TENANT_PATTERN.fullmatch(owner):
+            return owner
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +56,13 @@ class Record:
     #: the record's Kafka timestamp (ms), and the wall clock when the worker received it
     timestamp_ms: int | None = None
     received_wall: float = field(default_factory=time.time)
+    #: strict isolation: the tenant whose topic this came from (its only possible tenant)
+    owner: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The logical topic (``audio.chunks``), for a tenant's own copy too."""
+        return self.topic if self.owner is None else self.topic[len(self.owner) + 1 :]
 
 
 @dataclass(frozen=True, slots=True)

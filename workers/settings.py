@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workers.records import tenant_topic
 from workers.tenants import validate_tenant
 
 
@@ -69,6 +71,28 @@ class Settings(BaseSettings):
     budget_ms: float = Field(default=10.0, gt=0)
     log_level: str = "info"
 
+    #: "shared": one set of topics, the tenant named in each record. "strict": each tenant has
+    #: its own topics (`{tenant}.audio.chunks`, …, `{tenant}.events.deadletter`), so Kafka
+    #: prefixed ACLs decide who writes and reads for whom; a record naming another tenant than
+    #: its topic's owner is a `tenant-mismatch` dead letter (RELIABILITY.md "Strict isolation").
+    isolation: Literal["shared", "strict"] = "shared"
+
+    # --- security (workers/security.py; RELIABILITY.md "Security") ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    #: CA bundle to verify the brokers (default: the system's); cert and key for mutual TLS.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    #: Redis ACL user (Redis 6+); a `rediss://` URL turns TLS on, verified against this CA.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_certs: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+
     @field_validator("tenants", mode="before")
     @classmethod
     def _split_tenants(cls, value: object) -> tuple[str, ...]:
@@ -76,6 +100,31 @@ class Settings(BaseSettings):
             return ()
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
         return tuple(validate_tenant(str(item).strip()) for item in items if str(item).strip())
+
+    @model_validator(mode="after")
+    def _strict_needs_tenants(self) -> Settings:
+        if self.isolation == "strict" and not self.tenants:
+            raise ValueError(
+                "isolation=strict subscribes to each served tenant's topics: set WORKERS_TENANTS"
+            )
+        return self
+
+    def topics(self, *logical: str) -> list[str]:
+        """The Kafka topics behind logical topics: shared, or one per served tenant (strict)."""
+        if self.isolation == "strict":
+            return [tenant_topic(t, topic) for topic in logical for t in self.tenants]
+        return list(logical)
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_user(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol={self.kafka_security_protocol} needs "
+                "WORKERS_KAFKA_SASL_USERNAME and WORKERS_KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     @property
     def bootstrap_servers(self) -> list[str]:

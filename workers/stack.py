@@ -15,9 +15,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workers.records import INPUT_TOPICS, OUTPUT_TOPICS
 
@@ -109,17 +110,38 @@ class RedisServer:
     process: subprocess.Popen[bytes] | None = None
     #: Append-only file, fsync on every write (as production Redis would persist state).
     durable: bool = False
+    #: (certificate, key) files: serve TLS only, on ``port`` (needs a TLS-enabled build).
+    tls: tuple[Path, Path] | None = None
+    #: more ``redis-server`` options, e.g. ``["--requirepass", "…"]``
+    extra_args: Sequence[str] = ()
+    #: the ``redis-server`` to run (default: ``redis_binary()``)
+    binary: Path | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def start(self, log: Path, workdir: Path) -> None:
         self.process = subprocess.Popen(
             [
-                str(redis_binary()),
-                "--port",
-                str(self.port),
+                str(self.binary or redis_binary()),
+                *(
+                    [
+                        "--port",
+                        "0",
+                        "--tls-port",
+                        str(self.port),
+                        "--tls-cert-file",
+                        str(self.tls[0]),
+                        "--tls-key-file",
+                        str(self.tls[1]),
+                        "--tls-auth-clients",
+                        "no",
+                    ]
+                    if self.tls
+                    else ["--port", str(self.port)]
+                ),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -132,6 +154,7 @@ class RedisServer:
                 str(workdir),
                 "--protected-mode",
                 "yes",
+                *self.extra_args,
             ],
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -151,11 +174,19 @@ def stop_process(process: subprocess.Popen[bytes] | None, *, timeout: float = 5.
         process.wait(timeout)
 
 
-async def create_topics(bootstrap: str, topics: Sequence[str], *, partitions: int) -> None:
+async def create_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    partitions: int,
+    auth: Mapping[str, Any] | None = None,
+) -> None:
     """Create missing topics (idempotent); waits until the broker answers metadata."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(auth or {})
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

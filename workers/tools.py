@@ -15,7 +15,7 @@ import json
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,6 +56,7 @@ async def produce_audio(
     path: Path,
     *,
     bootstrap: str,
+    auth: Mapping[str, Any] | None = None,
     tenant: str,
     stream: str,
     track: str | None = None,
@@ -69,7 +70,7 @@ async def produce_audio(
     console = console or Console()
     samples, sample_rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     frames_per_chunk = max(1, sample_rate * chunk_ms // 1000)
-    producer = await start_producer(bootstrap)
+    producer = await start_producer(bootstrap, auth=auth)
     started = time.monotonic()
     chunks = 0
     try:
@@ -104,6 +105,7 @@ async def produce_events(
     path: Path,
     *,
     bootstrap: str,
+    auth: Mapping[str, Any] | None = None,
     tenant: str,
     rate: float | None = None,
     console: Console | None = None,
@@ -111,7 +113,7 @@ async def produce_events(
     """Replay a CSV/JSONL file of listening events, as fast as possible or at ``rate``/s."""
     console = console or Console()
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
-    producer = await start_producer(bootstrap)
+    producer = await start_producer(bootstrap, auth=auth)
     started = time.monotonic()
     sent = 0
     try:
@@ -190,6 +192,7 @@ async def tail(
     topic: str,
     *,
     bootstrap: str,
+    auth: Mapping[str, Any] | None = None,
     tenant: str | None = None,
     limit: int | None = None,
     from_beginning: bool = False,
@@ -205,6 +208,7 @@ async def tail(
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest" if from_beginning else "latest",
+        **(auth or {}),
     )
     await consumer.start()
     console = Console(file=out) if out is not None else Console()

@@ -6,6 +6,7 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -96,9 +97,9 @@ def run(coro: object) -> object:
     return asyncio.get_event_loop().run_until_complete(coro)  # type: ignore[arg-type]
 
 
-async def user_event_total(redis_url: str, tenant: str, prefix: str) -> int:
+async def user_event_total(redis_url: str, tenant: str, prefix: str, **options: Any) -> int:
     """Sum of the `events` counters of a tenant's users whose id starts with prefix."""
-    client = aioredis.Redis.from_url(redis_url)
+    client = aioredis.Redis.from_url(redis_url, **options)
     total = 0
     async for name in client.scan_iter(match=f"{{{tenant}}}:user:{prefix}*"):
         if name.count(b":") == 2:  # the user hash itself, not its sub-keys

@@ -209,3 +209,32 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
     # the same event_id from another record is a genuine duplicate
     (duplicate,) = await listening.process_batch([event_record("acme", "u1", "e1", offset=11)])
     assert duplicate.rejected is not None and duplicate.rejected.reason is Reason.DUPLICATE_EVENT
+
+
+async def test_strict_isolation_the_topic_owner_is_the_only_tenant(
+    audio: AudioProcessor, listening: ListeningProcessor
+) -> None:
+    from dataclasses import replace
+
+    def on(owner: str, record: Record) -> Record:
+        return replace(record, topic=f"{owner}.{record.topic}", owner=owner)
+
+    own = await audio.process(on("acme", chunk_record("acme", "iso", 0)))
+    assert own.rejected is None and own.record.kind == "audio.chunks"
+    forged = await audio.process(on("acme", chunk_record("beats", "iso", 0)))
+    assert forged.rejected is not None and forged.rejected.reason is Reason.TENANT_MISMATCH
+    unserved = await audio.process(on("mallory", chunk_record("mallory", "iso", 0)))
+    assert unserved.rejected is not None and unserved.rejected.reason is Reason.UNKNOWN_TENANT
+    events = await listening.process_batch(
+        [
+            on("beats", event_record("acme", "u1", "iso-1")),
+            on("beats", event_record("beats", "u1", "iso-2")),
+        ]
+    )
+    assert [o.rejected.reason if o.rejected else None for o in events] == [
+        Reason.TENANT_MISMATCH,
+        None,
+    ]
+    letter = events[0].outputs[0]
+    assert letter.topic == DEADLETTER and letter.value == events[0].record.value
+    assert dict(letter.headers)["source-topic"] == b"beats.listening.events"

@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from workers.settings import Settings
 from workers.tenants import InvalidTenantError, is_valid_id, key, prefix, validate_tenant
@@ -65,3 +66,21 @@ def test_settings_refuse_bad_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKERS_TENANTS", "acme,Not Valid")
     with pytest.raises(ValueError, match="invalid tenant"):
         Settings(_env_file=None)
+
+
+def test_strict_isolation_topics_and_owners() -> None:
+    from workers.records import AUDIO_CHUNKS, DEADLETTER, topic_owner
+
+    strict = Settings(isolation="strict", tenants="acme,beats")
+    assert strict.topics(AUDIO_CHUNKS, DEADLETTER) == [
+        "acme.audio.chunks",
+        "beats.audio.chunks",
+        "acme.events.deadletter",
+        "beats.events.deadletter",
+    ]
+    assert Settings().topics(AUDIO_CHUNKS) == ["audio.chunks"]
+    assert [topic_owner(t) for t in strict.topics(AUDIO_CHUNKS)] == ["acme", "beats"]
+    assert topic_owner("audio.chunks") is None
+    assert topic_owner("Bad*.audio.chunks") is None  # not a tenant id: not a tenant's topic
+    with pytest.raises(ValidationError, match="WORKERS_TENANTS"):
+        Settings(isolation="strict")

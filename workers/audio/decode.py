@@ -16,9 +16,9 @@ import numpy as np
 import numpy.typing as npt
 
 from workers.errors import Reason, Rejected
-from workers.schemas import SCHEMAS
 from workers.eventtime import check_ts
 from workers.eventtime import now_ms as clock_ms
+from workers.schemas import SCHEMAS
 from workers.tenants import TENANT_PATTERN, is_valid_id
 
 MIN_SAMPLE_RATE = 8_000

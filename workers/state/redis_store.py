@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -45,9 +46,10 @@ class RedisStore:
         self._stream = _Script(_script("stream.lua"))
 
     @classmethod
-    def from_url(cls, url: str, *, window_s: int) -> RedisStore:
+    def from_url(cls, url: str, *, window_s: int, **options: Any) -> RedisStore:
+        """``options``: ACL user and TLS files (``security.redis_options``)."""
         client = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10
+            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10, **options
         )
         return cls(client, window_s=window_s)
 
