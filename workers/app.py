@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,12 +50,64 @@ _RETRY_MAX_S = 2.0
 
 
 class WorkerApp(faust.App):
-    """A Faust app whose consumer uses ``fetch_max_wait_ms`` from settings (see transport.py)."""
+    """A Faust app whose consumer uses ``fetch_max_wait_ms`` from settings (see transport.py),
+    and which lets the worker finish its records in hand before Faust stops anything."""
 
     fetch_max_wait_ms: int = 10
+    #: awaited first on stop, while the consumer and the agents still run (Worker.drain)
+    before_stop: Callable[[], Awaitable[None]] | None = None
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
+
+
+class InFlight:
+    """Records an agent holds, from receipt until their outputs are handed to the producer.
+
+    Each is acked as soon as its outputs are produced, so the next commit covers it. Faust
+    also acks an event when it closes the iterator of an agent that was cancelled or crashed,
+    which would commit a record interrupted mid-way, unprocessed; so when an agent is
+    interrupted, the records it had not finished get one more reference (``incref``) and
+    that ack can never be the last: they stay uncommitted and the next owner replays them.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def _add(self, n: int) -> None:
+        self.count += n
+        if self.count:
+            self.idle.clear()
+        else:
+            self.idle.set()
+
+    @contextlib.contextmanager
+    def holding(self, events: Sequence[EventT[Any]]) -> Iterator[Callable[[int], None]]:
+        """``release(i)`` acks ``events[i]``; on any exception the rest are pinned."""
+        done = [False] * len(events)
+        self._add(len(events))
+
+        def release(i: int) -> None:
+            events[i].ack()
+            done[i] = True
+            self._add(-1)
+
+        try:
+            yield release
+        except BaseException:
+            for event, finished in zip(events, done, strict=True):
+                if not finished:
+                    event.message.incref()
+            raise
+        finally:
+            self._add(-done.count(False))
 
 
 def create_app(settings: Settings) -> WorkerApp:
@@ -176,6 +229,9 @@ class Worker:
         )
         self.app = create_app(settings)
         self._stopping = False
+        self._draining = False
+        self.in_flight = InFlight()
+        self.app.before_stop = self.drain
         self.warmed = False
         # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
         # aiokafka driver cannot subscribe by pattern ("XXX pattern does not work" in its
@@ -218,7 +274,7 @@ class Worker:
     def is_ready(self) -> bool:
         """Consuming: warmed up, not stopping, partitions assigned, and the broker answering
         fetches (a cut link leaves partitions assigned while nothing flows)."""
-        if not self.warmed or self._stopping or self.assigned_partitions() == 0:
+        if not self.warmed or self._draining or self._stopping or not self.assigned_partitions():
             return False
         age = self.fetch_age_s()
         return age is not None and age < self.settings.ready_fetch_stale_s
@@ -246,9 +302,12 @@ class Worker:
 
     async def _audio_agent(self, stream: StreamT[Any]) -> None:
         async for event in stream.events():
-            record = to_record(event)
-            self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
-            await self._publish(await self._guarded(record, self.audio.process))
+            with self.in_flight.holding([event]) as release:
+                record = to_record(event)
+                self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
+                await self._publish(await self._guarded(record, self.audio.process))
+                release(0)
+            await self._park_if_draining()
 
     async def _listening_agent(self, stream: StreamT[Any]) -> None:
         # Micro-batches with a bounded wait: under load a batch fills at once and costs one
@@ -256,10 +315,30 @@ class Worker:
         within = self.settings.batch_wait_ms / 1000.0
         batches = stream.take_events(self.settings.batch_max, within=within)  # type: ignore[attr-defined]
         async for events in batches:
-            records = [to_record(event) for event in events]
-            self.metrics.records_in.labels(LISTENING_EVENTS).inc(len(records))
-            for outcome in await self._listen_batch(records):
-                await self._publish(outcome)
+            with self.in_flight.holding(events) as release:
+                records = [to_record(event) for event in events]
+                self.metrics.records_in.labels(LISTENING_EVENTS).inc(len(records))
+                for i, outcome in enumerate(await self._listen_batch(records)):
+                    await self._publish(outcome)
+                    release(i)
+            await self._park_if_draining()
+
+    async def drain(self) -> None:
+        """On stop, before Faust pauses the consumer and cancels the agents: finish the
+        records in hand and take no more, so the last commit covers all of them and a
+        graceful stop neither loses nor repeats anything (bounded by drain_timeout_s)."""
+        self._draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.in_flight.idle.wait(), self.settings.drain_timeout_s)
+        if self.in_flight.count:
+            log.warning(
+                "stopping with %d records unfinished: they stay uncommitted and are replayed",
+                self.in_flight.count,
+            )
+
+    async def _park_if_draining(self) -> None:
+        if self._draining:  # take nothing more: Faust cancels the agent when it stops
+            await asyncio.Event().wait()
 
     async def _listen_batch(self, records: list[Record]) -> list[Outcome]:
         try:

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     #: /ready turns 503 when no fetch for any assigned partition was answered for this long
     #: (the broker is unreachable: partitions may still look assigned, but nothing flows).
     ready_fetch_stale_s: float = Field(default=10.0, gt=0)
+    #: On SIGTERM, how long the worker may take to finish the records in hand.
+    drain_timeout_s: float = Field(default=10.0, gt=0)
     #: Per-event latency budget, used by the over-budget counter.
     budget_ms: float = Field(default=10.0, gt=0)
     log_level: str = "info"

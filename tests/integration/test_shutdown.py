@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 
 import orjson
 
-from tests.helpers import event_body
-from tests.integration.conftest import start_worker
+from tests.helpers import TS, event_body
+from tests.integration.conftest import scored_refs, start_worker, user_event_total, wait_scored
 from workers.client import Collector, start_producer
 from workers.records import ANOMALY, DEADLETTER, LISTENING_EVENTS
 from workers.stack import Stack
@@ -67,5 +69,54 @@ async def test_sigterm_during_load_loses_nothing(stack: Stack, tmp_path: Path) -
         assert metric_value(second.metrics(), "workers_model_restores") >= 2
     finally:
         second.terminate()
+        await collector.stop()
+        await producer.stop()
+
+
+async def test_sigterm_with_a_batch_stuck_on_redis_commits_none_of_it(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The stop cannot wait for a batch stuck on a frozen Redis (drain timeout 1 s), so Faust
+    cancels the agent mid-batch. Its records must stay uncommitted: the next worker replays
+    them, and nothing is lost. (Faust acks an interrupted agent's records when it closes its
+    iterator; committed, they would have been lost.)"""
+    first = start_worker(stack, tmp_path / "first.log", WORKERS_DRAIN_TIMEOUT_S="1")
+    collector = await Collector(stack.broker.bootstrap).start()
+    producer = await start_producer(stack.broker.bootstrap)
+    assert stack.redis.process is not None
+    loop = asyncio.get_running_loop()
+
+    async def send(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            body = event_body("acme", f"stuck-u{i % 10}", f"stuck-{i}", ts=TS + i * 1000)
+            key = f"acme/stuck-u{i % 10}".encode()
+            await producer.send(LISTENING_EVENTS, orjson.dumps(body), key=key)
+        await producer.flush()
+
+    try:
+        await send(0, 200)
+        assert await wait_scored(collector, "stuck-", 200, 30) < 30
+        os.kill(stack.redis.process.pid, signal.SIGSTOP)
+        try:
+            await send(200, 100)
+            await asyncio.sleep(1.0)  # the worker took a batch and is stuck on Redis
+            assert len(scored_refs(collector, "stuck-")) == 200
+            exit_code = await loop.run_in_executor(None, first.terminate)
+        finally:
+            os.kill(stack.redis.process.pid, signal.SIGCONT)
+        assert exit_code == 0
+        assert "stay uncommitted" in (tmp_path / "first.log").read_text()
+        second = await loop.run_in_executor(None, start_worker, stack, tmp_path / "second.log")
+        try:
+            await wait_scored(collector, "stuck-", 300, 60)
+            assert scored_refs(collector, "stuck-") == {f"stuck-{i}" for i in range(300)}
+            assert await user_event_total(stack.redis.url, "acme", "stuck-") == 300
+            assert not collector.matching(
+                lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/stuck-")
+            )
+        finally:
+            second.terminate()
+    finally:
+        first.kill()
         await collector.stop()
         await producer.stop()
