@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from workers.endpoints import HttpServer, build_http_app
+from workers.engine import DirectEngine
 from workers.errors import Reason, Rejected
 from workers.metrics import Metrics
 from workers.models import ModelRegistry
@@ -33,8 +34,8 @@ from workers.records import (
     Outcome,
     Record,
     dead_letter,
+    received,
     tenant_topic,
-    topic_owner,
 )
 from workers.security import faust_credentials, kafka_auth, redis_options
 from workers.settings import Settings
@@ -64,6 +65,27 @@ class WorkerApp(faust.App):
         if self.before_stop is not None:
             await self.before_stop()
         await super().on_stop()
+
+
+class FaustEngine:
+    """Faust's agents as the engine (``WORKERS_ENGINE=faust``): what the worker asks of it."""
+
+    def __init__(self, app: WorkerApp) -> None:
+        self.app = app
+
+    def assignment(self) -> set[Any]:
+        return set(self.app.consumer.assignment())
+
+    def highwater(self, tp: Any) -> int | None:
+        return self.app.consumer.highwater(tp)
+
+    def last_fetch_age_s(self) -> float | None:
+        return self.app.consumer.last_fetch_age_s()  # type: ignore[attr-defined,no-any-return]
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: list[Any] | None) -> None:
+        # The transport producer, not Topic.send: that one adds a future, a channel hop and a
+        # debug log record per message (measured). Faust flushes it before every commit.
+        await self.app.producer.send(topic, key, value, None, None, headers)
 
 
 class InFlight:
@@ -159,22 +181,11 @@ async def with_retry(
             delay = min(_RETRY_MAX_S, delay * 2)
 
 
-def _header_pairs(headers: Any) -> list[tuple[str, bytes]]:
-    items = headers.items() if isinstance(headers, dict) else (headers or ())
-    return [(str(name), bytes(value or b"")) for name, value in items]
-
-
 def to_record(event: EventT[Any]) -> Record:
-    message = event.message
-    return Record(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
-        headers=tuple(_header_pairs(message.headers)),
-        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-        owner=topic_owner(message.topic),
+    m = event.message  # Faust's timestamp is in seconds
+    timestamp_ms = int(m.timestamp * 1000) if m.timestamp else None
+    return received(
+        m.topic, m.partition, m.offset, m.key, m.value, headers=m.headers, timestamp_ms=timestamp_ms
     )
 
 
@@ -227,23 +238,31 @@ class Worker:
             models=self.models,
             window_s=settings.popularity_window_s,
         )
-        self.app = create_app(settings)
         self._stopping = False
         self._draining = False
         self.in_flight = InFlight()
-        self.app.before_stop = self.drain
         self.warmed = False
-        # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
-        # aiokafka driver cannot subscribe by pattern ("XXX pattern does not work" in its
-        # subscribe), and only allow-listed tenants would be served anyway.
-        audio, listening = settings.topics(AUDIO_CHUNKS), settings.topics(LISTENING_EVENTS)
-        self.app.agent(self.app.topic(*audio), name="audio")(self._audio_agent)
-        self.app.agent(self.app.topic(*listening), name="listening")(self._listening_agent)
-        self.app.timer(settings.checkpoint_interval_s)(self._checkpoint)
         self.overload = OverloadPolicy(
             enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
         )
-        self.app.timer(1.0)(self._watch_overload)
+        self.engine: DirectEngine | FaustEngine
+        if settings.engine == "direct":
+            self.engine = DirectEngine(self)
+        else:
+            self.engine = FaustEngine(create_app(settings))
+            self._faust_agents(self.engine.app)
+
+    def _faust_agents(self, app: WorkerApp) -> None:
+        # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
+        # aiokafka driver cannot subscribe by pattern ("XXX pattern does not work" in its
+        # subscribe), and only allow-listed tenants would be served anyway.
+        audio, listening = (
+            self.settings.topics(AUDIO_CHUNKS),
+            self.settings.topics(LISTENING_EVENTS),
+        )
+        app.agent(app.topic(*audio), name="audio")(self._audio_agent)
+        app.agent(app.topic(*listening), name="listening")(self._listening_agent)
+        app.before_stop = self.drain
 
     def warm_up(self) -> None:
         """Touch every code path once (schemas, FFT, resampler, models) before reporting ready."""
@@ -261,13 +280,13 @@ class Worker:
 
     def assigned_partitions(self) -> int:
         try:
-            return len(self.app.consumer.assignment())
+            return len(self.engine.assignment())
         except Exception:
             return 0
 
     def fetch_age_s(self) -> float | None:
         try:
-            return self.app.consumer.last_fetch_age_s()  # type: ignore[attr-defined,no-any-return]
+            return self.engine.last_fetch_age_s()
         except Exception:  # before the consumer exists
             return None
 
@@ -282,7 +301,7 @@ class Worker:
     def partition_lags(self) -> list[tuple[str, int, int]]:
         """(topic, partition, lag) for each assigned partition this worker has read from."""
         try:
-            assigned = self.app.consumer.assignment()
+            assigned = self.engine.assignment()
         except Exception:
             return []
         lags = []
@@ -291,7 +310,7 @@ class Worker:
             if position is None:
                 continue
             try:
-                highwater = self.app.consumer.highwater(tp)
+                highwater = self.engine.highwater(tp)
             except Exception:
                 continue
             if highwater is not None:
@@ -335,6 +354,21 @@ class Worker:
                 "stopping with %d records unfinished: they stay uncommitted and are replayed",
                 self.in_flight.count,
             )
+
+    async def handle(self, records: Sequence[Record], done: Callable[[Record], None]) -> None:
+        """The direct engine's batch: listening events in one pipelined call, then audio
+        chunks one by one; ``done(record)`` once its outputs are with the producer."""
+        listening = [r for r in records if r.kind == LISTENING_EVENTS]
+        if listening:
+            self.metrics.records_in.labels(LISTENING_EVENTS).inc(len(listening))
+            for outcome in await self._listen_batch(listening):
+                await self._publish(outcome)
+                done(outcome.record)
+        for record in records:
+            if record.kind == AUDIO_CHUNKS:
+                self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
+                await self._publish(await self._guarded(record, self.audio.process))
+                done(record)
 
     async def _park_if_draining(self) -> None:
         if self._draining:  # take nothing more: Faust cancels the agent when it stops
@@ -390,12 +424,8 @@ class Worker:
                 value = output.value
             else:
                 value = orjson.dumps({**output.value, "latency_ms": latency_ms})
-            # The transport producer, not Topic.send: that one adds a future, a channel hop
-            # and a debug log record per message (measured). Delivery is awaited by Faust,
-            # which flushes the producer before it commits any offset.
-            await self.app.producer.send(
-                topic, output.key.encode(), value, None, None, list(output.headers) or None
-            )
+            # Straight to the producer; both engines flush it before committing offsets.
+            await self.engine.send(topic, output.key.encode(), value, list(output.headers) or None)
             m.records_out.labels(output.topic).inc()
         topic_in = record.kind  # metrics label the logical topic: bounded cardinality
         if outcome.rejected is not None:
@@ -423,7 +453,7 @@ class Worker:
         if latency_ms > self.settings.budget_ms:
             m.over_budget.labels(topic_in).inc()
 
-    async def _watch_overload(self) -> None:
+    async def watch_overload(self) -> None:
         lag = sum(lag for _, _, lag in self.partition_lags())
         degraded = self.overload.update(lag)
         if degraded != self.audio.degraded:
@@ -435,7 +465,7 @@ class Worker:
         self.audio.degraded = self.listening.degraded = degraded
         self.metrics.degraded.set(int(degraded))
 
-    async def _checkpoint(self) -> None:
+    async def checkpoint(self) -> None:
         try:
             saved = await self.models.checkpoint()
         except (RedisError, OSError) as exc:
@@ -447,7 +477,7 @@ class Worker:
     async def shutdown(self) -> None:
         """After the app stopped: last checkpoint, then close the store."""
         self._stopping = True
-        await self._checkpoint()
+        await self.checkpoint()
         await self.store.close()
 
 
@@ -462,7 +492,8 @@ class QuietWorker(faust.Worker):
 
 
 class ShellService(mode.Service):
-    """Starts the HTTP endpoints with the worker and checkpoints after the app has stopped."""
+    """HTTP endpoints and the worker's timers; stopped after the engine, it then writes the
+    last checkpoint and closes the store."""
 
     def __init__(self, worker: Worker, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -475,7 +506,7 @@ class ShellService(mode.Service):
 
     async def on_start(self) -> None:
         settings = self.worker.settings
-        if settings.create_topics:  # outputs are produced directly, so create them here
+        if settings.create_topics and settings.engine == "faust":  # Faust declares inputs only
             await create_topics(
                 settings.kafka_bootstrap,
                 settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
@@ -483,6 +514,13 @@ class ShellService(mode.Service):
                 auth=kafka_auth(settings),
             )
         await self.http.start()
+        self.add_future(self._every(self.worker.settings.checkpoint_interval_s, "checkpoint"))
+        self.add_future(self._every(1.0, "overload"))
+
+    async def _every(self, seconds: float, what: str) -> None:
+        action = self.worker.checkpoint if what == "checkpoint" else self.worker.watch_overload
+        async for _ in self.itertimer(seconds, name=what):
+            await action()
 
     async def on_stop(self) -> None:
         await self.worker.shutdown()
@@ -493,10 +531,14 @@ def run(settings: Settings) -> None:
     """``python -m workers run``: the production worker, until SIGTERM/SIGINT."""
     worker = Worker(settings)
     worker.warm_up()
-    QuietWorker(
-        worker.app,
-        ShellService(worker),
-        loglevel=settings.log_level,
-        redirect_stdouts=False,
-        override_logging=True,
-    ).execute_from_commandline()
+    options: dict[str, Any] = {
+        "loglevel": settings.log_level,
+        "redirect_stdouts": False,
+        "override_logging": True,
+    }
+    # The engine drains and commits before the shell checkpoints and closes the store.
+    if isinstance(worker.engine, FaustEngine):
+        QuietWorker(worker.engine.app, ShellService(worker), **options).execute_from_commandline()
+    else:
+        # mode.Worker stops its services in reverse order: the engine first here
+        mode.Worker(ShellService(worker), worker.engine, **options).execute_from_commandline()

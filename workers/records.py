@@ -65,6 +65,30 @@ class Record:
         return self.topic if self.owner is None else self.topic[len(self.owner) + 1 :]
 
 
+def received(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    headers: Any,
+    timestamp_ms: int | None,
+) -> Record:
+    """A consumed message as a Record, whichever client read it (headers: pairs or a dict)."""
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    return Record(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key,
+        value=value,
+        headers=tuple((str(name), bytes(v or b"")) for name, v in items),
+        timestamp_ms=timestamp_ms if timestamp_ms and timestamp_ms > 0 else None,
+        owner=topic_owner(topic),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     topic: str

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
 
     # --- extensions (documented in README "Settings") ---
     group_id: str = "workers"
+    #: "direct": an aiokafka consumer loop feeding the core (workers/engine.py); "faust":
+    #: Faust agents. Same guarantees; direct is what meets the latency budget (BENCHMARKS.md).
+    engine: Literal["direct", "faust"] = "direct"
     #: Consumer fetch wait: Faust hard-codes 1500 ms, which costs a whole hop of latency.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
     producer_linger_ms: int = Field(default=1, ge=0, le=1000)

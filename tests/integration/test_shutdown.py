@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.helpers import TS, event_body
 from tests.integration.conftest import scored_refs, start_worker, user_event_total, wait_scored
@@ -73,14 +74,18 @@ async def test_sigterm_during_load_loses_nothing(stack: Stack, tmp_path: Path) -
         await producer.stop()
 
 
+@pytest.mark.parametrize("engine", ["direct", "faust"])
 async def test_sigterm_with_a_batch_stuck_on_redis_commits_none_of_it(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, engine: str
 ) -> None:
-    """The stop cannot wait for a batch stuck on a frozen Redis (drain timeout 1 s), so Faust
-    cancels the agent mid-batch. Its records must stay uncommitted: the next worker replays
+    """The stop cannot wait for a batch stuck on a frozen Redis (drain timeout 1 s), so the
+    engine gives it up mid-batch. Its records must stay uncommitted: the next worker replays
     them, and nothing is lost. (Faust acks an interrupted agent's records when it closes its
     iterator; committed, they would have been lost.)"""
-    first = start_worker(stack, tmp_path / "first.log", WORKERS_DRAIN_TIMEOUT_S="1")
+    prefix = f"stuck{engine}-"
+    first = start_worker(
+        stack, tmp_path / "first.log", WORKERS_DRAIN_TIMEOUT_S="1", WORKERS_ENGINE=engine
+    )
     collector = await Collector(stack.broker.bootstrap).start()
     producer = await start_producer(stack.broker.bootstrap)
     assert stack.redis.process is not None
@@ -88,31 +93,35 @@ async def test_sigterm_with_a_batch_stuck_on_redis_commits_none_of_it(
 
     async def send(start: int, n: int) -> None:
         for i in range(start, start + n):
-            body = event_body("acme", f"stuck-u{i % 10}", f"stuck-{i}", ts=TS + i * 1000)
-            key = f"acme/stuck-u{i % 10}".encode()
+            body = event_body("acme", f"{prefix}u{i % 10}", f"{prefix}{i}", ts=TS + i * 1000)
+            key = f"acme/{prefix}u{i % 10}".encode()
             await producer.send(LISTENING_EVENTS, orjson.dumps(body), key=key)
         await producer.flush()
 
     try:
         await send(0, 200)
-        assert await wait_scored(collector, "stuck-", 200, 30) < 30
+        assert await wait_scored(collector, prefix, 200, 30) < 30
         os.kill(stack.redis.process.pid, signal.SIGSTOP)
         try:
             await send(200, 100)
             await asyncio.sleep(1.0)  # the worker took a batch and is stuck on Redis
-            assert len(scored_refs(collector, "stuck-")) == 200
+            assert len(scored_refs(collector, prefix)) == 200
             exit_code = await loop.run_in_executor(None, first.terminate)
         finally:
             os.kill(stack.redis.process.pid, signal.SIGCONT)
         assert exit_code == 0
         assert "stay uncommitted" in (tmp_path / "first.log").read_text()
-        second = await loop.run_in_executor(None, start_worker, stack, tmp_path / "second.log")
+        second = await loop.run_in_executor(
+            None, lambda: start_worker(stack, tmp_path / "second.log", WORKERS_ENGINE=engine)
+        )
         try:
-            await wait_scored(collector, "stuck-", 300, 60)
-            assert scored_refs(collector, "stuck-") == {f"stuck-{i}" for i in range(300)}
-            assert await user_event_total(stack.redis.url, "acme", "stuck-") == 300
+            await wait_scored(collector, prefix, 300, 60)
+            assert scored_refs(collector, prefix) == {f"{prefix}{i}" for i in range(300)}
+            assert await user_event_total(stack.redis.url, "acme", prefix) == 300
             assert not collector.matching(
-                lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/stuck-")
+                lambda r: (
+                    r.topic == DEADLETTER and (r.key or b"").startswith(f"acme/{prefix}".encode())
+                )
             )
         finally:
             second.terminate()

@@ -6,9 +6,11 @@ import asyncio
 
 import numpy as np
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from tests.helpers import event_body, schema_error, tone
+from tests.integration.conftest import start_worker
 from workers.client import Collector, Received, audio_headers, pcm_bytes, start_producer
 from workers.models.snapshot import read_header
 from workers.records import (
@@ -195,3 +197,45 @@ async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack
         assert (header["enc"], header["kid"]) == ("aes-256-gcm", "k2")
     assert names
     assert all(name.startswith((b"{acme}:", b"{beats}:")) for name in names), names
+
+
+async def test_the_faust_engine_end_to_end(
+    stack: Stack, collector: Collector, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """WORKERS_ENGINE=faust: the same contract through Faust agents (its own group)."""
+    faust_worker = start_worker(
+        stack,
+        tmp_path_factory.mktemp("faust") / "worker.log",
+        WORKERS_ENGINE="faust",
+        WORKERS_GROUP_ID="faust-engine",
+    )
+    try:
+        assert metric_value(faust_worker.metrics(), "workers_assigned_partitions") == 8
+        await send_chunks(stack, "acme", "fe-s", 3, sr=16000, channels=1)
+        await send_events(stack, [event_body("beats", "fe-u", f"fe-{i}") for i in range(10)])
+        producer = await start_producer(stack.broker.bootstrap)
+        await producer.send(LISTENING_EVENTS, b"{nope", key=b"beats/fe-u")
+        await producer.stop()
+        assert len(await collector.wait_for(keyed("acme/fe-s", AUDIO_FEATURES), 6)) >= 3
+        scores = await collector.wait_for(keyed("beats/fe-u", ANOMALY), 20)
+        assert {m.json()["ref"] for m in scores} == {f"fe-{i}" for i in range(10)}
+        letters = await collector.wait_for(keyed("beats/fe-u", DEADLETTER), 1)
+        assert [r.header("error") for r in letters][:1] == ["malformed-json"]
+        text = faust_worker.metrics()  # its own counts (the module's worker reads these too)
+        assert (
+            metric_value(
+                text,
+                "workers_deadletters_total",
+                source_topic=LISTENING_EVENTS,
+                reason="malformed-json",
+            )
+            == 1
+        )
+        assert (
+            metric_value(
+                text, "workers_records_processed_total", topic=LISTENING_EVENTS, outcome="ok"
+            )
+            >= 10
+        )
+    finally:
+        faust_worker.terminate()
