@@ -20,6 +20,10 @@ def test_latency_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:
         assert step["received"] == step["expected"], step  # every input scored
         assert {"p50_ms", "p99_ms", "p999_ms"} <= set(step["end_to_end"])
         assert "total" in step["stages"] or step["stages"]
+    assert [(s["rate"], s["received"] == s["expected"]) for s in written["floor_steps"]] == [
+        (500, True),
+        (2000, True),
+    ]  # the open-loop floor forwarded every event of the same load
     assert written["throughput"]["floor"]["per_second"] > 0
     assert written["throughput"]["worker"]["per_second"] > 0
     assert results["budget_ms"] == 10.0

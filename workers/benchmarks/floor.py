@@ -18,8 +18,11 @@ from workers.stack import Stack, create_topics
 from workers.testing import WorkerProcess
 
 
-def _forward(bootstrap: str, source: str, target: str, group: str, ready: Any) -> None:
-    """The floor: a plain consume-and-forward loop, one output per input."""
+def _forward(
+    bootstrap: str, source: str, target: str, group: str, ready: Any, *, live: bool = False
+) -> None:
+    """The floor: a plain consume-and-forward loop, one output per input. ``live``: start
+    at the end of the topic and emit what ``bench latency`` reads (ref, subject)."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     async def main() -> None:
@@ -27,7 +30,7 @@ def _forward(bootstrap: str, source: str, target: str, group: str, ready: Any) -
             source,
             bootstrap_servers=bootstrap,
             group_id=group,
-            auto_offset_reset="earliest",
+            auto_offset_reset="latest" if live else "earliest",
             fetch_max_wait_ms=10,
             enable_auto_commit=True,
             rebalance_timeout_ms=3000,
@@ -40,9 +43,13 @@ def _forward(bootstrap: str, source: str, target: str, group: str, ready: Any) -
             batches = await consumer.getmany(timeout_ms=100, max_records=500)
             for messages in batches.values():
                 for m in messages:
-                    await producer.send(
-                        target, orjson.dumps({"ref": m.offset, "v": len(m.value)}), key=m.key
-                    )
+                    if live:
+                        event = orjson.loads(m.value)
+                        out = {"ref": event["event_id"], "subject": event["user_id"]}
+                        value = orjson.dumps({**out, "latency_ms": 0.0})
+                    else:
+                        value = orjson.dumps({"ref": m.offset, "v": len(m.value)})
+                    await producer.send(target, value, key=m.key)
 
     asyncio.run(main())
 
@@ -116,6 +123,21 @@ async def _preload(bootstrap: str, n: int) -> None:
         await producer.send(LISTENING_EVENTS, value, key=key)
     await producer.flush()
     await producer.stop()
+
+
+def start_live_forwarder(stack: Stack) -> Any:
+    """The floor for the open-loop sweep: listening events forwarded to the topic the
+    measuring consumer reads, by the plain loop; returns the process (terminate it)."""
+    ready = mp.get_context("spawn").Event()
+    forwarder = mp.get_context("spawn").Process(
+        target=_forward,
+        args=(stack.broker.bootstrap, LISTENING_EVENTS, ANOMALY, "floor-live", ready),
+        kwargs={"live": True},
+    )
+    forwarder.start()
+    ready.wait(60)
+    time.sleep(4.0)  # the group join completes after the rebalance timeout on this broker
+    return forwarder
 
 
 def throughput(stack: Stack, n: int, console: Console) -> dict[str, Any]:

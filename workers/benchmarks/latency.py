@@ -299,17 +299,38 @@ def run(
                 f"({result['received']}/{result['expected']} outputs)"
             )
         worker.terminate()
+        from workers.benchmarks.floor import start_live_forwarder
         from workers.benchmarks.floor import throughput as measure_throughput
 
+        # the floor of the sweep: the same open-loop load through a plain consume-and-forward
+        # loop, on the same broker: what the broker and one Python hop allow at each rate
+        floor_steps: list[dict[str, Any]] = []
+        with console.status("floor: a plain consume-and-forward loop joins…"):
+            forwarder = start_live_forwarder(stack)
+        try:
+            for rate in listening_rates:
+                step = Step("listening", rate, seconds, f"f{rate}")
+                with console.status(f"floor: {rate:g} events/s for {seconds:g} s…"):
+                    result = asyncio.run(_measure(stack.broker.bootstrap, step, None))
+                floor_steps.append(result)
+                e = result["end_to_end"]
+                console.print(
+                    f"  floor     {rate:>10g} events/s: end-to-end "
+                    f"p50 {e.get('p50_ms', float('nan')):6.2f} "
+                    f"p99 {e.get('p99_ms', float('nan')):7.2f} ms  "
+                    f"({result['received']}/{result['expected']} outputs)"
+                )
+        finally:
+            forwarder.terminate()
         throughput = measure_throughput(stack, 5_000 if quick else 40_000, console)
     finally:
         worker.kill()
         stack.stop()
 
-    def sustained(kind: str) -> float:
+    def sustained(kind: str, among: list[dict[str, Any]] = steps) -> float:
         ok = [
             s["rate"]
-            for s in steps
+            for s in among
             if s["kind"] == kind
             and s["received"] >= 0.99 * s["expected"]
             and s["end_to_end"].get("p99_ms", float("inf")) <= BUDGET_MS
@@ -321,6 +342,8 @@ def run(
         "steps": [{k: v for k, v in s.items() if not k.startswith("_")} for s in steps],
         "max_listening_rate_within_budget": sustained("listening"),
         "max_audio_streams_within_budget": sustained("audio"),
+        "floor_steps": [{k: v for k, v in s.items() if not k.startswith("_")} for s in floor_steps],
+        "floor_max_listening_rate_within_budget": sustained("listening", floor_steps),
         "throughput": throughput,
     }
     path = write_results("latency", results, out_dir)
@@ -346,6 +369,7 @@ def run(
         },
         out_dir / "latency-rate-p99.png",
         budget_ms=BUDGET_MS,
+        floor=[(s["rate"], s["end_to_end"].get("p99_ms", float("nan"))) for s in floor_steps],
     )
 
     table = Table(
@@ -364,9 +388,9 @@ def run(
         "outputs",
     ):
         table.add_column(col, justify="right")
-    for s in steps:
+    for s in [*steps, *({**f, "kind": "floor"} for f in floor_steps)]:
         e, w, g = s["end_to_end"], s["in_worker"], s["generator_lag"]
-        unit = "/s" if s["kind"] == "listening" else " streams"
+        unit = " streams" if s["kind"] == "audio" else "/s"
         table.add_row(
             f"{s['kind']} {s['rate']:g}{unit}",
             *(f"{e.get(k, float('nan')):.2f}" for k in ("p50_ms", "p95_ms", "p99_ms", "p999_ms")),
@@ -378,7 +402,8 @@ def run(
     t = throughput
     console.print(
         f"sustained within budget: listening {results['max_listening_rate_within_budget']:g}/s, "
-        f"audio {results['max_audio_streams_within_budget']:g} streams · "
+        f"audio {results['max_audio_streams_within_budget']:g} streams, pass-through floor "
+        f"{results['floor_max_listening_rate_within_budget']:g}/s · "
         f"saturated throughput: worker "
         f"{t['worker']['per_second']:.0f}/s, floor {t['floor']['per_second']:.0f}/s "
         f"({t['ratio']:.0%} of the floor)\nresults: {path}, plots: {out_dir}/latency-*.png"

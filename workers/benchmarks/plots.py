@@ -66,13 +66,21 @@ def roc(
 
 
 def rate_vs_p99(
-    series: Mapping[str, Sequence[tuple[float, float]]], path: Path, *, budget_ms: float
+    series: Mapping[str, Sequence[tuple[float, float]]],
+    path: Path,
+    *,
+    budget_ms: float,
+    floor: Sequence[tuple[float, float]] = (),
 ) -> Path:
-    """End-to-end p99 against offered load, one panel per kind of input."""
+    """End-to-end p99 against offered load, one panel per kind of input; ``floor`` (a plain
+    consume-and-forward loop under the same load) drawn on the listening panel."""
     fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 4), dpi=110)
     for ax, (kind, points) in zip(np.atleast_1d(axes), series.items(), strict=True):
         xs, ys = zip(*points, strict=True) if points else ((), ())
-        ax.plot(xs, ys, marker="o")
+        ax.plot(xs, ys, marker="o", label="worker")
+        if kind == "listening" and floor:
+            fx, fy = zip(*floor, strict=True)
+            ax.plot(fx, fy, marker="s", linestyle=":", label="pass-through floor")
         ax.axhline(
             budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:g} ms"
         )
