@@ -16,9 +16,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
+import os
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +29,9 @@ from typing import Any
 import numpy as np
 import orjson
 from rich.console import Console
-from rich.table import Table
 
-from workers.benchmarks.common import percentiles, write_results
-from workers.benchmarks.plots import latency_cdf, rate_vs_p99
+from workers.benchmarks.common import percentiles
+from workers.benchmarks.latency_report import report
 from workers.client import audio_headers, pcm_bytes
 from workers.loadgen import AudioSource, ListeningPopulation
 from workers.metrics import LATENCY_BUCKETS
@@ -37,7 +39,6 @@ from workers.records import ANOMALY, AUDIO_CHUNKS, LISTENING_EVENTS
 from workers.stack import Stack
 from workers.testing import WorkerProcess
 
-BUDGET_MS = 10.0
 TENANTS = ("bench-a", "bench-b", "bench-c")
 CHUNK_S = 0.5
 
@@ -191,7 +192,23 @@ def _quantile_from_buckets(counts: np.ndarray, q: float) -> float:
     return float((lower + (upper - lower) * share) * 1000)
 
 
-async def _measure(bootstrap: str, step: Step, worker: WorkerProcess | None) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(
+    bootstrap: str,
+    step: Step,
+    worker: WorkerProcess | None,
+    processes: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """One step; ``processes`` (name -> pid): CPU each spent per output, during the step."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -205,6 +222,7 @@ async def _measure(bootstrap: str, step: Step, worker: WorkerProcess | None) -> 
     await consumer.seek_to_end()
     await asyncio.sleep(0.5)
     before = _stage_histograms(worker.url("/metrics")) if worker else {}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in (processes or {}).items()}
     lag_queue: Any = mp.get_context("spawn").Queue()
     t0 = time.time() + 1.0
     generator = mp.get_context("spawn").Process(
@@ -229,6 +247,10 @@ async def _measure(bootstrap: str, step: Step, worker: WorkerProcess | None) -> 
                 if sent is not None:
                     e2e.append(now - sent)
                     worker_ms.append(body["latency_ms"] / 1000)
+    cpu = {
+        name: round(1000 * (cpu_seconds(pid) - cpu_before[name]) / max(len(e2e), 1), 4)
+        for name, pid in (processes or {}).items()
+    }
     await consumer.stop()
     generator.join(30)
     gen_lag = lag_queue.get(timeout=30) if not lag_queue.empty() else []
@@ -252,9 +274,72 @@ async def _measure(bootstrap: str, step: Step, worker: WorkerProcess | None) -> 
         "in_worker": percentiles(worker_ms),
         "generator_lag": percentiles(gen_lag),
         "stages": stages,
+        "cpu_ms_per_record": cpu,
         "_e2e": e2e,
         "_worker": worker_ms,
     }
+
+
+@contextlib.contextmanager
+def _fresh_stack(
+    console: Console, *, worker: bool
+) -> Iterator[tuple[Stack, WorkerProcess | None, dict[str, int]]]:
+    """A new embedded stack (and a ready worker), stopped afterwards; pids to account CPU."""
+    with console.status("starting a fresh embedded stack…"):
+        stack = Stack().start(partitions=4)
+    process: WorkerProcess | None = None
+    try:
+        assert stack.broker.process is not None
+        assert stack.redis.process is not None
+        pids = {"broker": stack.broker.process.pid, "redis": stack.redis.process.pid}
+        if worker:
+            process = WorkerProcess(
+                {
+                    **stack.env(),
+                    "WORKERS_TENANTS": ",".join(TENANTS),
+                    "WORKERS_REBALANCE_TIMEOUT_S": "3",
+                    "WORKERS_LOG_LEVEL": "warning",
+                },
+                log=stack.workdir / "worker.log",
+            )
+            process.start()
+            with console.status("waiting for the worker…"):
+                process.wait_ready(120)
+            assert process.process is not None
+            pids["worker"] = process.process.pid
+        yield stack, process, pids
+    finally:
+        if process is not None:
+            process.terminate()
+        stack.stop()
+
+
+def _sweep(
+    stack: Stack,
+    worker: WorkerProcess | None,
+    pids: dict[str, int],
+    plan: list[Step],
+    console: Console,
+    *,
+    label: str = "",
+) -> list[dict[str, Any]]:
+    results = []
+    for step in plan:
+        if worker is not None:
+            _drain(worker, console)  # a step starts on an idle worker: no backlog carried over
+        what = f"{step.rate:g} events/s" if step.kind == "listening" else f"{step.rate:g} streams"
+        with console.status(f"{label or step.kind}: {what} for {step.seconds:g} s…"):
+            result = asyncio.run(_measure(stack.broker.bootstrap, step, worker, pids))
+        results.append(result)
+        e = result["end_to_end"]
+        console.print(
+            f"  {label or step.kind:9s} {what:>16s}: end-to-end "
+            f"p50 {e.get('p50_ms', float('nan')):6.2f} "
+            f"p99 {e.get('p99_ms', float('nan')):7.2f} ms  "
+            f"({result['received']}/{result['expected']} outputs)  CPU ms/record "
+            + " ".join(f"{k} {v:.3f}" for k, v in result["cpu_ms_per_record"].items())
+        )
+    return results
 
 
 def run(
@@ -265,147 +350,45 @@ def run(
     listening_rates = [500, 2000] if quick else [250, 500, 1000, 1500, 2000, 3000, 5000]
     audio_streams = [10, 40] if quick else [25, 50, 100, 150]
     out_dir.mkdir(parents=True, exist_ok=True)
-    with console.status("starting the embedded stack and a worker…"):
-        stack = Stack().start(partitions=4)
-        worker = WorkerProcess(
-            {
-                **stack.env(),
-                "WORKERS_TENANTS": ",".join(TENANTS),
-                "WORKERS_REBALANCE_TIMEOUT_S": "3",
-                "WORKERS_LOG_LEVEL": "warning",
-            },
-            log=stack.workdir / "worker.log",
-        )
-        worker.start()
-    try:
-        worker.wait_ready(120)
-        steps: list[dict[str, Any]] = []
-        plan = [Step("audio", s, seconds, f"a{s}") for s in audio_streams] + [
-            Step("listening", r, seconds, f"l{r}") for r in listening_rates
-        ]
-        for step in plan:
-            _drain(worker, console)  # a step starts on an idle worker: no backlog carried over
-            label = (
-                f"{step.rate:g} events/s" if step.kind == "listening" else f"{step.rate:g} streams"
-            )
-            with console.status(f"{step.kind}: {label} for {step.seconds:g} s…"):
-                result = asyncio.run(_measure(stack.broker.bootstrap, step, worker))
-            steps.append(result)
-            e = result["end_to_end"]
-            console.print(
-                f"  {step.kind:9s} {label:>16s}: end-to-end "
-                f"p50 {e.get('p50_ms', float('nan')):6.2f} "
-                f"p99 {e.get('p99_ms', float('nan')):7.2f} ms  "
-                f"({result['received']}/{result['expected']} outputs)"
-            )
-        worker.terminate()
-        from workers.benchmarks.floor import start_live_forwarder
-        from workers.benchmarks.floor import throughput as measure_throughput
+    from workers.benchmarks.floor import start_live_forwarder
+    from workers.benchmarks.floor import throughput as measure_throughput
 
-        # the floor of the sweep: the same open-loop load through a plain consume-and-forward
-        # loop, on the same broker: what the broker and one Python hop allow at each rate
-        floor_steps: list[dict[str, Any]] = []
+    # Each sweep gets a fresh broker: the embedded broker keeps every record in memory and
+    # its fetch cost grows with what it holds (measured: after the audio sweep's ~1 GB, a
+    # listening record cost it several times the CPU it costs on a fresh broker).
+    with _fresh_stack(console, worker=True) as (stack, worker, pids):
+        steps = _sweep(
+            stack,
+            worker,
+            pids,
+            [Step("audio", s, seconds, f"a{s}") for s in audio_streams],
+            console,
+        )
+    with _fresh_stack(console, worker=True) as (stack, worker, pids):
+        steps += _sweep(
+            stack,
+            worker,
+            pids,
+            [Step("listening", r, seconds, f"l{r}") for r in listening_rates],
+            console,
+        )
+    # the floor: the same open-loop load through a plain consume-and-forward loop, on a
+    # fresh broker too: what the broker and one Python hop allow at each rate
+    with _fresh_stack(console, worker=False) as (stack, _, pids):
         with console.status("floor: a plain consume-and-forward loop joins…"):
             forwarder = start_live_forwarder(stack)
         try:
-            for rate in listening_rates:
-                step = Step("listening", rate, seconds, f"f{rate}")
-                with console.status(f"floor: {rate:g} events/s for {seconds:g} s…"):
-                    result = asyncio.run(_measure(stack.broker.bootstrap, step, None))
-                floor_steps.append(result)
-                e = result["end_to_end"]
-                console.print(
-                    f"  floor     {rate:>10g} events/s: end-to-end "
-                    f"p50 {e.get('p50_ms', float('nan')):6.2f} "
-                    f"p99 {e.get('p99_ms', float('nan')):7.2f} ms  "
-                    f"({result['received']}/{result['expected']} outputs)"
-                )
+            floor_steps = _sweep(
+                stack,
+                None,
+                {**pids, "forwarder": forwarder.pid},
+                [Step("listening", r, seconds, f"f{r}") for r in listening_rates],
+                console,
+                label="floor",
+            )
         finally:
             forwarder.terminate()
+    with _fresh_stack(console, worker=False) as (stack, _, _pids):  # the same backlog for both
         throughput = measure_throughput(stack, 5_000 if quick else 40_000, console)
-    finally:
-        worker.kill()
-        stack.stop()
 
-    def sustained(kind: str, among: list[dict[str, Any]] = steps) -> float:
-        ok = [
-            s["rate"]
-            for s in among
-            if s["kind"] == kind
-            and s["received"] >= 0.99 * s["expected"]
-            and s["end_to_end"].get("p99_ms", float("inf")) <= BUDGET_MS
-        ]
-        return max(ok, default=0.0)
-
-    results = {
-        "budget_ms": BUDGET_MS,
-        "steps": [{k: v for k, v in s.items() if not k.startswith("_")} for s in steps],
-        "max_listening_rate_within_budget": sustained("listening"),
-        "max_audio_streams_within_budget": sustained("audio"),
-        "floor_steps": [{k: v for k, v in s.items() if not k.startswith("_")} for s in floor_steps],
-        "floor_max_listening_rate_within_budget": sustained("listening", floor_steps),
-        "throughput": throughput,
-    }
-    path = write_results("latency", results, out_dir)
-    listening = [s for s in steps if s["kind"] == "listening"]
-    target = next((s for s in listening if s["rate"] >= 5000), listening[-1])
-    latency_cdf(
-        {
-            f"end to end, {target['rate']:g}/s": target["_e2e"],
-            f"in worker, {target['rate']:g}/s": target["_worker"],
-        },
-        out_dir / "latency-cdf.png",
-        title="Listening events: latency CDF",
-        budget_ms=BUDGET_MS,
-    )
-    rate_vs_p99(
-        {
-            kind: [
-                (s["rate"], s["end_to_end"].get("p99_ms", float("nan")))
-                for s in steps
-                if s["kind"] == kind
-            ]
-            for kind in ("listening", "audio")
-        },
-        out_dir / "latency-rate-p99.png",
-        budget_ms=BUDGET_MS,
-        floor=[(s["rate"], s["end_to_end"].get("p99_ms", float("nan"))) for s in floor_steps],
-    )
-
-    table = Table(
-        title=f"Latency against the {BUDGET_MS:g} ms budget "
-        "(end to end = scheduled send → output read)",
-        title_justify="left",
-    )
-    for col in (
-        "load",
-        "e2e p50",
-        "e2e p95",
-        "e2e p99",
-        "e2e p99.9",
-        "worker p99",
-        "gen lag p99",
-        "outputs",
-    ):
-        table.add_column(col, justify="right")
-    for s in [*steps, *({**f, "kind": "floor"} for f in floor_steps)]:
-        e, w, g = s["end_to_end"], s["in_worker"], s["generator_lag"]
-        unit = " streams" if s["kind"] == "audio" else "/s"
-        table.add_row(
-            f"{s['kind']} {s['rate']:g}{unit}",
-            *(f"{e.get(k, float('nan')):.2f}" for k in ("p50_ms", "p95_ms", "p99_ms", "p999_ms")),
-            f"{w.get('p99_ms', float('nan')):.2f}",
-            f"{g.get('p99_ms', float('nan')):.2f}",
-            f"{s['received']}/{s['expected']}",
-        )
-    console.print(table)
-    t = throughput
-    console.print(
-        f"sustained within budget: listening {results['max_listening_rate_within_budget']:g}/s, "
-        f"audio {results['max_audio_streams_within_budget']:g} streams, pass-through floor "
-        f"{results['floor_max_listening_rate_within_budget']:g}/s · "
-        f"saturated throughput: worker "
-        f"{t['worker']['per_second']:.0f}/s, floor {t['floor']['per_second']:.0f}/s "
-        f"({t['ratio']:.0%} of the floor)\nresults: {path}, plots: {out_dir}/latency-*.png"
-    )
-    return results
+    return report(steps, floor_steps, throughput, out_dir=out_dir, console=console)
