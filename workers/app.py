@@ -1,26 +1,23 @@
-"""The Faust shell: receive, call the core, publish, count. No logic of its own."""
+"""The shell: records from an engine to the core, outputs to the producer, counted. No
+logic of its own. Engines: ``workers/engine.py`` (direct) and ``workers/faust_engine.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import faust
 import mode
 import orjson
-from faust.types import EventT, StreamT
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from workers.endpoints import HttpServer, build_http_app
 from workers.engine import DirectEngine
 from workers.errors import Reason, Rejected
+from workers.faust_engine import FaustEngine, QuietWorker
 from workers.metrics import Metrics
 from workers.models import ModelRegistry
 from workers.models.keyring import Keyring
@@ -34,130 +31,18 @@ from workers.records import (
     Outcome,
     Record,
     dead_letter,
-    received,
     tenant_topic,
 )
-from workers.security import faust_credentials, kafka_auth, redis_options
+from workers.security import kafka_auth, redis_options
 from workers.settings import Settings
 from workers.stack import create_topics
 from workers.state import RedisStore, StateStore
-from workers.transport import Transport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 2.0
-
-
-class WorkerApp(faust.App):
-    """A Faust app whose consumer uses ``fetch_max_wait_ms`` from settings (see transport.py),
-    and which lets the worker finish its records in hand before Faust stops anything."""
-
-    fetch_max_wait_ms: int = 10
-    #: awaited first on stop, while the consumer and the agents still run (Worker.drain)
-    before_stop: Callable[[], Awaitable[None]] | None = None
-
-    def _new_transport(self) -> Transport:
-        return Transport(self.conf.broker_consumer, self)
-
-    async def on_stop(self) -> None:
-        if self.before_stop is not None:
-            await self.before_stop()
-        await super().on_stop()
-
-
-class FaustEngine:
-    """Faust's agents as the engine (``WORKERS_ENGINE=faust``): what the worker asks of it."""
-
-    def __init__(self, app: WorkerApp) -> None:
-        self.app = app
-
-    def assignment(self) -> set[Any]:
-        return set(self.app.consumer.assignment())
-
-    def highwater(self, tp: Any) -> int | None:
-        return self.app.consumer.highwater(tp)
-
-    def last_fetch_age_s(self) -> float | None:
-        return self.app.consumer.last_fetch_age_s()  # type: ignore[attr-defined,no-any-return]
-
-    async def send(self, topic: str, key: bytes, value: bytes, headers: list[Any] | None) -> None:
-        # The transport producer, not Topic.send: that one adds a future, a channel hop and a
-        # debug log record per message (measured). Faust flushes it before every commit.
-        await self.app.producer.send(topic, key, value, None, None, headers)
-
-
-class InFlight:
-    """Records an agent holds, from receipt until their outputs are handed to the producer.
-
-    Each is acked as soon as its outputs are produced, so the next commit covers it. Faust
-    also acks an event when it closes the iterator of an agent that was cancelled or crashed,
-    which would commit a record interrupted mid-way, unprocessed; so when an agent is
-    interrupted, the records it had not finished get one more reference (``incref``) and
-    that ack can never be the last: they stay uncommitted and the next owner replays them.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def _add(self, n: int) -> None:
-        self.count += n
-        if self.count:
-            self.idle.clear()
-        else:
-            self.idle.set()
-
-    @contextlib.contextmanager
-    def holding(self, events: Sequence[EventT[Any]]) -> Iterator[Callable[[int], None]]:
-        """``release(i)`` acks ``events[i]``; on any exception the rest are pinned."""
-        done = [False] * len(events)
-        self._add(len(events))
-
-        def release(i: int) -> None:
-            events[i].ack()
-            done[i] = True
-            self._add(-1)
-
-        try:
-            yield release
-        except BaseException:
-            for event, finished in zip(events, done, strict=True):
-                if not finished:
-                    event.message.incref()
-            raise
-        finally:
-            self._add(-done.count(False))
-
-
-def create_app(settings: Settings) -> WorkerApp:
-    datadir = Path(tempfile.gettempdir()) / f"workers-faust-{settings.group_id}"
-    app = WorkerApp(
-        settings.group_id,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
-        value_serializer="raw",
-        key_serializer="raw",
-        autodiscover=False,
-        web_enabled=False,
-        datadir=str(datadir),
-        topic_disable_leader=True,
-        topic_allow_declare=settings.create_topics,
-        topic_partitions=settings.topic_partitions,
-        consumer_auto_offset_reset="earliest",
-        broker_rebalance_timeout=settings.rebalance_timeout_s,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        broker_commit_interval=settings.commit_interval_s,
-        producer_linger=settings.producer_linger_ms / 1000.0,
-        producer_acks=-1,
-        stream_wait_empty=False,
-        stream_recovery_delay=0.0,
-        broker_credentials=faust_credentials(settings),
-    )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
-    return app
 
 
 async def with_retry(
@@ -181,16 +66,8 @@ async def with_retry(
             delay = min(_RETRY_MAX_S, delay * 2)
 
 
-def to_record(event: EventT[Any]) -> Record:
-    m = event.message  # Faust's timestamp is in seconds
-    timestamp_ms = int(m.timestamp * 1000) if m.timestamp else None
-    return received(
-        m.topic, m.partition, m.offset, m.key, m.value, headers=m.headers, timestamp_ms=timestamp_ms
-    )
-
-
 class Worker:
-    """Everything one worker process runs: app, agents, store, models, metrics, HTTP."""
+    """Everything one worker process runs: engine, store, models, metrics, HTTP."""
 
     def __init__(
         self,
@@ -239,30 +116,13 @@ class Worker:
             window_s=settings.popularity_window_s,
         )
         self._stopping = False
-        self._draining = False
-        self.in_flight = InFlight()
+        #: set by the engine when a stop begins: it finishes the records in hand, takes no more
+        self.draining = False
         self.warmed = False
         self.overload = OverloadPolicy(
             enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
         )
-        self.engine: DirectEngine | FaustEngine
-        if settings.engine == "direct":
-            self.engine = DirectEngine(self)
-        else:
-            self.engine = FaustEngine(create_app(settings))
-            self._faust_agents(self.engine.app)
-
-    def _faust_agents(self, app: WorkerApp) -> None:
-        # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
-        # aiokafka driver cannot subscribe by pattern ("XXX pattern does not work" in its
-        # subscribe), and only allow-listed tenants would be served anyway.
-        audio, listening = (
-            self.settings.topics(AUDIO_CHUNKS),
-            self.settings.topics(LISTENING_EVENTS),
-        )
-        app.agent(app.topic(*audio), name="audio")(self._audio_agent)
-        app.agent(app.topic(*listening), name="listening")(self._listening_agent)
-        app.before_stop = self.drain
+        self.engine = DirectEngine(self) if settings.engine == "direct" else FaustEngine(self)
 
     def warm_up(self) -> None:
         """Touch every code path once (schemas, FFT, resampler, models) before reporting ready."""
@@ -293,7 +153,7 @@ class Worker:
     def is_ready(self) -> bool:
         """Consuming: warmed up, not stopping, partitions assigned, and the broker answering
         fetches (a cut link leaves partitions assigned while nothing flows)."""
-        if not self.warmed or self._draining or self._stopping or not self.assigned_partitions():
+        if not self.warmed or self.draining or self._stopping or not self.assigned_partitions():
             return False
         age = self.fetch_age_s()
         return age is not None and age < self.settings.ready_fetch_stale_s
@@ -317,47 +177,10 @@ class Worker:
                 lags.append((tp.topic, tp.partition, max(0, int(highwater) - position - 1)))
         return lags
 
-    # --- agents -------------------------------------------------------------------------
-
-    async def _audio_agent(self, stream: StreamT[Any]) -> None:
-        async for event in stream.events():
-            with self.in_flight.holding([event]) as release:
-                record = to_record(event)
-                self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
-                await self._publish(await self._guarded(record, self.audio.process))
-                release(0)
-            await self._park_if_draining()
-
-    async def _listening_agent(self, stream: StreamT[Any]) -> None:
-        # Micro-batches with a bounded wait: under load a batch fills at once and costs one
-        # pipelined Redis round trip; when idle, an event waits at most batch_wait_ms.
-        within = self.settings.batch_wait_ms / 1000.0
-        batches = stream.take_events(self.settings.batch_max, within=within)  # type: ignore[attr-defined]
-        async for events in batches:
-            with self.in_flight.holding(events) as release:
-                records = [to_record(event) for event in events]
-                self.metrics.records_in.labels(LISTENING_EVENTS).inc(len(records))
-                for i, outcome in enumerate(await self._listen_batch(records)):
-                    await self._publish(outcome)
-                    release(i)
-            await self._park_if_draining()
-
-    async def drain(self) -> None:
-        """On stop, before Faust pauses the consumer and cancels the agents: finish the
-        records in hand and take no more, so the last commit covers all of them and a
-        graceful stop neither loses nor repeats anything (bounded by drain_timeout_s)."""
-        self._draining = True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.in_flight.idle.wait(), self.settings.drain_timeout_s)
-        if self.in_flight.count:
-            log.warning(
-                "stopping with %d records unfinished: they stay uncommitted and are replayed",
-                self.in_flight.count,
-            )
-
     async def handle(self, records: Sequence[Record], done: Callable[[Record], None]) -> None:
-        """The direct engine's batch: listening events in one pipelined call, then audio
-        chunks one by one; ``done(record)`` once its outputs are with the producer."""
+        """Records from either engine: listening events in one pipelined call, then audio
+        chunks one by one; ``done(record)`` once its outputs are with the producer (in input
+        order within each topic)."""
         listening = [r for r in records if r.kind == LISTENING_EVENTS]
         if listening:
             self.metrics.records_in.labels(LISTENING_EVENTS).inc(len(listening))
@@ -369,10 +192,6 @@ class Worker:
                 self.metrics.records_in.labels(AUDIO_CHUNKS).inc()
                 await self._publish(await self._guarded(record, self.audio.process))
                 done(record)
-
-    async def _park_if_draining(self) -> None:
-        if self._draining:  # take nothing more: Faust cancels the agent when it stops
-            await asyncio.Event().wait()
 
     async def _listen_batch(self, records: list[Record]) -> list[Outcome]:
         try:
@@ -481,16 +300,6 @@ class Worker:
         await self.store.close()
 
 
-class QuietWorker(faust.Worker):
-    """faust.Worker without its terminal spinner. To spin on every log line, the spinner
-    sets the root logger to DEBUG, so every debug call in aiokafka, Faust and redis builds
-    a log record even though none is shown: 3 % of the worker's CPU (measured)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.spinner = None
-
-
 class ShellService(mode.Service):
     """HTTP endpoints and the worker's timers; stopped after the engine, it then writes the
     last checkpoint and closes the store."""
@@ -514,12 +323,11 @@ class ShellService(mode.Service):
                 auth=kafka_auth(settings),
             )
         await self.http.start()
-        self.add_future(self._every(self.worker.settings.checkpoint_interval_s, "checkpoint"))
-        self.add_future(self._every(1.0, "overload"))
+        self.add_future(self._every(settings.checkpoint_interval_s, self.worker.checkpoint))
+        self.add_future(self._every(1.0, self.worker.watch_overload))
 
-    async def _every(self, seconds: float, what: str) -> None:
-        action = self.worker.checkpoint if what == "checkpoint" else self.worker.watch_overload
-        async for _ in self.itertimer(seconds, name=what):
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        async for _ in self.itertimer(seconds, name=action.__name__):
             await action()
 
     async def on_stop(self) -> None:

@@ -50,6 +50,18 @@ def to_record(m: ConsumerRecord[bytes, bytes]) -> Record:
     )
 
 
+def last_fetch_age_s(consumer: AIOKafkaConsumer) -> float | None:
+    """Seconds since the broker last answered a fetch for any assigned partition (an empty
+    answer counts: an idle topic is still flowing); None before the first one."""
+    stamps = []
+    for tp in consumer.assignment():
+        with contextlib.suppress(AssertionError):  # revoked between the two calls
+            stamp = consumer.last_poll_timestamp(tp)
+            if stamp is not None:
+                stamps.append(stamp)
+    return time.time() - max(stamps) / 1000.0 if stamps else None
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, engine: DirectEngine) -> None:
         self.engine = engine
@@ -120,7 +132,7 @@ class DirectEngine(mode.Service):
 
     async def on_stop(self) -> None:
         """Finish the batch in hand and take no more, flush, commit, close."""
-        self._draining = self.worker._draining = True
+        self._draining = self.worker.draining = True
         if self._consuming is not None:
             try:
                 await asyncio.wait_for(
@@ -151,14 +163,7 @@ class DirectEngine(mode.Service):
         return self.consumer.highwater(tp) if self.consumer is not None else None
 
     def last_fetch_age_s(self) -> float | None:
-        """Seconds since the broker last answered a fetch for an assigned partition."""
-        stamps = []
-        for tp in self.assignment():
-            with contextlib.suppress(AssertionError):  # revoked meanwhile
-                stamp = self.consumer.last_poll_timestamp(tp) if self.consumer else None
-                if stamp is not None:
-                    stamps.append(stamp)
-        return time.time() - max(stamps) / 1000.0 if stamps else None
+        return last_fetch_age_s(self.consumer) if self.consumer is not None else None
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: list[Any] | None) -> None:
         assert self.producer is not None

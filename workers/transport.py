@@ -9,7 +9,6 @@ else is Faust's own ``aiokafka`` driver.
 
 from __future__ import annotations
 
-import time
 from typing import Any, ClassVar
 
 import aiokafka
@@ -17,6 +16,8 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ConsumerT
+
+from workers.engine import last_fetch_age_s
 
 #: Used when the app does not say (see ``WorkerApp.fetch_max_wait_ms``).
 DEFAULT_FETCH_MAX_WAIT_MS = 10
@@ -58,20 +59,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         )
 
     def last_fetch_age_s(self) -> float | None:
-        """Seconds since the broker last answered a fetch for any assigned partition (an
-        empty answer counts: an idle topic is still flowing); None before the first one."""
-        consumer = self._consumer
-        if consumer is None:
-            return None
-        stamps = []
-        for tp in consumer.assignment():
-            try:
-                stamp = consumer.last_poll_timestamp(tp)
-            except AssertionError:  # revoked between the two calls
-                continue
-            if stamp is not None:
-                stamps.append(stamp)
-        return time.time() - max(stamps) / 1000.0 if stamps else None
+        return last_fetch_age_s(self._consumer) if self._consumer is not None else None
 
 
 class Consumer(faust_aiokafka.Consumer):

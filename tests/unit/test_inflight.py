@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from workers.app import InFlight
+from workers.faust_engine import InFlight
 
 
 @dataclass

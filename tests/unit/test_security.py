@@ -13,7 +13,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import ValidationError
 
 from tests.helpers import self_signed
-from workers.app import create_app
+from workers.faust_engine import create_app
 from workers.security import faust_credentials, kafka_auth, redis_options
 from workers.settings import Settings
 
