@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from workers.client import audio_headers, pcm_bytes
-from workers.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record
-from workers.schemas import SCHEMAS
+from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record
+from workers.core.schemas import SCHEMAS
+from workers.dev.client import audio_headers, pcm_bytes
 
 TS = 1_764_000_000_000
 OUTPUT_SCHEMAS = {

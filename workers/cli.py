@@ -11,7 +11,7 @@ import threading
 
 
 def _stack(_: argparse.Namespace) -> int:
-    from workers.stack import Stack
+    from workers.dev.stack import Stack
 
     stack = Stack().start()
     for name, value in stack.env().items():
@@ -31,8 +31,8 @@ def _stack(_: argparse.Namespace) -> int:
 
 
 def _run(_: argparse.Namespace) -> int:
-    from workers.app import run
-    from workers.settings import Settings
+    from workers.runtime.settings import Settings
+    from workers.runtime.worker import run
 
     settings = Settings()
     logging.basicConfig(
@@ -45,7 +45,7 @@ def _run(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from workers.demo import run_demo
+    from workers.dev.demo import run_demo
 
     return run_demo(seconds=args.seconds)
 
@@ -56,15 +56,15 @@ def _bench(args: argparse.Namespace) -> int:
     targets = ["features", "models", "latency"] if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
-            from workers.benchmarks import features
+            from workers.dev.benchmarks import features
 
             features.run(n=args.n, out_dir=Path(args.out))
         elif target == "models":
-            from workers.benchmarks import models
+            from workers.dev.benchmarks import models
 
             models.run(quick=args.quick, out_dir=Path(args.out))
         elif target == "latency":
-            from workers.benchmarks import latency
+            from workers.dev.benchmarks import latency
 
             latency.run(quick=args.quick, out_dir=Path(args.out))
     return 0
@@ -74,9 +74,9 @@ def _produce(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from workers.security import kafka_auth
-    from workers.settings import Settings
-    from workers.tools import produce_audio, produce_events
+    from workers.dev.files import produce_audio, produce_events
+    from workers.runtime.security import kafka_auth
+    from workers.runtime.settings import Settings
 
     settings = Settings()
     bootstrap, auth = settings.kafka_bootstrap, kafka_auth(settings)
@@ -104,9 +104,9 @@ def _produce(args: argparse.Namespace) -> int:
 def _tail(args: argparse.Namespace) -> int:
     import asyncio
 
-    from workers.security import kafka_auth
-    from workers.settings import Settings
-    from workers.tools import tail
+    from workers.dev.files import tail
+    from workers.runtime.security import kafka_auth
+    from workers.runtime.settings import Settings
 
     settings = Settings()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how one stops following
@@ -129,9 +129,9 @@ def _erase(args: argparse.Namespace) -> int:
 
     import redis.asyncio as aioredis
 
-    from workers.erasure import erase
-    from workers.security import redis_options
-    from workers.settings import Settings
+    from workers.runtime.security import redis_options
+    from workers.runtime.settings import Settings
+    from workers.state.erasure import erase
 
     async def run() -> None:
         settings = Settings()

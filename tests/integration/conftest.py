@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from workers.client import Collector
-from workers.records import ANOMALY
-from workers.stack import RedisServer, Stack, stop_process
-from workers.testing import WorkerProcess
+from workers.core.records import ANOMALY
+from workers.dev.client import Collector
+from workers.dev.stack import RedisServer, Stack, stop_process
+from workers.dev.testing import WorkerProcess
 
 TENANTS = "acme,beats"
 #: workers in the tests encrypt their model snapshots (two keys: rotation in place)

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import threading
 
-from workers.stack import free_port
+from workers.dev.stack import free_port
 
 
 class CuttableProxy:

@@ -20,10 +20,10 @@ import pytest
 
 from tests.helpers import TS, event_body, tone
 from tests.integration.conftest import start_worker
-from workers.client import Collector, audio_headers, pcm_bytes, start_producer
-from workers.records import ANOMALY, AUDIO_CHUNKS, AUDIO_FEATURES, DEADLETTER, LISTENING_EVENTS
-from workers.stack import Stack
-from workers.testing import WorkerProcess, metric_value
+from workers.core.records import ANOMALY, AUDIO_CHUNKS, AUDIO_FEATURES, DEADLETTER, LISTENING_EVENTS
+from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
+from workers.dev.stack import Stack
+from workers.dev.testing import WorkerProcess, metric_value
 
 ROUNDS = 12  # every bad case is sent this many times, each time between good records
 Headers = list[tuple[str, bytes]]

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from workers.benchmarks import latency
+from workers.dev.benchmarks import latency
 
 
 def test_latency_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workers.records import INPUT_TOPICS, OUTPUT_TOPICS
-from workers.settings import Settings
+from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS
+from workers.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

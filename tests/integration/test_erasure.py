@@ -9,10 +9,10 @@ import sys
 import redis.asyncio as aioredis
 
 from tests.integration.test_store_contract import _dump_tenant, scenario
-from workers.erasure import AUDIT_STREAM, subject_digest
-from workers.listening import ListeningEvent, to_update
-from workers.stack import RedisServer
+from workers.core.listening import ListeningEvent, to_update
+from workers.dev.stack import RedisServer
 from workers.state import RedisStore
+from workers.state.erasure import AUDIT_STREAM, subject_digest
 
 
 def listen(tenant: str, user: str, n: int) -> list:

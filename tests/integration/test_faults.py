@@ -12,10 +12,10 @@ import orjson
 
 from tests.helpers import event_body, tone
 from tests.integration.conftest import start_worker, user_event_total
-from workers.client import Collector, audio_headers, pcm_bytes, start_producer
-from workers.records import ANOMALY, AUDIO_CHUNKS, AUDIO_FEATURES, DEADLETTER, LISTENING_EVENTS
-from workers.stack import Stack
-from workers.testing import metric_value
+from workers.core.records import ANOMALY, AUDIO_CHUNKS, AUDIO_FEATURES, DEADLETTER, LISTENING_EVENTS
+from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
+from workers.dev.stack import Stack
+from workers.dev.testing import metric_value
 
 N_EVENTS = 3000
 USERS = 50

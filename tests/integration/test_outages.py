@@ -17,10 +17,10 @@ from tests.integration.conftest import (
     wait_scored,
 )
 from tests.integration.proxy import CuttableProxy
-from workers.client import Collector, start_producer
-from workers.records import DEADLETTER, LISTENING_EVENTS
-from workers.stack import Broker, RedisServer, Stack, stop_process
-from workers.testing import metric_value
+from workers.core.records import DEADLETTER, LISTENING_EVENTS
+from workers.dev.client import Collector, start_producer
+from workers.dev.stack import Broker, RedisServer, Stack, stop_process
+from workers.dev.testing import metric_value
 
 
 async def _send(producer: object, prefix: str, start: int, n: int, *, users: int = 20) -> None:

@@ -21,10 +21,10 @@ import pytest
 import yaml
 
 from tests.helpers import event_body
-from workers.client import start_producer
-from workers.records import LISTENING_EVENTS
-from workers.stack import Stack, free_port, stop_process, wait_for_port
-from workers.testing import WorkerProcess
+from workers.core.records import LISTENING_EVENTS
+from workers.dev.client import start_producer
+from workers.dev.stack import Stack, free_port, stop_process, wait_for_port
+from workers.dev.testing import WorkerProcess
 
 ALERTS = Path(__file__).resolve().parents[2] / "deploy/prometheus/alerts.yml"
 

@@ -20,17 +20,17 @@ from tests.integration.conftest import (
     user_event_total,
     wait_scored,
 )
-from workers.client import Collector, audio_headers, pcm_bytes, start_producer
-from workers.records import (
+from workers.core.records import (
     AUDIO_CHUNKS,
     AUDIO_FEATURES,
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
     tenant_topic,
 )
-from workers.settings import Settings
-from workers.stack import RedisServer, Stack, stop_process
-from workers.testing import metric_value
+from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
+from workers.dev.stack import RedisServer, Stack, stop_process
+from workers.dev.testing import metric_value
+from workers.runtime.settings import Settings
 
 ADMIN = "admin-only-in-this-test"
 PASSWORD = "fleet-acme-never-logged"

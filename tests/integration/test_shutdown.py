@@ -13,10 +13,10 @@ import pytest
 
 from tests.helpers import TS, event_body
 from tests.integration.conftest import scored_refs, start_worker, user_event_total, wait_scored
-from workers.client import Collector, start_producer
-from workers.records import ANOMALY, DEADLETTER, LISTENING_EVENTS
-from workers.stack import Stack
-from workers.testing import metric_value
+from workers.core.records import ANOMALY, DEADLETTER, LISTENING_EVENTS
+from workers.dev.client import Collector, start_producer
+from workers.dev.stack import Stack
+from workers.dev.testing import metric_value
 
 N_EVENTS = 1500
 

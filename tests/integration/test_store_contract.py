@@ -6,10 +6,10 @@ import random
 
 import redis.asyncio as aioredis
 
-from workers.listening import ListeningEvent, to_update
+from workers.core.listening import ListeningEvent, to_update
 from workers.state import MemoryStore, RedisStore
+from workers.state.keys import key
 from workers.state.store import RECENT_CHUNKS, ListeningUpdate
-from workers.tenants import key
 
 HOUR = 3_600_000
 

@@ -12,10 +12,10 @@ import orjson
 import soundfile
 
 from tests.helpers import TS
-from workers.client import Collector
-from workers.records import ANOMALY, AUDIO_FEATURES, POPULARITY
-from workers.stack import Stack
-from workers.testing import WorkerProcess
+from workers.core.records import ANOMALY, AUDIO_FEATURES, POPULARITY
+from workers.dev.client import Collector
+from workers.dev.stack import Stack
+from workers.dev.testing import WorkerProcess
 
 
 def workers_cli(stack: Stack, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -11,9 +11,7 @@ import redis.asyncio as aioredis
 
 from tests.helpers import event_body, schema_error, tone
 from tests.integration.conftest import start_worker
-from workers.client import Collector, Received, audio_headers, pcm_bytes, start_producer
-from workers.models.snapshot import read_header
-from workers.records import (
+from workers.core.records import (
     ANOMALY,
     AUDIO_CHUNKS,
     AUDIO_FEATURES,
@@ -21,9 +19,11 @@ from workers.records import (
     LISTENING_EVENTS,
     POPULARITY,
 )
-from workers.schemas import SCHEMAS
-from workers.stack import Stack
-from workers.testing import WorkerProcess, metric_value
+from workers.core.schemas import SCHEMAS
+from workers.dev.client import Collector, Received, audio_headers, pcm_bytes, start_producer
+from workers.dev.stack import Stack
+from workers.dev.testing import WorkerProcess, metric_value
+from workers.state.snapshots import read_header
 
 
 def keyed(prefix: str, *topics: str):

@@ -6,7 +6,7 @@ from pathlib import Path
 import orjson
 from rich.console import Console
 
-from workers.benchmarks import features
+from workers.dev.benchmarks import features
 
 
 def test_features_benchmark_writes_its_figures(tmp_path: Path) -> None:
@@ -22,7 +22,7 @@ def test_features_benchmark_writes_its_figures(tmp_path: Path) -> None:
 
 
 def test_models_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:
-    from workers.benchmarks import models
+    from workers.dev.benchmarks import models
 
     results = models.run(quick=True, out_dir=tmp_path, console=Console(file=io.StringIO()))
     written = orjson.loads((tmp_path / "models.json").read_bytes())

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.audio import decode_pcm, downmix, header_text, parse_headers, resample
-from workers.errors import Reason, Rejected
+from workers.core.audio import decode_pcm, downmix, header_text, parse_headers, resample
+from workers.core.errors import Reason, Rejected
 
 GOOD = {
     "tenant": "acme",

@@ -6,8 +6,8 @@ import librosa
 import numpy as np
 import pytest
 
-from workers.audio import FEATURE_NAMES, StreamingExtractor, StreamState, extract
-from workers.audio.filters import chroma_filterbank, mel_filterbank
+from workers.core.audio import FEATURE_NAMES, StreamingExtractor, StreamState, extract
+from workers.core.audio.filters import chroma_filterbank, mel_filterbank
 
 SR = 22050
 N = SR // 2

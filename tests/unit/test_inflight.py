@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from workers.faust_engine import InFlight
+from workers.runtime.faust_engine import InFlight
 
 
 @dataclass

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.errors import Reason, Rejected
-from workers.listening import BOT_DIRECTIONS, behaviour, parse_event, to_update
-from workers.models import AnomalyDetector
+from workers.core.errors import Reason, Rejected
+from workers.core.listening import BOT_DIRECTIONS, behaviour, parse_event, to_update
+from workers.core.models import AnomalyDetector
 from workers.state.store import UserState
 
 GOOD = {

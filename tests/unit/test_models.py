@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from workers.models import AnomalyDetector, PopularityModel, WindowCounts, snapshot
-from workers.models.registry import ModelRegistry
-from workers.processing import AUDIO_MODEL_FEATURES, model_factories
+from workers.core.models import AnomalyDetector, PopularityModel, WindowCounts
+from workers.pipeline.steps import AUDIO_MODEL_FEATURES, model_factories
 from workers.state import MemoryStore
+from workers.state import snapshots as snapshot
+from workers.state.model_cache import ModelRegistry
 
 KINDS = sorted(model_factories())
 
@@ -143,7 +144,7 @@ async def test_registry_restores_from_checkpoint_and_bounds_memory() -> None:
 async def test_model_quality_reaches_prometheus_with_bounded_labels() -> None:
     from prometheus_client import generate_latest
 
-    from workers.metrics import Metrics
+    from workers.runtime.metrics import Metrics
 
     store = MemoryStore()
     registry = ModelRegistry(store, model_factories())
@@ -166,7 +167,7 @@ def _key(byte: int) -> str:
 
 
 def test_snapshots_are_encrypted_at_rest_and_survive_key_rotation() -> None:
-    from workers.models.keyring import Keyring
+    from workers.state.keyring import Keyring
 
     model = model_factories()["listening-anomaly"]()
     feed(model, 300)
@@ -195,7 +196,7 @@ def test_snapshots_are_encrypted_at_rest_and_survive_key_rotation() -> None:
 
 @pytest.mark.parametrize("setting", ["", "nokey", "k1:not-base64!", f"k1:{'QUJD'}"])
 def test_bad_key_settings_are_refused(setting: str) -> None:
-    from workers.models.keyring import Keyring, SnapshotKeyError
+    from workers.state.keyring import Keyring, SnapshotKeyError
 
     with pytest.raises(SnapshotKeyError):
         Keyring.parse(setting)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from tests.helpers import chunk_record, event_record, schema_error, tone
-from workers.errors import Reason
-from workers.models import ModelRegistry
-from workers.processing import AudioProcessor, ListeningProcessor, model_factories
-from workers.records import ANOMALY, AUDIO_FEATURES, DEADLETTER, POPULARITY, Record
+from workers.core.errors import Reason
+from workers.core.records import ANOMALY, AUDIO_FEATURES, DEADLETTER, POPULARITY, Record
+from workers.pipeline.steps import AudioProcessor, ListeningProcessor, model_factories
 from workers.state import MemoryStore
+from workers.state.model_cache import ModelRegistry
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
 async def test_stream_state_carries_frames_across_chunks(
     audio: AudioProcessor, store: MemoryStore
 ) -> None:
-    from workers.audio import StreamState
+    from workers.core.audio import StreamState
 
     for seq in range(4):
         outcome = await audio.process(chunk_record("acme", "cont", seq))

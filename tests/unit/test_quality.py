@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from workers.audio import quality_flags
-from workers.audio.quality import longest_run
+from workers.core.audio import quality_flags
+from workers.core.audio.quality import longest_run
 
 SR = 16000
 T = np.arange(SR // 2) / SR

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import Reason
-from workers.records import INPUT_TOPICS, OUTPUT_TOPICS
-from workers.settings import Settings
+from workers.core.errors import Reason
+from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS
+from workers.runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 READMES = {

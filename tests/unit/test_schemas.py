@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from workers.errors import Reason
-from workers.schemas import SCHEMAS
+from workers.core.errors import Reason
+from workers.core.schemas import SCHEMAS
 
 NAMES = [
     "audio.chunk.headers",

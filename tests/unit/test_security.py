@@ -13,9 +13,9 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import ValidationError
 
 from tests.helpers import self_signed
-from workers.faust_engine import create_app
-from workers.security import faust_credentials, kafka_auth, redis_options
-from workers.settings import Settings
+from workers.runtime.faust_engine import create_app
+from workers.runtime.security import faust_credentials, kafka_auth, redis_options
+from workers.runtime.settings import Settings
 
 PASSWORD = "pa55-w0rd-never-logged"
 

@@ -1,8 +1,9 @@
 import pytest
 from pydantic import ValidationError
 
-from workers.settings import Settings
-from workers.tenants import InvalidTenantError, is_valid_id, key, prefix, validate_tenant
+from workers.core.tenants import InvalidTenantError, is_valid_id, validate_tenant
+from workers.runtime.settings import Settings
+from workers.state.keys import key, prefix
 
 
 @pytest.mark.parametrize("tenant", ["acme", "a", "label-1", "x_y", "0abc", "a" * 63])
@@ -69,7 +70,7 @@ def test_settings_refuse_bad_tenants(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_strict_isolation_topics_and_owners() -> None:
-    from workers.records import AUDIO_CHUNKS, DEADLETTER, topic_owner
+    from workers.core.records import AUDIO_CHUNKS, DEADLETTER, topic_owner
 
     strict = Settings(isolation="strict", tenants="acme,beats")
     assert strict.topics(AUDIO_CHUNKS, DEADLETTER) == [

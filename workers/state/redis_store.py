@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from workers.state.keys import key
 from workers.state.store import (
     RECENT_CHUNKS,
     SEEN_TTL_S,
@@ -18,7 +19,6 @@ from workers.state.store import (
     ListeningUpdate,
     decode_listening,
 )
-from workers.tenants import key
 
 
 def _script(name: str) -> str:

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from workers.models.popularity import WindowCounts
-from workers.tenants import key
+from workers.core.models.popularity import WindowCounts
+from workers.state.keys import key
 
 SEEN_TTL_S = 7 * 24 * 3600
 STREAM_TTL_S = 24 * 3600

@@ -1,0 +1,30 @@
+"""The pure audio engine: decode, quality flags, resample, features (block and streaming).
+
+>>> import numpy as np
+>>> from workers.core.audio import StreamingExtractor, StreamState
+>>> extractor, state = StreamingExtractor(sr=22050), StreamState()
+>>> state, features = extractor.step(state, np.zeros(11025, np.float32))
+>>> features["rms"]
+0.0
+"""
+
+from workers.core.audio.decode import ChunkHeaders, decode_pcm, downmix, header_text, parse_headers
+from workers.core.audio.features import FEATURE_NAMES, FeatureEngine
+from workers.core.audio.quality import quality_flags
+from workers.core.audio.resample import resample
+from workers.core.audio.streaming import StreamingExtractor, StreamState, extract
+
+__all__ = [
+    "FEATURE_NAMES",
+    "ChunkHeaders",
+    "FeatureEngine",
+    "StreamState",
+    "StreamingExtractor",
+    "decode_pcm",
+    "downmix",
+    "extract",
+    "header_text",
+    "parse_headers",
+    "quality_flags",
+    "resample",
+]

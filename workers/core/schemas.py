@@ -1,0 +1,70 @@
+"""The JSON Schemas in ``schemas/``, loaded and compiled once.
+
+Valid input, the common case, is checked by fastjsonschema's compiled validators; invalid
+input is explained by jsonschema (the reference implementation), whose messages name the
+field. A property test checks both agree.
+
+>>> SCHEMAS.first_error("listening.event", {"tenant": "acme"}) is not None
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import fastjsonschema
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+VERSION = "v1"
+
+
+def schema_dir() -> Path:
+    """``workers/_schemas`` in an installed wheel, else the repository's ``schemas/``."""
+    packaged = Path(__file__).resolve().parents[1] / "_schemas"
+    if packaged.is_dir():
+        return packaged / VERSION
+    return Path(__file__).resolve().parents[2] / "schemas" / VERSION
+
+
+class SchemaSet:
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+
+    @cached_property
+    def validators(self) -> Mapping[str, Draft202012Validator]:
+        found: dict[str, Draft202012Validator] = {}
+        for path in sorted(self._directory.glob("*.json")):
+            schema = orjson.loads(path.read_bytes())
+            Draft202012Validator.check_schema(schema)
+            found[path.stem] = Draft202012Validator(schema)
+        return found
+
+    @cached_property
+    def _fast(self) -> Mapping[str, Any]:
+        """Compiled validators for the hot path (~20x faster than jsonschema, measured)."""
+        return {name: fastjsonschema.compile(dict(v.schema)) for name, v in self.validators.items()}
+
+    def schema(self, name: str) -> Mapping[str, Any]:
+        return self.validators[name].schema  # type: ignore[no-any-return]
+
+    def first_error(self, name: str, instance: object) -> str | None:
+        """None when valid, else a one-line description of the most relevant error."""
+        try:
+            self._fast[name](instance)
+            return None
+        except fastjsonschema.JsonSchemaValueException:
+            pass  # explain it with jsonschema, whose messages point at the field
+        validator = self.validators[name]
+        if validator.is_valid(instance):  # the two disagree: trust the reference
+            return None
+        error = best_match(validator.iter_errors(instance))
+        where = "/".join(str(part) for part in error.absolute_path) or "(root)"
+        return f"{where}: {error.message}"[:500]
+
+
+SCHEMAS = SchemaSet(schema_dir())

@@ -1,0 +1,349 @@
+"""``python -m workers bench models``: model quality and cost against named baselines.
+
+- Bot detection: a listening population with bot farms, streamed through the production
+  ``ListeningProcessor`` (in-memory store); every event's published score is compared
+  with the truth. Baseline: the single most telling rule, "share of plays ending just
+  past 30 s".
+- Audio anomalies: music-like streams with injected clipping, dropouts and noise bursts,
+  streamed through the production ``AudioProcessor``. Baseline: the quality rules alone.
+- Popularity: tracks rising, flat, decaying and launching, window by window, predict then
+  learn. Baseline: the naive forecast "next window equals this window".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.table import Table
+from scipy.stats import rankdata
+
+from workers.core.listening import BOT_DIRECTIONS
+from workers.core.models import AnomalyDetector, PopularityModel, WindowCounts
+from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record
+from workers.dev.benchmarks.common import percentiles, write_results
+from workers.dev.benchmarks.plots import roc
+from workers.dev.client import audio_headers, pcm_bytes
+from workers.dev.loadgen import AudioSource, ListeningPopulation, TrackLaunches
+from workers.pipeline.steps import (
+    AUDIO_MODEL,
+    AUDIO_MODEL_FEATURES,
+    LISTENING_MODEL,
+    POPULARITY_MODEL,
+    AudioProcessor,
+    ListeningProcessor,
+    model_factories,
+)
+from workers.state import MemoryStore
+from workers.state import snapshots as snapshot
+from workers.state.model_cache import ModelRegistry
+
+TARGETS = {
+    "bot_auc": 0.95,
+    "audio_recall_at_2pct_fpr": 0.9,
+    "popularity_mae_gain": 0.20,
+    "step_p50_us": 50.0,
+    "snapshot_bytes": 1024 * 1024,
+    "restore_ms": 10.0,
+}
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Exact ROC AUC (Mann-Whitney U with ties)."""
+    pos = int(labels.sum())
+    neg = labels.size - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
+    threshold = np.quantile(scores[~labels], 1.0 - fpr)
+    return float(np.mean(scores[labels] > threshold))
+
+
+async def _bots(events: int, seed: int) -> dict[str, Any]:
+    store = MemoryStore()
+    models = ModelRegistry(store, model_factories())
+    processor = ListeningProcessor(tenants=["eval"], store=store, models=models, window_s=3600)
+    population = ListeningPopulation("eval", users=2000, bot_share=0.01, seed=seed)
+    stream = population.events()
+    scores, rule, labels, warm, alarms = [], [], [], [], []
+    batch: list[tuple[Record, bool]] = []
+    for offset in range(events):
+        event = next(stream)
+        body = event.fields
+        batch.append(
+            (
+                Record(
+                    LISTENING_EVENTS,
+                    0,
+                    offset,
+                    f"eval/{body['user_id']}".encode(),
+                    orjson.dumps(body),
+                ),
+                event.is_bot,
+            )
+        )
+        if len(batch) == 200 or offset == events - 1:
+            outcomes = await processor.process_batch([r for r, _ in batch])
+            for outcome, (_, is_bot) in zip(outcomes, batch, strict=True):
+                value = outcome.outputs[0].value
+                assert isinstance(value, dict)
+                scores.append(value["score"])
+                warm.append(value["warming_up"])
+                alarms.append(value["is_anomaly"])
+                labels.append(is_bot)
+                rule.append(value["features"]["near_30s_share"])
+            batch = []
+    s, y, w, r = np.array(scores), np.array(labels), np.array(warm), np.array(rule)
+    a = np.array(alarms)
+    keep = ~w
+    curves = {"tail-rank model": (s[keep], y[keep]), "near-30 s share alone": (r[keep], y[keep])}
+    return {
+        "alarms_on_humans": float(a[keep & ~y].mean()),
+        "alarms_on_bots": float(a[keep & y].mean()),
+        "events": events,
+        "evaluated": int(keep.sum()),
+        "bot_share": float(y.mean()),
+        "roc_auc": roc_auc(s[keep], y[keep]),
+        "recall_at_1pct_fpr": recall_at_fpr(s[keep], y[keep], 0.01),
+        "baseline_near30_roc_auc": roc_auc(r[keep], y[keep]),
+        "baseline_near30_recall_at_1pct_fpr": recall_at_fpr(r[keep], y[keep], 0.01),
+        "_curves": curves,
+    }
+
+
+async def _audio(chunks_per_stream: int, seed: int) -> dict[str, Any]:
+    store = MemoryStore()
+    models = ModelRegistry(store, model_factories())
+    processor = AudioProcessor(tenants=["eval"], store=store, models=models, model_rate=22050)
+    processor.warm_up()
+    sources = [
+        AudioSource("eval", f"s{i}", sample_rate=sr, channels=ch, fault_rate=0.05, seed=seed + i)
+        for i, (sr, ch) in enumerate([(44100, 2), (48000, 2), (22050, 1), (16000, 1)])
+    ]
+    scores, rules, labels, warm = [], [], [], []
+    for seq in range(chunks_per_stream):
+        for source in sources:
+            samples, fault = source.chunk(seq)
+            headers = audio_headers(
+                tenant="eval",
+                stream=source.stream,
+                seq=seq,
+                sample_rate=source.sample_rate,
+                channels=source.channels,
+            )
+            outcome = await processor.process(
+                Record(
+                    AUDIO_CHUNKS,
+                    0,
+                    seq,
+                    f"eval/{source.stream}".encode(),
+                    pcm_bytes(samples),
+                    tuple(headers),
+                )
+            )
+            value = outcome.outputs[1].value
+            assert isinstance(value, dict)
+            scores.append(value["score"])
+            warm.append(value["warming_up"])
+            features_value = outcome.outputs[0].value
+            assert isinstance(features_value, dict)
+            quality = features_value["quality"]
+            rules.append(any(quality[k] for k in ("clipping", "dropout", "dc_offset")))
+            labels.append(fault is not None)
+    s, y, w, r = np.array(scores), np.array(labels), np.array(warm), np.array(rules)
+    keep = ~w
+    curves = {
+        "model + measured faults": (s[keep], y[keep]),
+        "quality rules alone": (r[keep].astype(float), y[keep]),
+    }
+    return {
+        "chunks": int(s.size),
+        "evaluated": int(keep.sum()),
+        "fault_share": float(y.mean()),
+        "roc_auc": roc_auc(s[keep], y[keep]),
+        "recall_at_2pct_fpr": recall_at_fpr(s[keep], y[keep], 0.02),
+        "baseline_rules_recall": float(r[keep][y[keep]].mean()),
+        "baseline_rules_fpr": float(r[keep][~y[keep]].mean()),
+        "_curves": curves,
+    }
+
+
+def _popularity(seed: int) -> dict[str, Any]:
+    windows = TrackLaunches(tracks=300, windows_n=48, seed=seed).windows()
+    model = PopularityModel.create()
+    errors, naive_errors = [], []
+    for w in range(2, len(windows) - 1):
+        for t in range(len(windows[w])):
+
+            def counts(row: tuple[str, int, int, int, int, int]) -> WindowCounts:
+                return WindowCounts(
+                    plays=row[1], skips=row[2], likes=row[3], shares=row[4], listeners=row[5]
+                )
+
+            current, previous = counts(windows[w][t]), counts(windows[w - 1][t])
+            actual = windows[w + 1][t][1]
+            predicted = model.predict(current=current, previous=previous, elapsed=1.0)
+            errors.append(abs(predicted - actual))
+            naive_errors.append(abs(current.plays - actual))
+            # the label of the window that just closed becomes known: learn it
+            model.learn(
+                current=previous, previous=counts(windows[w - 2][t]), next_plays=current.plays
+            )
+    mae, naive = float(np.mean(errors)), float(np.mean(naive_errors))
+    return {"predictions": len(errors), "mae": mae, "naive_mae": naive, "gain": 1.0 - mae / naive}
+
+
+def _step_cost(detector: AnomalyDetector, features: list[str]) -> list[float]:
+    rng = np.random.default_rng(0)
+    xs = [dict(zip(features, rng.random(len(features)).tolist(), strict=True)) for _ in range(3000)]
+    for x in xs[:1000]:  # past warm-up, reference windows full
+        detector.step(x)
+    step_s = []
+    for x in xs[1000:]:
+        start = time.perf_counter()
+        detector.step(x)
+        step_s.append(time.perf_counter() - start)
+    return step_s
+
+
+def _costs() -> dict[str, Any]:
+    """Per-step cost and snapshot size/restore time of each model kind, trained."""
+    audio = AnomalyDetector.create()
+    audio_s = _step_cost(audio, list(AUDIO_MODEL_FEATURES))
+    listening = AnomalyDetector.create_tail_rank(BOT_DIRECTIONS)
+    listening_s = _step_cost(listening, list(BOT_DIRECTIONS))
+    popularity = PopularityModel.create()
+    rng = np.random.default_rng(1)
+    pop_s = []
+    for _ in range(3000):
+        c = WindowCounts(plays=int(rng.integers(0, 500)), listeners=30, skips=5)
+        p = WindowCounts(plays=int(rng.integers(0, 500)))
+        start = time.perf_counter()
+        popularity.predict(current=c, previous=p, elapsed=0.5)
+        popularity.learn(current=c, previous=p, next_plays=int(rng.integers(0, 500)))
+        pop_s.append(time.perf_counter() - start)
+    kinds = {AUDIO_MODEL: audio, LISTENING_MODEL: listening, POPULARITY_MODEL: popularity}
+    sizes = {}
+    for kind, model in kinds.items():
+        blob = snapshot.dump(model, kind=kind)
+        restore = []
+        for _ in range(20):
+            start = time.perf_counter()
+            snapshot.load(blob, kind=kind)
+            restore.append(time.perf_counter() - start)
+        sizes[kind] = {
+            "snapshot_bytes": len(blob),
+            "pickle_bytes": len(pickle.dumps(model)),
+            "restore": percentiles(restore),
+        }
+    return {
+        "steps": {
+            AUDIO_MODEL: percentiles(audio_s),
+            LISTENING_MODEL: percentiles(listening_s),
+            POPULARITY_MODEL: percentiles(pop_s),
+        },
+        "snapshots": sizes,
+    }
+
+
+def run(
+    *, quick: bool = False, out_dir: Path = Path("bench-results"), console: Console | None = None
+) -> dict[str, Any]:
+    console = console or Console()
+    with console.status("bots: streaming a listening population through the processor…"):
+        bots = asyncio.run(_bots(6_000 if quick else 60_000, seed=1))
+    with console.status("audio: streaming faulty audio through the processor…"):
+        audio = asyncio.run(_audio(60 if quick else 500, seed=7))
+    popularity = _popularity(seed=3)
+    costs = _costs()
+    results = {
+        "bots": bots,
+        "audio": audio,
+        "popularity": popularity,
+        "costs": costs,
+        "targets": TARGETS,
+    }
+    bot_curves, audio_curves = bots.pop("_curves"), audio.pop("_curves")
+    path = write_results("models", results, out_dir)
+    roc(
+        bot_curves,
+        out_dir / "models-bots-roc.png",
+        mark_fpr=0.01,
+        title=f"Bot detection per event (AUC {bots['roc_auc']:.3f})",
+    )
+    roc(
+        audio_curves,
+        out_dir / "models-audio-roc.png",
+        mark_fpr=0.02,
+        title=f"Audio anomalies per chunk (AUC {audio['roc_auc']:.3f})",
+    )
+
+    table = Table(title="Online models: quality against baselines, cost", title_justify="left")
+    for col in ("model", "metric", "model value", "baseline", "target"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        "bots",
+        "ROC AUC",
+        f"{bots['roc_auc']:.3f}",
+        f"{bots['baseline_near30_roc_auc']:.3f} (near-30 s share)",
+        "≥ 0.95",
+    )
+    table.add_row(
+        "bots",
+        "recall @ 1 % FPR",
+        f"{bots['recall_at_1pct_fpr']:.3f}",
+        f"{bots['baseline_near30_recall_at_1pct_fpr']:.3f}",
+        "",
+    )
+    table.add_row(
+        "audio",
+        "recall @ 2 % FPR",
+        f"{audio['recall_at_2pct_fpr']:.3f}",
+        f"{audio['baseline_rules_recall']:.3f} at {audio['baseline_rules_fpr']:.3f} FPR (rules)",
+        "≥ 0.90",
+    )
+    table.add_row("audio", "ROC AUC", f"{audio['roc_auc']:.3f}", "", "")
+    table.add_row(
+        "popularity",
+        "MAE (plays / window)",
+        f"{popularity['mae']:.2f}",
+        f"{popularity['naive_mae']:.2f} (naive)",
+        "≥ 20 % below",
+    )
+    table.add_row("popularity", "gain vs naive", f"{popularity['gain']:.1%}", "", "≥ 20 %")
+    for kind, stats in costs["steps"].items():
+        table.add_row(
+            kind,
+            "step p50 (score/predict + learn)",
+            f"{stats['p50_ms'] * 1000:.1f} µs",
+            "",
+            "≤ 50 µs",
+        )
+    for kind, sizes in costs["snapshots"].items():
+        table.add_row(
+            kind,
+            "snapshot / restore p50",
+            f"{sizes['snapshot_bytes'] / 1024:.0f} KiB / {sizes['restore']['p50_ms']:.2f} ms",
+            "",
+            "≤ 1 MiB / ≤ 10 ms",
+        )
+    table.add_row(
+        "bots",
+        "alarms at the adaptive threshold",
+        f"{bots['alarms_on_bots']:.1%} of bot events",
+        f"{bots['alarms_on_humans']:.2%} of human events",
+        "",
+    )
+    console.print(table)
+    console.print(f"results: {path}, plots: {out_dir}/models-*-roc.png")
+    return results

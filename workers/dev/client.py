@@ -1,0 +1,152 @@
+"""Helpers for publishing to input topics and reading output topics (demo, tests, tools).
+
+>>> audio_headers(tenant="acme", stream="s1", seq=0, sample_rate=44100, channels=2)[:2]
+[('tenant', b'acme'), ('stream', b's1')]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from workers.core.records import OUTPUT_TOPICS
+
+
+def audio_headers(
+    *,
+    tenant: str,
+    stream: str,
+    seq: int,
+    sample_rate: int,
+    channels: int,
+    encoding: str = "s16le",
+    track: str | None = None,
+    ts: int | None = None,
+) -> list[tuple[str, bytes]]:
+    headers = {
+        "tenant": tenant,
+        "stream": stream,
+        "seq": str(seq),
+        "sample-rate": str(sample_rate),
+        "channels": str(channels),
+        "encoding": encoding,
+    }
+    if track is not None:
+        headers["track"] = track
+    if ts is not None:
+        headers["ts"] = str(ts)
+    return [(name, value.encode()) for name, value in headers.items()]
+
+
+def pcm_bytes(samples: npt.NDArray[np.floating], *, encoding: str = "s16le") -> bytes:
+    """(frames, channels) floats in -1..1 -> interleaved little-endian PCM."""
+    if encoding == "s16le":
+        return bytes((np.clip(samples, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes())
+    return bytes(np.asarray(samples, dtype="<f4").tobytes())
+
+
+def event_value(**fields: object) -> bytes:
+    return orjson.dumps(fields)
+
+
+async def start_producer(
+    bootstrap: str, *, auth: Mapping[str, Any] | None = None
+) -> AIOKafkaProducer:
+    """An idempotent-enough producer for tenants' data; ``auth`` from ``security.kafka_auth``."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=1,
+        acks="all",
+        max_request_size=8 * 1024 * 1024,
+        **(auth or {}),
+    )
+    await producer.start()
+    return producer
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+    arrived: float  # time.time()
+
+    def json(self) -> dict[str, object]:
+        loaded: dict[str, object] = orjson.loads(self.value)
+        return loaded
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode()
+        return None
+
+
+class Collector:
+    """Reads output topics from the start into a list; ``wait_for`` polls it."""
+
+    def __init__(self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPICS) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+        )
+        self.received: list[Received] = []
+        self._task: asyncio.Task[None] | None = None
+        self.on_message: Callable[[Received], None] | None = None
+
+    async def start(self) -> Collector:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for messages in batches.values():
+                for m in messages:
+                    item = Received(m.topic, m.key, m.value or b"", tuple(m.headers or ()), now)
+                    self.received.append(item)
+                    if self.on_message is not None:
+                        self.on_message(item)
+
+    def matching(self, predicate: Callable[[Received], bool]) -> list[Received]:
+        return [r for r in self.received if predicate(r)]
+
+    async def wait_for(
+        self, predicate: Callable[[Received], bool], count: int, *, timeout: float = 30.0
+    ) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.matching(predicate)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+def by_tenant(tenant: str, topics: Iterable[str] | None = None) -> Callable[[Received], bool]:
+    wanted = set(topics) if topics is not None else None
+
+    def predicate(r: Received) -> bool:
+        return (wanted is None or r.topic in wanted) and (r.key or b"").startswith(
+            f"{tenant}/".encode()
+        )
+
+    return predicate

@@ -1,0 +1,236 @@
+"""The direct engine: one aiokafka consumer loop in the event loop, feeding the core.
+
+Faust 0.15's path from broker to agent costs what the 10 ms budget cannot pay (measured in
+BENCHMARKS.md): its consumer runs in a second thread that hands records to the event loop
+through the GIL, its fetcher wraps every message in ``wait_first``, and its streams and
+``take_events`` buffer and ack per event. Here a batch from ``getmany`` goes straight to
+the processors (listening events of the whole batch in one Redis pipeline), outputs go to
+the producer, and offsets are tracked per partition.
+
+Guarantees, the same as with Faust's agents (RELIABILITY.md):
+- a record's offset becomes committable only after its outputs were handed to the
+  producer, and a commit first flushes the producer, so outputs are durable before their
+  inputs are committed;
+- a rebalance waits for the batch in hand, then commits what was done for the partitions
+  being revoked; records of partitions no longer assigned are left to their new owner;
+- a stop finishes the batch in hand (bounded by ``drain_timeout_s``), flushes, commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import mode
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.consumer.consumer import RoundRobinPartitionAssignor
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record, received
+from workers.runtime.admin import create_topics
+from workers.runtime.security import kafka_auth
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord
+
+    from workers.runtime.worker import Worker
+
+log = logging.getLogger(__name__)
+
+_POLL_MS = 100
+
+
+def to_record(m: ConsumerRecord[bytes, bytes]) -> Record:
+    return received(
+        m.topic, m.partition, m.offset, m.key, m.value, headers=m.headers, timestamp_ms=m.timestamp
+    )
+
+
+def last_fetch_age_s(consumer: AIOKafkaConsumer) -> float | None:
+    """Seconds since the broker last answered a fetch for any assigned partition (an empty
+    answer counts: an idle topic is still flowing); None before the first one."""
+    stamps = []
+    for tp in consumer.assignment():
+        with contextlib.suppress(AssertionError):  # revoked between the two calls
+            stamp = consumer.last_poll_timestamp(tp)
+            if stamp is not None:
+                stamps.append(stamp)
+    return time.time() - max(stamps) / 1000.0 if stamps else None
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, engine: DirectEngine) -> None:
+        self.engine = engine
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.engine.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("assigned %d partitions", len(assigned))
+
+
+class DirectEngine(mode.Service):
+    """Consumes the input topics, runs the worker's processors, produces, commits."""
+
+    def __init__(self, worker: Worker, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.worker = worker
+        self.settings = worker.settings
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        #: next offset to commit per partition: everything below was produced
+        self._done: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
+        self._lock = asyncio.Lock()  # held while a batch is processed
+        self._draining = False
+        self._consuming: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        s = self.settings
+        auth = kafka_auth(s)
+        if s.create_topics:
+            await create_topics(
+                s.kafka_bootstrap,
+                s.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
+                partitions=s.topic_partitions,
+                auth=auth,
+            )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-{os.getpid()}",
+            linger_ms=s.producer_linger_ms,
+            acks="all",
+            max_request_size=8 * 1024 * 1024,
+            **auth,
+        )
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=f"{s.group_id}-{os.getpid()}",
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_poll_records=s.batch_max,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
+            rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
+            **auth,
+        )
+        self.consumer.subscribe(s.topics(*INPUT_TOPICS), listener=_Rebalance(self))
+        await self.consumer.start()
+        self._consuming = asyncio.create_task(self._consume(), name="consume")
+        self.add_future(self._commit_every_interval())
+
+    async def on_stop(self) -> None:
+        """Finish the batch in hand and take no more, flush, commit, close."""
+        self._draining = self.worker.draining = True
+        if self._consuming is not None:
+            try:
+                await asyncio.wait_for(
+                    asyncio.shield(self._consuming), self.settings.drain_timeout_s
+                )
+            except TimeoutError:
+                log.warning(
+                    "stopping with records unfinished: they stay uncommitted and are replayed"
+                )
+                self._consuming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._consuming
+            except Exception:
+                log.exception("consume loop failed")
+        with contextlib.suppress(KafkaError):
+            await self._commit()
+        if self.consumer is not None:
+            await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    # --- what the worker asks -------------------------------------------------------------
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.consumer.highwater(tp) if self.consumer is not None else None
+
+    def last_fetch_age_s(self) -> float | None:
+        return last_fetch_age_s(self.consumer) if self.consumer is not None else None
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: list[Any] | None) -> None:
+        assert self.producer is not None
+        await self.producer.send(topic, value, key=key, headers=headers)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        try:
+            await self._consume_batches()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken consumer must not leave a live, idle process
+            log.exception("consume loop failed")
+            await self.crash(exc)
+
+    async def _consume_batches(self) -> None:
+        assert self.consumer is not None
+        while not self._draining:
+            batches = await self.consumer.getmany(
+                timeout_ms=_POLL_MS, max_records=self.settings.batch_max
+            )
+            if not batches or self._draining:
+                continue  # records taken after the stop began stay uncommitted: replayed
+            async with self._lock:
+                assigned = self.consumer.assignment()
+                records = [
+                    to_record(message)
+                    for tp, messages in batches.items()
+                    if tp in assigned  # revoked while fetched: the new owner reads them
+                    for message in messages
+                ]
+                await self.worker.handle(records, self._mark_done)
+
+    def _mark_done(self, record: Record) -> None:
+        self._done[TopicPartition(record.topic, record.partition)] = record.offset + 1
+
+    async def _commit_every_interval(self) -> None:
+        async for _ in self.itertimer(self.settings.commit_interval_s, name="commit"):
+            try:
+                await self._commit()
+            except KafkaError as exc:
+                log.warning("offset commit failed (%s); retrying next interval", exc)
+
+    async def _commit(self, only: set[TopicPartition] | None = None) -> None:
+        """Flush the producer, then commit what was done: outputs before their inputs."""
+        if self.consumer is None or self.producer is None:
+            return
+        offsets = {
+            tp: offset
+            for tp, offset in self._done.items()
+            if (only is None or tp in only) and self._committed.get(tp) != offset
+        }
+        if not offsets:
+            return
+        await self.producer.flush()
+        try:
+            await self.consumer.commit(offsets)
+        except CommitFailedError as exc:  # the group moved on: the new owner replays them
+            log.warning("offsets not committed (%s); their records will be replayed", exc)
+            return
+        self._committed.update(offsets)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # the batch in hand finishes first
+            with contextlib.suppress(KafkaError):
+                await self._commit(revoked)
+            for tp in revoked:
+                self._done.pop(tp, None)
+                self._committed.pop(tp, None)

@@ -1,0 +1,78 @@
+"""Client security from settings: TLS and SASL for Kafka, TLS and an ACL user for Redis.
+
+Pure builders, so what each client receives is unit-tested; secrets stay ``SecretStr``
+in settings and are revealed only here, into the client objects (never into logs: the
+credentials' ``repr`` names the user only).
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from aiokafka.helpers import create_ssl_context
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.types.auth import CredentialsT
+
+from workers.runtime.settings import Settings
+
+
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """A verifying TLS context for SSL and SASL_SSL (system CAs unless a CA file is set)."""
+    if settings.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )
+    return context
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """What Faust's ``broker_credentials`` takes (its consumer and producer both use it)."""
+    context = kafka_ssl_context(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "SSL":
+        assert context is not None
+        return SSLCredentials(context)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        assert settings.kafka_sasl_password is not None  # checked by Settings
+        return SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return None
+
+
+def kafka_auth(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for plain aiokafka clients (admin, ``produce``, ``tail``)."""
+    auth: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    context = kafka_ssl_context(settings)
+    if context is not None:
+        auth["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        assert settings.kafka_sasl_password is not None
+        auth |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
+        }
+    return auth
+
+
+def redis_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for ``redis.asyncio.Redis.from_url`` beyond the URL: an ACL user
+    and TLS files (TLS itself is chosen by a ``rediss://`` URL)."""
+    options: dict[str, Any] = {}
+    if settings.redis_username is not None:
+        options["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(settings, f"redis_{name}")
+        if value is not None:
+            options[name] = str(value)
+    return options

@@ -1,0 +1,136 @@
+"""One settings object, built once at start-up from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from workers.core.records import tenant_topic
+from workers.core.tenants import validate_tenant
+
+
+class Settings(BaseSettings):
+    """Worker settings. Contract variables first; the rest are tuning knobs.
+
+    >>> Settings(tenants="acme,beats").tenants
+    ('acme', 'beats')
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKERS_", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    # --- the contract ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    tenants: Annotated[tuple[str, ...], NoDecode] = ()
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+
+    # --- extensions (documented in README "Settings") ---
+    group_id: str = "workers"
+    #: "direct": an aiokafka consumer loop feeding the core (workers/engine.py); "faust":
+    #: Faust agents. Same guarantees; direct is what meets the latency budget (BENCHMARKS.md).
+    engine: Literal["direct", "faust"] = "direct"
+    #: Consumer fetch wait: Faust hard-codes 1500 ms, which costs a whole hop of latency.
+    fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
+    producer_linger_ms: int = Field(default=1, ge=0, le=1000)
+    rebalance_timeout_s: float = Field(default=10.0, gt=0)
+    session_timeout_s: float = Field(default=10.0, gt=0)
+    commit_interval_s: float = Field(default=1.0, gt=0)
+    #: Partitions for topics the worker or `stack` creates when they are missing.
+    topic_partitions: int = Field(default=4, ge=1)
+    create_topics: bool = True
+    #: Model sample rate every audio stream is resampled to.
+    model_sample_rate: int = Field(default=22050, ge=16000, le=48000)
+    #: Popularity window, in event time.
+    popularity_window_s: int = Field(default=3600, ge=60)
+    #: Seconds between model checkpoints to Redis (also written on shutdown).
+    checkpoint_interval_s: float = Field(default=30.0, gt=0)
+    #: Listening events are processed in micro-batches: up to batch_max at once, an event
+    #: waiting at most batch_wait_ms for others (one Redis round trip per batch).
+    batch_max: int = Field(default=256, ge=1, le=10_000)
+    batch_wait_ms: float = Field(default=1.0, ge=0.0, le=100.0)
+    #: Overload policy (workers/overload.py): degrade past this consumer lag, recover below.
+    overload_lag_enter: int = Field(default=5000, ge=1)
+    overload_lag_leave: int = Field(default=1000, ge=0)
+    #: Share of inputs each tenant's anomaly detectors may alarm on (the adaptive threshold is
+    #: the 1 - rate quantile of recent scores). Reports put fake streams at 1-10 % of streams.
+    alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)
+    alarm_rate_audio: float = Field(default=0.02, gt=0, lt=0.5)
+    #: Encrypt model snapshots at rest: "kid:base64(32 bytes)" pairs, comma-separated; the first
+    #: encrypts, all decrypt (rotation). Unset: snapshots are stored unencrypted.
+    snapshot_keys: SecretStr | None = None
+    #: Live per-tenant models kept in memory (least recently used beyond that are checkpointed
+    #: and dropped). Measured trained sizes in memory: audio 1.2 MB, listening 0.45 MB,
+    #: popularity 0.38 MB, so 3,000 models (1,000 active tenants) take ~2 GB (BENCHMARKS.md).
+    max_live_models: int = Field(default=3000, ge=10)
+    #: /ready turns 503 when no fetch for any assigned partition was answered for this long
+    #: (the broker is unreachable: partitions may still look assigned, but nothing flows).
+    ready_fetch_stale_s: float = Field(default=10.0, gt=0)
+    #: On SIGTERM, how long the worker may take to finish the records in hand.
+    drain_timeout_s: float = Field(default=10.0, gt=0)
+    #: Per-event latency budget, used by the over-budget counter.
+    budget_ms: float = Field(default=10.0, gt=0)
+    log_level: str = "info"
+
+    #: "shared": one set of topics, the tenant named in each record. "strict": each tenant has
+    #: its own topics (`{tenant}.audio.chunks`, …, `{tenant}.events.deadletter`), so Kafka
+    #: prefixed ACLs decide who writes and reads for whom; a record naming another tenant than
+    #: its topic's owner is a `tenant-mismatch` dead letter (RELIABILITY.md "Strict isolation").
+    isolation: Literal["shared", "strict"] = "shared"
+
+    # --- security (workers/security.py; RELIABILITY.md "Security") ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    #: CA bundle to verify the brokers (default: the system's); cert and key for mutual TLS.
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    #: Redis ACL user (Redis 6+); a `rediss://` URL turns TLS on, verified against this CA.
+    redis_username: str | None = None
+    redis_password: SecretStr | None = None
+    redis_ssl_ca_certs: Path | None = None
+    redis_ssl_certfile: Path | None = None
+    redis_ssl_keyfile: Path | None = None
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _split_tenants(cls, value: object) -> tuple[str, ...]:
+        if value is None or value == "":
+            return ()
+        items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+        return tuple(validate_tenant(str(item).strip()) for item in items if str(item).strip())
+
+    @model_validator(mode="after")
+    def _strict_needs_tenants(self) -> Settings:
+        if self.isolation == "strict" and not self.tenants:
+            raise ValueError(
+                "isolation=strict subscribes to each served tenant's topics: set WORKERS_TENANTS"
+            )
+        return self
+
+    def topics(self, *logical: str) -> list[str]:
+        """The Kafka topics behind logical topics: shared, or one per served tenant (strict)."""
+        if self.isolation == "strict":
+            return [tenant_topic(t, topic) for topic in logical for t in self.tenants]
+        return list(logical)
+
+    @model_validator(mode="after")
+    def _sasl_needs_a_user(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol={self.kafka_security_protocol} needs "
+                "WORKERS_KAFKA_SASL_USERNAME and WORKERS_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [part.strip() for part in self.kafka_bootstrap.split(",") if part.strip()]
