@@ -9,6 +9,8 @@ import signal
 import sys
 import threading
 
+__all__ = ["main"]
+
 
 def _stack(_: argparse.Namespace) -> int:
     from workers.dev.stack import Stack
@@ -31,8 +33,8 @@ def _stack(_: argparse.Namespace) -> int:
 
 
 def _run(_: argparse.Namespace) -> int:
+    from workers.runtime.main import run
     from workers.runtime.settings import Settings
-    from workers.runtime.worker import run
 
     settings = Settings()
     logging.basicConfig(

@@ -7,9 +7,10 @@ import random
 import redis.asyncio as aioredis
 
 from workers.core.listening import ListeningEvent, to_update
+from workers.core.listening_state import ListeningUpdate
 from workers.state import MemoryStore, RedisStore
 from workers.state.keys import key
-from workers.state.store import RECENT_CHUNKS, ListeningUpdate
+from workers.state.protocol import RECENT_CHUNKS
 
 HOUR = 3_600_000
 

@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.core.audio import decode_pcm, downmix, header_text, parse_headers, resample
+from workers.core.audio import decode_pcm, downmix, resample
+from workers.core.chunks import header_text, parse_headers
 from workers.core.errors import Reason, Rejected
 
 GOOD = {

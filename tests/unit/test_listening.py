@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from workers.core.behaviour import BOT_DIRECTIONS, behaviour
 from workers.core.errors import Reason, Rejected
-from workers.core.listening import BOT_DIRECTIONS, behaviour, parse_event, to_update
+from workers.core.listening import parse_event, to_update
+from workers.core.listening_state import UserState
 from workers.core.models import AnomalyDetector
-from workers.state.store import UserState
 
 GOOD = {
     "event_id": "e1",
@@ -151,7 +152,7 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
     verdict = detector.step(behaviour(bot))
     assert verdict.is_anomaly
     assert {"near_30s_share", "repeat_ratio", "distinct_ratio", "skip_rate"} <= set(
-        detector.explain(features)
+        detector.explain_one(features)
     )
 
 

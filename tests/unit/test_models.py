@@ -7,8 +7,14 @@ import re
 
 import pytest
 
+from workers.core.chunks import AUDIO_MODEL_FEATURES
 from workers.core.models import AnomalyDetector, PopularityModel, WindowCounts
-from workers.pipeline.steps import AUDIO_MODEL_FEATURES, model_factories
+from workers.core.models.kinds import (
+    AUDIO_MODEL,
+    LISTENING_MODEL,
+    POPULARITY_MODEL,
+    model_factories,
+)
 from workers.state import MemoryStore
 from workers.state import snapshots as snapshot
 from workers.state.model_cache import ModelRegistry
@@ -31,14 +37,14 @@ def feed(model: object, n: int, seed: int = 0) -> None:
         else:
             assert isinstance(model, PopularityModel)
             c = WindowCounts(plays=rng.randint(0, 50), listeners=rng.randint(0, 20))
-            model.learn(current=c, previous=c, next_plays=rng.randint(0, 60))
+            model.learn_one(current=c, previous=c, next_plays=rng.randint(0, 60))
 
 
 def predict(model: object) -> float:
     if isinstance(model, AnomalyDetector):
-        return model.score(dict.fromkeys(inputs_of(model), 0.5))
+        return model.score_one(dict.fromkeys(inputs_of(model), 0.5))
     c = WindowCounts(plays=10, listeners=5)
-    return model.predict(current=c, previous=c, elapsed=0.5)  # type: ignore[attr-defined]
+    return model.predict_one(current=c, previous=c, elapsed=0.5)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -109,16 +115,16 @@ def test_warm_up_suppresses_alarms_then_outliers_are_flagged() -> None:
 def test_popularity_starts_as_the_simple_forecast_then_learns_the_trend() -> None:
     model = PopularityModel.create()
     current, previous = WindowCounts(plays=30), WindowCounts(plays=50)
-    assert model.predict(current=current, previous=previous, elapsed=0.5) == pytest.approx(
+    assert model.predict_one(current=current, previous=previous, elapsed=0.5) == pytest.approx(
         30 + 50 * 0.5
     )
     for plays in range(40, 200):  # a steadily growing track: next = 1.1 x this window
-        model.learn(
+        model.learn_one(
             current=WindowCounts(plays=plays, listeners=plays // 2),
             previous=WindowCounts(plays=int(plays / 1.1)),
             next_plays=int(plays * 1.1),
         )
-    forecast = model.predict(
+    forecast = model.predict_one(
         current=WindowCounts(plays=100, listeners=50), previous=WindowCounts(plays=91), elapsed=1.0
     )
     assert 90 < forecast < 130
@@ -127,18 +133,18 @@ def test_popularity_starts_as_the_simple_forecast_then_learns_the_trend() -> Non
 async def test_registry_restores_from_checkpoint_and_bounds_memory() -> None:
     store = MemoryStore()
     registry = ModelRegistry(store, model_factories(), max_models=2)
-    model = await registry.get("acme", "audio-anomaly")
+    model = await registry.get("acme", AUDIO_MODEL)
     feed(model, 100)
-    registry.touched("acme", "audio-anomaly")
+    registry.touched("acme", AUDIO_MODEL)
     assert await registry.checkpoint() == 1
     other = ModelRegistry(store, model_factories())
-    restored = await other.get("acme", "audio-anomaly")
+    restored = await other.get("acme", AUDIO_MODEL)
     assert restored.seen == 100 and other.restored == 1
     for tenant in ("b", "c", "d"):
-        (await registry.get(tenant, "audio-anomaly")).step({"a": 1.0})
-        registry.touched(tenant, "audio-anomaly")
+        (await registry.get(tenant, AUDIO_MODEL)).step({"a": 1.0})
+        registry.touched(tenant, AUDIO_MODEL)
     assert len(registry) == 2
-    assert await store.load_snapshot("b", "audio-anomaly") is not None  # saved on eviction
+    assert await store.load_snapshot("b", AUDIO_MODEL) is not None  # saved on eviction
 
 
 async def test_model_quality_reaches_prometheus_with_bounded_labels() -> None:
@@ -150,8 +156,8 @@ async def test_model_quality_reaches_prometheus_with_bounded_labels() -> None:
     registry = ModelRegistry(store, model_factories())
     metrics = Metrics(live_models=registry.live)
     for tenant in ("acme", "beats"):
-        feed(await registry.get(tenant, "listening-anomaly"), 300)
-        feed(await registry.get(tenant, "popularity"), 50)
+        feed(await registry.get(tenant, LISTENING_MODEL), 300)
+        feed(await registry.get(tenant, POPULARITY_MODEL), 50)
     text = generate_latest(metrics.registry).decode()
     assert 'workers_model_inputs_total{model="listening-anomaly",tenant="acme"} 300.0' in text
     assert 'workers_model_mae{forecast="naive",model="popularity",tenant="beats"}' in text

@@ -3,8 +3,13 @@ import pytest
 
 from tests.helpers import chunk_record, event_record, schema_error, tone
 from workers.core.errors import Reason
+from workers.core.models.kinds import (
+    AUDIO_MODEL,
+    model_factories,
+)
 from workers.core.records import ANOMALY, AUDIO_FEATURES, DEADLETTER, POPULARITY, Record
-from workers.pipeline.steps import AudioProcessor, ListeningProcessor, model_factories
+from workers.pipeline.audio import AudioStep
+from workers.pipeline.listening import ListeningStep
 from workers.state import MemoryStore
 from workers.state.model_cache import ModelRegistry
 
@@ -15,8 +20,8 @@ def store() -> MemoryStore:
 
 
 @pytest.fixture
-def audio(store: MemoryStore) -> AudioProcessor:
-    return AudioProcessor(
+def audio(store: MemoryStore) -> AudioStep:
+    return AudioStep(
         tenants=["acme", "beats"],
         store=store,
         models=ModelRegistry(store, model_factories()),
@@ -25,8 +30,8 @@ def audio(store: MemoryStore) -> AudioProcessor:
 
 
 @pytest.fixture
-def listening(store: MemoryStore) -> ListeningProcessor:
-    return ListeningProcessor(
+def listening(store: MemoryStore) -> ListeningStep:
+    return ListeningStep(
         tenants=["acme", "beats"],
         store=store,
         models=ModelRegistry(store, model_factories()),
@@ -34,7 +39,7 @@ def listening(store: MemoryStore) -> ListeningProcessor:
     )
 
 
-async def test_audio_chunk_gives_features_and_a_score(audio: AudioProcessor) -> None:
+async def test_audio_chunk_gives_features_and_a_score(audio: AudioStep) -> None:
     outcome = await audio.process(chunk_record("acme", "s1", 0))
     assert outcome.rejected is None
     assert [o.topic for o in outcome.outputs] == [AUDIO_FEATURES, ANOMALY]
@@ -47,7 +52,7 @@ async def test_audio_chunk_gives_features_and_a_score(audio: AudioProcessor) -> 
 
 @pytest.mark.parametrize("channels", [1, 2, 6, 8])
 @pytest.mark.parametrize("sr", [8000, 22050, 48000, 192000])
-async def test_any_rate_and_channel_count(audio: AudioProcessor, sr: int, channels: int) -> None:
+async def test_any_rate_and_channel_count(audio: AudioStep, sr: int, channels: int) -> None:
     outcome = await audio.process(
         chunk_record(
             "acme",
@@ -63,7 +68,7 @@ async def test_any_rate_and_channel_count(audio: AudioProcessor, sr: int, channe
     assert abs(features["spectral_centroid"] - 440) < 60
 
 
-async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioProcessor) -> None:
+async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioStep) -> None:
     await audio.process(chunk_record("acme", "s1", 0))
     gap = await audio.process(chunk_record("acme", "s1", 5))
     assert gap.outputs[0].value["quality"]["seq_gap"] is True  # type: ignore[index]
@@ -75,10 +80,10 @@ async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioProces
 
 
 async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
-    audio: AudioProcessor,
+    audio: AudioStep,
 ) -> None:
     first = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
-    detector = await audio._models.get("acme", "audio-anomaly")
+    detector = await audio._models.get("acme", AUDIO_MODEL)
     seen = detector.seen
     again = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
     assert detector.seen == seen, "nothing learnt twice"
@@ -92,7 +97,7 @@ async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
 
 
 async def test_stream_state_carries_frames_across_chunks(
-    audio: AudioProcessor, store: MemoryStore
+    audio: AudioStep, store: MemoryStore
 ) -> None:
     from workers.core.audio import StreamState
 
@@ -110,8 +115,8 @@ async def test_stream_state_carries_frames_across_chunks(
 
 
 async def test_a_worker_restart_resumes_the_stream_from_the_store(store: MemoryStore) -> None:
-    def processor() -> AudioProcessor:
-        return AudioProcessor(
+    def processor() -> AudioStep:
+        return AudioStep(
             tenants=["acme"],
             store=store,
             models=ModelRegistry(store, model_factories()),
@@ -124,14 +129,14 @@ async def test_a_worker_restart_resumes_the_stream_from_the_store(store: MemoryS
     assert not outcome.outputs[0].value["quality"]["seq_gap"]  # type: ignore[index]
 
 
-async def test_clipping_is_reported(audio: AudioProcessor) -> None:
+async def test_clipping_is_reported(audio: AudioStep) -> None:
     loud = np.clip(tone() * 10, -1, 1)
     outcome = await audio.process(chunk_record("acme", "s1", 0, samples=loud))
     anomaly = outcome.outputs[1].value
     assert "clipping" in anomaly["reasons"] and anomaly["is_anomaly"]  # type: ignore[index]
 
 
-async def test_unknown_tenant_and_bad_key(audio: AudioProcessor) -> None:
+async def test_unknown_tenant_and_bad_key(audio: AudioStep) -> None:
     outcome = await audio.process(chunk_record("mallory", "s1", 0))
     assert outcome.rejected.reason is Reason.UNKNOWN_TENANT  # type: ignore[union-attr]
     record = chunk_record("acme", "s1", 0)
@@ -145,7 +150,7 @@ async def test_unknown_tenant_and_bad_key(audio: AudioProcessor) -> None:
     assert headers["error"] == b"bad-key"
 
 
-async def test_listening_event_gives_anomaly_and_popularity(listening: ListeningProcessor) -> None:
+async def test_listening_event_gives_anomaly_and_popularity(listening: ListeningStep) -> None:
     (outcome,) = await listening.process_batch([event_record("acme", "u1", "e1")])
     assert outcome.rejected is None
     assert [o.topic for o in outcome.outputs] == [ANOMALY, POPULARITY]
@@ -154,7 +159,7 @@ async def test_listening_event_gives_anomaly_and_popularity(listening: Listening
     assert outcome.outputs[1].value["plays"] == 1  # type: ignore[index]
 
 
-async def test_batch_mixes_good_bad_and_duplicates_in_order(listening: ListeningProcessor) -> None:
+async def test_batch_mixes_good_bad_and_duplicates_in_order(listening: ListeningStep) -> None:
     records = [
         event_record("acme", "u1", "e1", offset=0),
         Record("listening.events", 0, 1, b"acme/u1", b"{"),
@@ -171,7 +176,7 @@ async def test_batch_mixes_good_bad_and_duplicates_in_order(listening: Listening
     assert all(len(o.outputs) == (1 if o.rejected else 2) for o in outcomes)
 
 
-async def test_popularity_counts_plays_per_event_time_window(listening: ListeningProcessor) -> None:
+async def test_popularity_counts_plays_per_event_time_window(listening: ListeningStep) -> None:
     hour = 3_600_000
     records = [
         event_record("acme", f"u{i}", f"e{i}", ts=1_764_000_000_000 + i * 60_000) for i in range(5)
@@ -184,7 +189,7 @@ async def test_popularity_counts_plays_per_event_time_window(listening: Listenin
     assert outcomes[4].outputs[1].value["listeners"] == 5  # type: ignore[index]
 
 
-async def test_tenants_never_share_state(store: MemoryStore, listening: ListeningProcessor) -> None:
+async def test_tenants_never_share_state(store: MemoryStore, listening: ListeningStep) -> None:
     await listening.process_batch([event_record("beats", "u1", "b1")])
     before = {k: dict(v) for k, v in store.hashes.items() if k.startswith("{beats}:")}
     await listening.process_batch([event_record("acme", "u1", f"a{i}") for i in range(20)])
@@ -196,7 +201,7 @@ async def test_tenants_never_share_state(store: MemoryStore, listening: Listenin
 
 
 async def test_a_replayed_record_is_re_emitted_not_applied_twice(
-    listening: ListeningProcessor, store: MemoryStore
+    listening: ListeningStep, store: MemoryStore
 ) -> None:
     first = event_record("acme", "u1", "e1", offset=10)
     (original,) = await listening.process_batch([first])
@@ -212,7 +217,7 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
 
 
 async def test_strict_isolation_the_topic_owner_is_the_only_tenant(
-    audio: AudioProcessor, listening: ListeningProcessor
+    audio: AudioStep, listening: ListeningStep
 ) -> None:
     from dataclasses import replace
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = ["Reason", "Rejected"]
+
 
 class Reason(StrEnum):
     """Why an input became a dead letter. Values are part of the contract: never rename."""

@@ -19,6 +19,8 @@ import time
 
 from workers.core.errors import Reason, Rejected
 
+__all__ = ["MAX_AHEAD_MS", "MIN_TS_MS", "check_ts", "now_ms"]
+
 MIN_TS_MS = 946_684_800_000
 MAX_AHEAD_MS = 24 * 3600 * 1000
 

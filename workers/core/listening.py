@@ -1,4 +1,4 @@
-"""Listening events: parsing, validation, and behavioural features (pure).
+"""Listening events: parsing and validation, and the state update each one makes (pure).
 
 >>> event = parse_event(b'{"event_id":"e1","tenant":"acme","user_id":"u1","track_id":"t1",'
 ...                     b'"type":"play","ts":1764000000000,"ms_played":31000}', key=b"acme/u1")
@@ -8,7 +8,6 @@ True
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import orjson
@@ -16,10 +15,20 @@ import orjson
 from workers.core.errors import Reason, Rejected
 from workers.core.eventtime import check_ts
 from workers.core.eventtime import now_ms as clock_ms
-from workers.core.models.popularity import WindowCounts
+from workers.core.listening_state import ListeningUpdate
 from workers.core.schemas import SCHEMAS
 from workers.core.tenants import is_valid_id
-from workers.state.store import ListeningUpdate, UserState
+
+__all__ = [
+    "COMPLETION_SHARE",
+    "MAX_EVENT_BYTES",
+    "NEAR_30S_BAND_MS",
+    "ROYALTY_MS",
+    "ListeningEvent",
+    "parse_event",
+    "to_update",
+    "window_of",
+]
 
 MAX_EVENT_BYTES = 64 * 1024
 #: Royalty threshold and the band just past it that bot farms aim for.
@@ -98,44 +107,3 @@ def to_update(event: ListeningEvent, *, window_s: int, position: str = "") -> Li
         and event.track_ms is not None
         and played >= COMPLETION_SHARE * event.track_ms,
     )
-
-
-def behaviour(user: UserState, track: WindowCounts | None = None) -> dict[str, float]:
-    """A user's behavioural features, each scaled to roughly 0..1.
-
-    ``track`` is the played track's current window: how many of *all* its listeners'
-    plays ended just past 30 s, the trace a farm of many accounts leaves on its tracks.
-    """
-    listens = user.plays + user.skips
-    track_listens = (track.plays + track.skips) if track is not None else 0
-    span_h = max(1.0, (user.last_ts - user.first_ts) / 3_600_000)
-    hours = [h for h in user.hours if h]
-    total = sum(hours)
-    entropy = -sum(h / total * math.log(h / total) for h in hours) / math.log(24) if total else 0.0
-    return {
-        "plays_per_hour": min(1.0, listens / span_h / 60.0),
-        "near_30s_share": user.near30 / listens if listens else 0.0,
-        "repeat_ratio": user.repeats / max(1, listens - 1),
-        "distinct_ratio": min(1.0, user.distinct_tracks / listens) if listens else 1.0,
-        "skip_rate": user.skips / listens if listens else 0.0,
-        "hour_spread": entropy,
-        "engagement": min(1.0, (user.likes + user.shares) / max(1, listens)),
-        "log_listens": min(1.0, math.log1p(listens) / 10.0),
-        "top_track_share": user.top_track / listens if listens else 0.0,
-        "track_near_30s_share": track.near30 / track_listens if track and track_listens else 0.0,
-    }
-
-
-#: The direction in which each behavioural feature looks like artificial streaming.
-BOT_DIRECTIONS: dict[str, int] = {
-    "plays_per_hour": 1,  # plays around the clock, back to back
-    "near_30s_share": 1,  # stops just past the royalty threshold
-    "repeat_ratio": 1,  # loops the same track
-    "distinct_ratio": -1,  # a handful of tracks
-    "skip_rate": -1,  # never skips
-    "hour_spread": 1,  # no sleep
-    "engagement": -1,  # never likes or shares
-    "log_listens": 1,  # sheer volume
-    "top_track_share": 1,  # catalogue concentration
-    "track_near_30s_share": 1,  # the track's other listeners also stop at 30 s: a farm
-}

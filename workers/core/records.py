@@ -1,14 +1,42 @@
-"""Records in, outputs out: the boundary types between the Faust shell and the core."""
+"""Records in, outputs out: the boundary types between the engines and the core.
+
+Topic names are the contract's logical names; with strict isolation each tenant has its
+own copy of each (``tenant_topic``), and a record knows the tenant that owns its topic.
+"""
 
 from __future__ import annotations
 
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from workers.core.errors import Rejected
+from workers.core.errors import Reason, Rejected
 from workers.core.tenants import TENANT_PATTERN
+
+if TYPE_CHECKING:
+    from workers.core.payloads import Payload
+
+__all__ = [
+    "ANOMALY",
+    "AUDIO_CHUNKS",
+    "AUDIO_FEATURES",
+    "DEADLETTER",
+    "INPUT_TOPICS",
+    "LISTENING_EVENTS",
+    "OUTPUT_TOPICS",
+    "POPULARITY",
+    "Outcome",
+    "Output",
+    "Record",
+    "Stopwatch",
+    "check_tenant",
+    "dead_letter",
+    "position",
+    "received",
+    "tenant_topic",
+    "topic_owner",
+]
 
 AUDIO_CHUNKS = "audio.chunks"
 LISTENING_EVENTS = "listening.events"
@@ -89,12 +117,29 @@ def received(
     )
 
 
+def position(record: Record) -> str:
+    """Where a record came from: the same position again is a replay, not a duplicate."""
+    return f"{record.topic}:{record.partition}:{record.offset}"
+
+
+def check_tenant(tenant: str, tenants: frozenset[str], record: Record) -> None:
+    """The tenant a record names must be served, and (strict isolation) own its topic."""
+    if record.owner is not None and tenant != record.owner:
+        raise Rejected(
+            Reason.TENANT_MISMATCH,
+            f"record claims tenant {tenant!r} on {record.owner!r}'s topic {record.topic!r}",
+        )
+    if tenant not in tenants:
+        raise Rejected(Reason.UNKNOWN_TENANT, f"tenant {tenant!r} is not served by this fleet")
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
     topic: str
     key: str
-    #: JSON-able mapping (gets ``latency_ms`` when published) or raw bytes (dead letters).
-    value: dict[str, Any] | bytes
+    #: A JSON payload (``payloads.py``; the publisher stamps ``latency_ms``) or raw bytes
+    #: (dead letters).
+    value: Payload | bytes
     headers: tuple[tuple[str, bytes], ...] = ()
 
 

@@ -20,6 +20,8 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+__all__ = ["SCHEMAS", "VERSION", "SchemaSet", "schema_dir"]
+
 VERSION = "v1"
 
 

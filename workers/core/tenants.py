@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+__all__ = ["ID_PATTERN", "TENANT_PATTERN", "InvalidTenantError", "is_valid_id", "validate_tenant"]
+
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 #: Ids that end up inside keys (users, tracks, streams, events): no braces, no spaces.
 ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")

@@ -19,6 +19,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from workers.core.records import OUTPUT_TOPICS
 
+__all__ = [
+    "Collector",
+    "Received",
+    "audio_headers",
+    "by_tenant",
+    "event_value",
+    "pcm_bytes",
+    "start_producer",
+]
+
 
 def audio_headers(
     *,

@@ -34,6 +34,16 @@ from workers.dev.loadgen import AudioSource, ListeningPopulation
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 
+__all__ = [
+    "BAD_EVERY_S",
+    "BUDGET_MS",
+    "EVENTS_PER_SECOND",
+    "STREAMS_PER_TENANT",
+    "TENANTS",
+    "Tally",
+    "run_demo",
+]
+
 TENANTS = ("aurora", "basslab", "cadence")
 STREAMS_PER_TENANT = 4
 EVENTS_PER_SECOND = 300

@@ -34,6 +34,8 @@ from workers.core.records import (
 )
 from workers.dev.client import audio_headers, pcm_bytes, start_producer
 
+__all__ = ["COLUMNS", "INTEGER_FIELDS", "produce_audio", "produce_events", "read_events", "tail"]
+
 INTEGER_FIELDS = ("ts", "ms_played", "track_ms")
 
 

@@ -11,6 +11,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "BOT_STYLES",
+    "FAULTS",
+    "SHAPES",
+    "AudioSource",
+    "ListenEvent",
+    "ListeningPopulation",
+    "TrackLaunches",
+]
+
 FAULTS = ("clipping", "dropout", "noise_burst")
 
 

@@ -22,6 +22,19 @@ from pathlib import Path
 from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS
 from workers.runtime.admin import create_topics
 
+__all__ = [
+    "Broker",
+    "RedisServer",
+    "Stack",
+    "StackError",
+    "free_port",
+    "redis_binary",
+    "running_stack",
+    "stop_process",
+    "tansu_binary",
+    "wait_for_port",
+]
+
 
 class StackError(RuntimeError):
     """A stack component could not be found or did not start."""

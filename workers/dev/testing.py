@@ -12,6 +12,8 @@ from pathlib import Path
 
 from workers.dev.stack import free_port
 
+__all__ = ["WorkerProcess", "metric_value"]
+
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], *, log: Path, metrics_port: int | None = None) -> None:

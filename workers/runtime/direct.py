@@ -22,44 +22,25 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.consumer.consumer import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record, received
+from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record
 from workers.runtime.admin import create_topics
+from workers.runtime.engine import Headers, RecordHandler, TopicPartitionLike
+from workers.runtime.kafka import last_fetch_age_s, to_record
 from workers.runtime.security import kafka_auth
+from workers.runtime.settings import Settings
 
-if TYPE_CHECKING:
-    from aiokafka.structs import ConsumerRecord
-
-    from workers.runtime.worker import Worker
+__all__ = ["DirectEngine"]
 
 log = logging.getLogger(__name__)
 
 _POLL_MS = 100
-
-
-def to_record(m: ConsumerRecord[bytes, bytes]) -> Record:
-    return received(
-        m.topic, m.partition, m.offset, m.key, m.value, headers=m.headers, timestamp_ms=m.timestamp
-    )
-
-
-def last_fetch_age_s(consumer: AIOKafkaConsumer) -> float | None:
-    """Seconds since the broker last answered a fetch for any assigned partition (an empty
-    answer counts: an idle topic is still flowing); None before the first one."""
-    stamps = []
-    for tp in consumer.assignment():
-        with contextlib.suppress(AssertionError):  # revoked between the two calls
-            stamp = consumer.last_poll_timestamp(tp)
-            if stamp is not None:
-                stamps.append(stamp)
-    return time.time() - max(stamps) / 1000.0 if stamps else None
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -74,20 +55,31 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class DirectEngine(mode.Service):
-    """Consumes the input topics, runs the worker's processors, produces, commits."""
+    """Consumes the input topics, hands batches to the handler, produces, commits."""
 
-    def __init__(self, worker: Worker, **kwargs: Any) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.worker = worker
-        self.settings = worker.settings
+        self.settings = settings
+        self._handler: RecordHandler | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         #: next offset to commit per partition: everything below was produced
         self._done: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int] = {}
         self._lock = asyncio.Lock()  # held while a batch is processed
-        self._draining = False
+        self._stopping = False
         self._consuming: asyncio.Task[None] | None = None
+
+    def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
+        self._handler = handler
+        # mode.Worker stops its services in reverse order: the engine first, then the shell
+        mode.Worker(
+            shell, self, loglevel=log_level, redirect_stdouts=False, override_logging=True
+        ).execute_from_commandline()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -132,7 +124,7 @@ class DirectEngine(mode.Service):
 
     async def on_stop(self) -> None:
         """Finish the batch in hand and take no more, flush, commit, close."""
-        self._draining = self.worker.draining = True
+        self._stopping = True
         if self._consuming is not None:
             try:
                 await asyncio.wait_for(
@@ -156,16 +148,19 @@ class DirectEngine(mode.Service):
 
     # --- what the worker asks -------------------------------------------------------------
 
-    def assignment(self) -> set[TopicPartition]:
+    def assignment(self) -> set[TopicPartitionLike]:
         return set(self.consumer.assignment()) if self.consumer is not None else set()
 
-    def highwater(self, tp: TopicPartition) -> int | None:
-        return self.consumer.highwater(tp) if self.consumer is not None else None
+    def highwater(self, tp: TopicPartitionLike) -> int | None:
+        if self.consumer is None or tp not in self.consumer.assignment():
+            return None
+        highwater: int | None = self.consumer.highwater(tp)  # type: ignore[arg-type]
+        return highwater
 
     def last_fetch_age_s(self) -> float | None:
         return last_fetch_age_s(self.consumer) if self.consumer is not None else None
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: list[Any] | None) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> None:
         assert self.producer is not None
         await self.producer.send(topic, value, key=key, headers=headers)
 
@@ -182,11 +177,12 @@ class DirectEngine(mode.Service):
 
     async def _consume_batches(self) -> None:
         assert self.consumer is not None
-        while not self._draining:
+        assert self._handler is not None
+        while not self._stopping:
             batches = await self.consumer.getmany(
                 timeout_ms=_POLL_MS, max_records=self.settings.batch_max
             )
-            if not batches or self._draining:
+            if not batches or self._stopping:
                 continue  # records taken after the stop began stay uncommitted: replayed
             async with self._lock:
                 assigned = self.consumer.assignment()
@@ -196,7 +192,7 @@ class DirectEngine(mode.Service):
                     if tp in assigned  # revoked while fetched: the new owner reads them
                     for message in messages
                 ]
-                await self.worker.handle(records, self._mark_done)
+                await self._handler.handle(records, self._mark_done)
 
     def _mark_done(self, record: Record) -> None:
         self._done[TopicPartition(record.topic, record.partition)] = record.offset + 1

@@ -1,9 +1,9 @@
 """The Faust engine (``WORKERS_ENGINE=faust``): Faust agents feed the same core.
 
 Faust 0.15 needs three things from us to keep the worker's guarantees and speed: a
-transport seam for its fetch wait (``transport.py``), records acked only once their outputs
-are produced (``InFlight``), and a stop that finishes the records in hand before Faust
-cancels the agents (``WorkerApp.before_stop``).
+transport seam for its fetch wait (``faust_transport.py``), records acked only once their
+outputs are produced (``InFlight``), and a stop that finishes the records in hand before
+Faust cancels the agents (``FaustApp.before_stop``).
 """
 
 from __future__ import annotations
@@ -14,28 +14,37 @@ import logging
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
+import mode
 from faust.types import EventT, StreamT
 
-from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record, received
+from workers.core.records import (
+    AUDIO_CHUNKS,
+    INPUT_TOPICS,
+    LISTENING_EVENTS,
+    OUTPUT_TOPICS,
+    Record,
+    received,
+)
+from workers.runtime.admin import create_topics
+from workers.runtime.engine import Headers, RecordHandler, TopicPartitionLike
 from workers.runtime.faust_transport import Transport
-from workers.runtime.security import faust_credentials
+from workers.runtime.security import faust_credentials, kafka_auth
 from workers.runtime.settings import Settings
 
-if TYPE_CHECKING:
-    from workers.runtime.worker import Worker
+__all__ = ["FaustApp", "FaustEngine", "InFlight"]
 
 log = logging.getLogger(__name__)
 
 
-class WorkerApp(faust.App):
+class FaustApp(faust.App):
     """A Faust app whose consumer uses ``fetch_max_wait_ms`` from settings (see transport.py),
     and which lets the worker finish its records in hand before Faust stops anything."""
 
     fetch_max_wait_ms: int = 10
-    #: awaited first on stop, while the consumer and the agents still run (Worker.drain)
+    #: awaited first on stop, while the consumer and the agents still run (FaustEngine.drain)
     before_stop: Callable[[], Awaitable[None]] | None = None
 
     def _new_transport(self) -> Transport:
@@ -91,9 +100,9 @@ class InFlight:
             self._add(-done.count(False))
 
 
-def create_app(settings: Settings) -> WorkerApp:
+def create_app(settings: Settings) -> FaustApp:
     datadir = Path(tempfile.gettempdir()) / f"workers-faust-{settings.group_id}"
-    app = WorkerApp(
+    app = FaustApp(
         settings.group_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         value_serializer="raw",
@@ -127,7 +136,7 @@ def to_record(event: EventT[Any]) -> Record:
     )
 
 
-class QuietWorker(faust.Worker):
+class QuietFaustWorker(faust.Worker):
     """faust.Worker without its terminal spinner. To spin on every log line, the spinner
     sets the root logger to DEBUG, so every debug call in aiokafka, Faust and redis builds
     a log record even though none is shown: 3 % of the worker's CPU (measured)."""
@@ -140,11 +149,12 @@ class QuietWorker(faust.Worker):
 class FaustEngine:
     """Faust's agents as the engine: what the worker asks of it, and the agents."""
 
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.settings = worker.settings
-        self.app = create_app(worker.settings)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
         self.in_flight = InFlight()
+        self._handler: RecordHandler | None = None
+        self._stopping = False
         # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
         # aiokafka driver cannot subscribe by pattern (its subscribe says so: "XXX pattern
         # does not work"), and only allow-listed tenants would be served anyway.
@@ -154,17 +164,38 @@ class FaustEngine:
             self._listening_agent
         )
         self.app.before_stop = self.drain
+        self._started = False
 
-    def assignment(self) -> set[Any]:
-        return set(self.app.consumer.assignment())
+    def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
+        self._handler = handler
+        self._started = True
+        QuietFaustWorker(
+            self.app,
+            _TopicsService(self.settings),  # Faust declares its input topics only
+            shell,
+            loglevel=log_level,
+            redirect_stdouts=False,
+            override_logging=True,
+        ).execute_from_commandline()
 
-    def highwater(self, tp: Any) -> int | None:
-        return self.app.consumer.highwater(tp)
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def assignment(self) -> set[TopicPartitionLike]:
+        return set(self.app.consumer.assignment()) if self._started else set()
+
+    def highwater(self, tp: TopicPartitionLike) -> int | None:
+        if not self._started or tp not in self.app.consumer.assignment():
+            return None
+        return self.app.consumer.highwater(tp)  # type: ignore[arg-type]
 
     def last_fetch_age_s(self) -> float | None:
+        if not self._started:
+            return None
         return self.app.consumer.last_fetch_age_s()  # type: ignore[attr-defined,no-any-return]
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: list[Any] | None) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> None:
         # The transport producer, not Topic.send: that one adds a future, a channel hop and a
         # debug log record per message (measured). Faust flushes it before every commit.
         await self.app.producer.send(topic, key, value, None, None, headers)
@@ -184,23 +215,41 @@ class FaustEngine:
     async def _handle(self, events: Sequence[EventT[Any]]) -> None:
         """One topic's events: each acked once its outputs are produced (the worker reports
         them done in input order), then nothing more is taken once a stop has begun."""
+        assert self._handler is not None
         with self.in_flight.holding(events) as release:
             order = iter(range(len(events)))
-            await self.worker.handle(
+            await self._handler.handle(
                 [to_record(event) for event in events], lambda _: release(next(order))
             )
-        if self.worker.draining:  # take nothing more: Faust cancels the agent when it stops
+        if self._stopping:  # take nothing more: Faust cancels the agent when it stops
             await asyncio.Event().wait()
 
     async def drain(self) -> None:
         """On stop, before Faust pauses the consumer and cancels the agents: finish the
         records in hand and take no more, so the last commit covers all of them and a
         graceful stop neither loses nor repeats anything (bounded by drain_timeout_s)."""
-        self.worker.draining = True
+        self._stopping = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.in_flight.idle.wait(), self.settings.drain_timeout_s)
         if self.in_flight.count:
             log.warning(
                 "stopping with %d records unfinished: they stay uncommitted and are replayed",
                 self.in_flight.count,
+            )
+
+
+class _TopicsService(mode.Service):
+    """Creates every missing topic before Faust starts (it declares its input topics only)."""
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+
+    async def on_start(self) -> None:
+        if self.settings.create_topics:
+            await create_topics(
+                self.settings.kafka_bootstrap,
+                self.settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
+                partitions=self.settings.topic_partitions,
+                auth=kafka_auth(self.settings),
             )

@@ -17,9 +17,11 @@ from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ConsumerT
 
-from workers.runtime.direct import last_fetch_age_s
+from workers.runtime.kafka import last_fetch_age_s
 
-#: Used when the app does not say (see ``WorkerApp.fetch_max_wait_ms``).
+__all__ = ["DEFAULT_FETCH_MAX_WAIT_MS", "Consumer", "ConsumerThread", "Transport"]
+
+#: Used when the app does not say (see ``FaustApp.fetch_max_wait_ms``).
 DEFAULT_FETCH_MAX_WAIT_MS = 10
 
 

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+__all__ = ["HttpServer", "build_http_app"]
+
 
 def build_http_app(registry: CollectorRegistry, *, is_ready: Callable[[], bool]) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:

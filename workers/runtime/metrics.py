@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from workers.core.models.protocol import Model
+
+__all__ = ["LATENCY_BUCKETS", "LagCollector", "Metrics", "ModelCollector"]
 
 #: Seconds; fine below the 10 ms budget, coarse above it.
 LATENCY_BUCKETS = (
@@ -141,7 +144,7 @@ class Metrics:
             r.register(LagCollector(lags))
 
 
-LiveModels = Callable[[], Iterable[tuple[str, str, Any]]]
+LiveModels = Callable[[], Iterable[tuple[str, str, Model]]]
 PartitionLags = Callable[[], Iterable[tuple[str, int, int]]]
 
 
@@ -204,16 +207,16 @@ class ModelCollector(Collector):
         )
         for tenant, kind, model in self._live_models():
             key = [tenant, kind]
-            if hasattr(model, "calibrator"):  # an anomaly detector
-                seen.add_metric(key, model.seen)
-                alarms.add_metric(key, model.alarms)
-                drifts.add_metric(key, model.drifts)
-                threshold.add_metric(key, model.threshold)
-                warming.add_metric(key, float(model.seen < model.warmup))
-            else:  # the popularity model
-                seen.add_metric(key, model.trained)
-                drifts.add_metric(key, model.drifts)
-                if model.mae.get() is not None:
-                    mae.add_metric([*key, "model"], float(model.mae.get()))
-                    mae.add_metric([*key, "naive"], float(model.naive_mae.get()))
+            quality = model.quality()
+            seen.add_metric(key, quality.inputs)
+            drifts.add_metric(key, quality.drifts)
+            if quality.alarms is not None:
+                alarms.add_metric(key, quality.alarms)
+            if quality.threshold is not None:
+                threshold.add_metric(key, quality.threshold)
+            if quality.warming_up is not None:
+                warming.add_metric(key, float(quality.warming_up))
+            if quality.mae is not None and quality.naive_mae is not None:
+                mae.add_metric([*key, "model"], quality.mae)
+                mae.add_metric([*key, "naive"], quality.naive_mae)
         yield from (seen, alarms, drifts, threshold, warming, mae)

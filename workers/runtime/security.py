@@ -16,6 +16,8 @@ from faust.types.auth import CredentialsT
 
 from workers.runtime.settings import Settings
 
+__all__ = ["faust_credentials", "kafka_auth", "kafka_ssl_context", "redis_options"]
+
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     """A verifying TLS context for SSL and SASL_SSL (system CAs unless a CA file is set)."""

@@ -11,6 +11,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from workers.core.records import tenant_topic
 from workers.core.tenants import validate_tenant
 
+__all__ = ["Settings"]
+
 
 class Settings(BaseSettings):
     """Worker settings. Contract variables first; the rest are tuning knobs.

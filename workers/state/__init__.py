@@ -1,19 +1,7 @@
-"""Per-tenant state: the store protocol and its Redis and in-memory implementations."""
+"""Per-tenant state: the store protocol beside its Redis and in-memory implementations."""
 
+from workers.state.memory import MemoryStore
+from workers.state.protocol import StateStore, StateUnavailable
 from workers.state.redis_store import RedisStore
-from workers.state.store import (
-    ListeningState,
-    ListeningUpdate,
-    MemoryStore,
-    StateStore,
-    UserState,
-)
 
-__all__ = [
-    "ListeningState",
-    "ListeningUpdate",
-    "MemoryStore",
-    "RedisStore",
-    "StateStore",
-    "UserState",
-]
+__all__ = ["MemoryStore", "RedisStore", "StateStore", "StateUnavailable"]

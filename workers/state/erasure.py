@@ -24,6 +24,8 @@ import redis.asyncio as aioredis
 from workers.core.tenants import is_valid_id, validate_tenant
 from workers.state.keys import prefix
 
+__all__ = ["AUDIT_STREAM", "Erasure", "erase", "subject_digest"]
+
 AUDIT_STREAM = "audit:erasure"
 
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+__all__ = ["NONCE_BYTES", "Keyring", "SnapshotKeyError"]
+
 NONCE_BYTES = 12
 
 

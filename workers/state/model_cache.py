@@ -1,7 +1,9 @@
 """Live per-tenant models: created on first use, restored from snapshots, checkpointed.
 
-A bounded LRU keeps memory flat with thousands of tenants; an evicted model that
-changed since its last checkpoint is saved before it is dropped.
+A bounded LRU keeps memory flat with thousands of tenants; an evicted model that changed
+since its last checkpoint is saved before it is dropped. A snapshot is restored only if it
+was written by the same River version and the same model version as a fresh model of its
+kind would have; otherwise the tenant starts fresh (and says so in the log).
 """
 
 from __future__ import annotations
@@ -10,24 +12,28 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from workers.core.models.protocol import Model, ModelKind
 from workers.state import snapshots as snapshot
 from workers.state.keyring import Keyring
 
 if TYPE_CHECKING:
-    from workers.state.store import StateStore
+    from workers.state.protocol import StateStore
+
+__all__ = ["ModelRegistry"]
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str]
+M = TypeVar("M", bound=Model)
 
 
 class ModelRegistry:
     def __init__(
         self,
         store: StateStore,
-        factories: Mapping[str, Callable[[], Any]],
+        factories: Mapping[str, Callable[[], Model]],
         *,
         max_models: int = 2000,
         keyring: Keyring | None = None,
@@ -36,46 +42,47 @@ class ModelRegistry:
         self._factories = dict(factories)
         self._max_models = max_models
         self._keyring = keyring
-        self._live: OrderedDict[Key, Any] = OrderedDict()
+        self._live: OrderedDict[Key, Model] = OrderedDict()
         self._dirty: set[Key] = set()
         self.restored = 0
 
     def __len__(self) -> int:
         return len(self._live)
 
-    def live(self) -> list[tuple[str, str, Any]]:
+    def live(self) -> list[tuple[str, str, Model]]:
         """(tenant, kind, model) of every model in memory, for metrics."""
         return [(tenant, kind, model) for (tenant, kind), model in self._live.items()]
 
-    async def get(self, tenant: str, kind: str) -> Any:
-        k = (tenant, kind)
+    async def get(self, tenant: str, kind: ModelKind[M]) -> M:
+        k = (tenant, kind.name)
         model = self._live.get(k)
         if model is not None:
             self._live.move_to_end(k)
-            return model
-        model = await self._restore(tenant, kind)
+            return kind.check(model)
+        model = await self._restore(tenant, kind.name)
         self._live[k] = model
         await self._evict()
+        return kind.check(model)
+
+    async def _restore(self, tenant: str, kind: str) -> Model:
+        fresh = self._factories[kind]()
+        blob = await self._store.load_snapshot(tenant, kind)
+        if blob is None:
+            return fresh
+        try:
+            model: Model = snapshot.load(
+                blob, kind=kind, keyring=self._keyring, model_version=fresh.version
+            )
+        except snapshot.SnapshotError as exc:
+            log.warning(
+                "tenant %s: %s model snapshot not restored (%s); starting fresh", tenant, kind, exc
+            )
+            return fresh
+        self.restored += 1
         return model
 
-    async def _restore(self, tenant: str, kind: str) -> Any:
-        blob = await self._store.load_snapshot(tenant, kind)
-        if blob is not None:
-            try:
-                model = snapshot.load(blob, kind=kind, keyring=self._keyring)
-                self.restored += 1
-                return model
-            except snapshot.SnapshotError as exc:
-                log.warning(
-                    "tenant %s: %s model snapshot not restored (%s); starting fresh",
-                    tenant,
-                    kind,
-                    exc,
-                )
-        return self._factories[kind]()
-
-    def touched(self, tenant: str, kind: str) -> None:
-        self._dirty.add((tenant, kind))
+    def touched(self, tenant: str, kind: ModelKind[Any]) -> None:
+        self._dirty.add((tenant, kind.name))
 
     async def _evict(self) -> None:
         evicted: dict[Key, bytes] = {}

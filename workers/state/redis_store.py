@@ -2,23 +2,63 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError
+from redis import exceptions as rx
 
+from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.state.keys import key
-from workers.state.store import (
-    RECENT_CHUNKS,
-    SEEN_TTL_S,
-    STREAM_TTL_S,
-    ListeningState,
-    ListeningUpdate,
-    decode_listening,
-)
+from workers.state.listening_reply import decode_listening
+from workers.state.protocol import RECENT_CHUNKS, SEEN_TTL_S, STREAM_TTL_S, StateUnavailable
+
+__all__ = ["RedisStore", "is_transient"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Replies Redis gives while it cannot serve for now: loading, busy with a script, a replica
+#: not yet promoted, a cluster reconfiguring. Waiting fixes them; nothing about the call does.
+_TRANSIENT_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures a retry can fix: the connection, a timeout, a server loading or
+    failing over, out of memory, a missing permission (an operator fixes those)."""
+    if isinstance(
+        exc,
+        rx.ConnectionError
+        | rx.TimeoutError
+        | rx.ClusterDownError
+        | rx.TryAgainError
+        | rx.ReadOnlyError
+        | rx.OutOfMemoryError
+        | rx.NoPermissionError
+        | OSError,
+    ):
+        return True
+    return isinstance(exc, rx.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
+
+
+def _translated(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Transient failures leave as ``StateUnavailable``; the rest as they are."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except Exception as exc:
+            if is_transient(exc):
+                raise StateUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise
+
+    return call
 
 
 def _script(name: str) -> str:
@@ -53,6 +93,7 @@ class RedisStore:
         )
         return cls(client, window_s=window_s)
 
+    @_translated
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate]
     ) -> list[ListeningState | None]:
@@ -60,7 +101,7 @@ class RedisStore:
             return []
         try:
             replies = await self._apply_listening(updates)
-        except NoScriptError:
+        except rx.NoScriptError:
             await self._listening.load(self._client)
             replies = await self._apply_listening(updates)
         return [decode_listening(reply) for reply in replies]
@@ -95,12 +136,14 @@ class RedisStore:
             replies: list[list[int]] = await pipe.execute()
         return replies
 
+    @_translated
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         state = await self._client.hget(key(tenant, "stream", stream), "state")
         if state is None:
             return None
         return state.encode() if isinstance(state, str) else bytes(state)
 
+    @_translated
     async def save_stream(
         self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
     ) -> tuple[bool, int]:
@@ -108,11 +151,12 @@ class RedisStore:
         args = (seq, state, STREAM_TTL_S, position, outputs, RECENT_CHUNKS)
         try:
             accepted, previous = await self._client.evalsha(self._stream.sha, 2, *keys, *args)
-        except NoScriptError:
+        except rx.NoScriptError:
             await self._stream.load(self._client)
             accepted, previous = await self._client.evalsha(self._stream.sha, 2, *keys, *args)
         return bool(accepted), int(previous)
 
+    @_translated
     async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
         wanted = f"{seq}|".encode()
         for entry in await self._client.lrange(key(tenant, "recent", stream), 0, -1):
@@ -122,12 +166,14 @@ class RedisStore:
                 return position.decode(), outputs
         return None
 
+    @_translated
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
         blob = await self._client.get(key(tenant, "model", kind))
         if blob is None:
             return None
         return blob.encode() if isinstance(blob, str) else bytes(blob)
 
+    @_translated
     async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
         if not snapshots:
             return
@@ -136,6 +182,7 @@ class RedisStore:
                 pipe.set(key(tenant, "model", kind), blob)
             await pipe.execute()
 
+    @_translated
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 

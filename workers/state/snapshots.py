@@ -20,6 +20,16 @@ import orjson
 
 from workers.state.keyring import Keyring, SnapshotKeyError
 
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "RIVER_VERSION",
+    "SnapshotError",
+    "dump",
+    "load",
+    "read_header",
+]
+
 RIVER_VERSION = version("river")
 MAGIC = b"WKM"
 FORMAT_VERSION = 1
@@ -53,14 +63,22 @@ def read_header(blob: bytes) -> dict[str, Any]:
     return header
 
 
-def load(blob: bytes, *, kind: str, keyring: Keyring | None = None) -> Any:
+def load(
+    blob: bytes, *, kind: str, keyring: Keyring | None = None, model_version: str | None = None
+) -> Any:
     """Restore a snapshot; plain ones are still read when keys are set (they are encrypted
-    at their next checkpoint), encrypted ones need the key they name."""
+    at their next checkpoint), encrypted ones need the key they name. A snapshot written by
+    another River version, or of another ``model_version``, is refused: its objects may
+    not mean the same to this code."""
     header = read_header(blob)
     if header.get("format") != FORMAT_VERSION:
         raise SnapshotError(f"snapshot format {header.get('format')} is not {FORMAT_VERSION}")
     if header.get("kind") != kind:
         raise SnapshotError(f"snapshot holds a {header.get('kind')!r} model, not {kind!r}")
+    if header.get("river") != RIVER_VERSION:
+        raise SnapshotError(f"snapshot of River {header.get('river')}, this is {RIVER_VERSION}")
+    if model_version is not None and header.get("model") != model_version:
+        raise SnapshotError(f"snapshot of model {header.get('model')!r}, not {model_version!r}")
     size = int.from_bytes(blob[3:5], "big")
     body = blob[5 + size :]
     if header.get("enc"):

@@ -8,23 +8,20 @@
 0.0
 """
 
-from workers.core.audio.decode import ChunkHeaders, decode_pcm, downmix, header_text, parse_headers
-from workers.core.audio.features import FEATURE_NAMES, FeatureEngine
+from workers.core.audio.decode import decode_pcm, downmix
+from workers.core.audio.features import FEATURE_NAMES, BlockExtractor
 from workers.core.audio.quality import quality_flags
 from workers.core.audio.resample import resample
 from workers.core.audio.streaming import StreamingExtractor, StreamState, extract
 
 __all__ = [
     "FEATURE_NAMES",
-    "ChunkHeaders",
-    "FeatureEngine",
+    "BlockExtractor",
     "StreamState",
     "StreamingExtractor",
     "decode_pcm",
     "downmix",
     "extract",
-    "header_text",
-    "parse_headers",
     "quality_flags",
     "resample",
 ]

@@ -1,6 +1,6 @@
 """The block feature engine: every spectral feature from one shared STFT.
 
-``FeatureEngine.extract_block`` describes the frames of one block (frames of 2048
+``BlockExtractor.extract_block`` describes the frames of one block (frames of 2048
 samples, hop 512, no centring). It is what ``extract`` and the streaming extractor
 (``streaming.py``) call; numerical parity with librosa's reference computation on the
 same frames is tested for every feature.
@@ -19,6 +19,22 @@ from scipy import sparse
 from scipy.fft import dct
 
 from workers.core.audio.filters import chroma_filterbank, mel_filterbank
+
+__all__ = [
+    "CONTRAST_FMIN",
+    "CONTRAST_QUANTILE",
+    "FEATURE_NAMES",
+    "HOP",
+    "N_CHROMA",
+    "N_CONTRAST_BANDS",
+    "N_FFT",
+    "N_MELS",
+    "N_MFCC",
+    "ROLL_PERCENT",
+    "BlockExtractor",
+    "block_extractor",
+    "frame",
+]
 
 N_FFT = 2048
 HOP = 512
@@ -87,7 +103,7 @@ def _contrast_bands(freqs: Floats, n_bands: int, fmin: float) -> list[tuple[int,
 
 
 @dataclass(frozen=True)
-class FeatureEngine:
+class BlockExtractor:
     """Precomputed window, filterbanks and frequencies for one (sr, n_fft, hop)."""
 
     sr: int
@@ -215,5 +231,5 @@ def _power_to_db(power: Floats) -> Floats:
 
 
 @lru_cache(maxsize=8)
-def engine(sr: int) -> FeatureEngine:
-    return FeatureEngine(sr=sr)
+def block_extractor(sr: int) -> BlockExtractor:
+    return BlockExtractor(sr=sr)

@@ -12,6 +12,8 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
+__all__ = ["chroma_filterbank", "hz_to_mel", "mel_filterbank", "mel_to_hz"]
+
 Matrix = npt.NDArray[np.float64]
 
 _F_SP = 200.0 / 3

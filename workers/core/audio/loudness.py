@@ -20,6 +20,17 @@ import numpy as np
 import numpy.typing as npt
 from scipy.signal import lfilter
 
+__all__ = [
+    "BLOCK_S",
+    "MOMENTARY_BLOCKS",
+    "SHORT_TERM_BLOCKS",
+    "SILENCE_LUFS",
+    "k_filter",
+    "k_weight",
+    "lufs",
+    "mean_square",
+]
+
 Floats = npt.NDArray[np.float64]
 BLOCK_S = 0.1
 MOMENTARY_BLOCKS = 4  # 400 ms

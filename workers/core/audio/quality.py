@@ -11,6 +11,21 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "CLIP_LEVEL",
+    "CLIP_RUN",
+    "DC_OFFSET",
+    "DROPOUT_LEVEL",
+    "DROPOUT_MS",
+    "RATE_CUTOFF_SHARE",
+    "RATE_FLOOR_DB",
+    "SILENCE_DBFS",
+    "inner_silence",
+    "longest_run",
+    "quality_flags",
+    "rate_mismatch",
+]
+
 SILENCE_DBFS = -60.0
 #: Samples at or above this magnitude count as full scale (s16 32767/32768 included).
 CLIP_LEVEL = 0.999

@@ -14,6 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
+__all__ = ["StreamResamplers", "resample"]
+
 Samples = npt.NDArray[np.float32]
 
 

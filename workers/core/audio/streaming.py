@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
-from workers.core.audio.features import FeatureEngine, engine
+from workers.core.audio.features import BlockExtractor, block_extractor
 from workers.core.audio.loudness import (
     BLOCK_S,
     MOMENTARY_BLOCKS,
@@ -33,6 +33,8 @@ from workers.core.audio.loudness import (
     k_weight,
     lufs,
 )
+
+__all__ = ["StreamState", "StreamingExtractor", "extract"]
 
 _EMPTY = np.zeros(0, dtype=np.float32)
 _HEADER = struct.Struct("<B q q i d i")  # version, seq, frames_seen, sr, block_sum, block_n
@@ -99,7 +101,7 @@ class StreamingExtractor:
 
     def __init__(self, *, sr: int) -> None:
         self.sr = sr
-        self.engine: FeatureEngine = engine(sr)
+        self.block: BlockExtractor = block_extractor(sr)
         self._block_len = round(BLOCK_S * sr)
 
     def step(
@@ -110,7 +112,7 @@ class StreamingExtractor:
             state = StreamState(seq=state.seq)
         chunk = np.asarray(samples, dtype=np.float32)
         x = np.concatenate((state.carry, chunk)) if state.carry.size else chunk
-        n_fft, hop = self.engine.n_fft, self.engine.hop
+        n_fft, hop = self.block.n_fft, self.block.hop
         n_frames = 0 if x.shape[0] < n_fft else 1 + (x.shape[0] - n_fft) // hop
         if n_frames:
             block = x[: (n_frames - 1) * hop + n_fft]
@@ -118,7 +120,7 @@ class StreamingExtractor:
         else:  # not one whole frame yet: describe the most recent (zero-padded) window
             block = np.concatenate((np.zeros(n_fft - x.shape[0], np.float32), x))
             carry = x
-        features, last_mel_db = self.engine.extract_block(block, previous_mel_db=state.last_mel_db)
+        features, last_mel_db = self.block.extract_block(block, previous_mel_db=state.last_mel_db)
 
         weighted, k_zi = k_weight(chunk, sr=self.sr, zi=state.k_zi)
         block_sum, block_n, blocks = self._loudness_blocks(state, weighted)

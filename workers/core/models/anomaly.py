@@ -34,7 +34,10 @@ from typing import Any
 from river import anomaly, drift, preprocessing
 
 from workers.core.models.calibration import ScoreCalibrator
+from workers.core.models.protocol import ModelQuality
 from workers.core.models.tailrank import TailRankScorer
+
+__all__ = ["HEIGHT", "N_TREES", "WINDOW", "AnomalyDetector", "Verdict"]
 
 #: Sized for storage and restore time (see BENCHMARKS.md): ~30 µs per step, ~170 KB pickled.
 N_TREES = 10
@@ -93,10 +96,19 @@ class AnomalyDetector:
             version=f"tailrank{top_k}-cal-v1",
         )
 
-    def explain(self, x: Mapping[str, float], *, level: float = 0.95) -> list[str]:
+    def explain_one(self, x: Mapping[str, float], *, level: float = 0.95) -> list[str]:
         """The inputs that drove the score, when the model can tell."""
         explain_one = getattr(self.model, "explain_one", None)
         return list(explain_one(dict(x), level=level)) if explain_one is not None else []
+
+    def quality(self) -> ModelQuality:
+        return ModelQuality(
+            inputs=self.seen,
+            drifts=self.drifts,
+            alarms=self.alarms,
+            threshold=self.threshold,
+            warming_up=self.seen < self.warmup,
+        )
 
     @property
     def threshold(self) -> float:
@@ -104,7 +116,7 @@ class AnomalyDetector:
         value = self.calibrator.quantile(1.0 - self.alarm_rate)
         return 1.0 if value is None else value
 
-    def score(self, x: Mapping[str, float]) -> float:
+    def score_one(self, x: Mapping[str, float]) -> float:
         """The model's score of ``x`` (0..1), without learning it."""
         raw = float(self.model.score_one(dict(x)))
         return min(1.0, max(0.0, raw)) if math.isfinite(raw) else 1.0
@@ -113,12 +125,12 @@ class AnomalyDetector:
         """Score ``x`` against what was learnt so far, then learn it (prequential)."""
         verdict = self.judge(x)
         if learn:
-            return replace(verdict, drift=self.learn(x, verdict.score))
+            return replace(verdict, drift=self.learn_one(x, verdict.score))
         return verdict
 
     def judge(self, x: Mapping[str, float]) -> Verdict:
         """Score and classify ``x`` without learning it (``learn`` may follow)."""
-        score = self.score(x)
+        score = self.score_one(x)
         warming_up = self.seen < self.warmup
         threshold = self.threshold
         is_anomaly = (not warming_up) and score > threshold
@@ -132,7 +144,7 @@ class AnomalyDetector:
             drift=False,
         )
 
-    def learn(self, x: Mapping[str, float], score: float) -> bool:
+    def learn_one(self, x: Mapping[str, float], score: float) -> bool:
         """Learn ``x`` (whose score ``judge`` gave); True when drift was detected."""
         self.calibrator.update(score)
         self.model.learn_one(dict(x))

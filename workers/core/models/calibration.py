@@ -18,6 +18,8 @@ import bisect
 from collections import deque
 from dataclasses import dataclass, field
 
+__all__ = ["ScoreCalibrator"]
+
 
 @dataclass
 class ScoreCalibrator:

@@ -23,37 +23,42 @@ if it has not won after ``CHALLENGE_MAX`` labels. A false alarm costs nothing, a
 change of regime is absorbed; resetting outright lost 4-6 points of MAE gain on the
 benchmark data; a 2,000-label trial keeps all but ~2 (BENCHMARKS.md).
 
+>>> from workers.core.listening_state import WindowCounts
 >>> model = PopularityModel.create()
 >>> counts = WindowCounts(plays=10, skips=1, likes=2, shares=0, listeners=8)
->>> round(model.predict(current=counts, previous=counts, elapsed=0.5), 6)
+>>> round(model.predict_one(current=counts, previous=counts, elapsed=0.5), 6)
 15.0
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from river import drift, linear_model, utils
 from river import stats as river_stats
 
+from workers.core.listening_state import WindowCounts
+from workers.core.models.protocol import ModelQuality
+
+__all__ = [
+    "CHALLENGE_MAX",
+    "CHALLENGE_MIN",
+    "MAX_CORRECTION",
+    "QUALITY_WINDOW",
+    "Challenger",
+    "PopularityModel",
+    "features",
+    "rate_extrapolation",
+]
+
 #: Largest correction, in log space, the model may apply to the simple forecast (x20).
 MAX_CORRECTION = 3.0
 QUALITY_WINDOW = 1000
 CHALLENGE_MIN = 2000
 CHALLENGE_MAX = 5000
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCounts:
-    plays: int = 0
-    skips: int = 0
-    likes: int = 0
-    shares: int = 0
-    listeners: int = 0
-    #: plays and skips that ended just past the 30 s royalty threshold
-    near30: int = 0
 
 
 def rate_extrapolation(*, current: WindowCounts, previous: WindowCounts, elapsed: float) -> float:
@@ -111,17 +116,44 @@ class PopularityModel:
     def create(cls) -> PopularityModel:
         return cls(model=_regressor())
 
-    def predict(self, *, current: WindowCounts, previous: WindowCounts, elapsed: float) -> float:
+    def predict_one(
+        self, *, current: WindowCounts, previous: WindowCounts, elapsed: float
+    ) -> float:
         base = rate_extrapolation(current=current, previous=previous, elapsed=elapsed)
         x = features(current=current, previous=previous, elapsed=elapsed)
         correction = _correction(self.model, x) if self.trained else 0.0
         return max(0.0, math.expm1(math.log1p(base) + correction))
 
-    def learn(self, *, current: WindowCounts, previous: WindowCounts, next_plays: int) -> None:
+    def explain_one(self, x: Mapping[str, float]) -> list[str]:
+        """The forecast features (``features``) that moved the learnt correction most; the
+        simple forecast alone until anything is learnt."""
+        if not self.trained:
+            return ["rate_extrapolation"]
+        point = dict(x)
+        base = _correction(self.model, point)
+        effects = {
+            name: abs(base - _correction(self.model, {**point, name: 0.0}))
+            for name in point
+            if name != "bias"
+        }
+        return [
+            name for name, effect in sorted(effects.items(), key=lambda kv: -kv[1]) if effect > 1e-3
+        ]
+
+    def quality(self) -> ModelQuality:
+        mae, naive = self.mae.get(), self.naive_mae.get()
+        return ModelQuality(
+            inputs=self.trained,
+            drifts=self.drifts,
+            mae=None if mae is None else float(mae),
+            naive_mae=None if naive is None else float(naive),
+        )
+
+    def learn_one(self, *, current: WindowCounts, previous: WindowCounts, next_plays: int) -> None:
         """One delayed label: a complete window ``current`` and the plays of the one after it."""
         x = features(current=current, previous=previous, elapsed=1.0)
         log_base, log_actual = math.log1p(current.plays), math.log1p(next_plays)
-        forecast = self.predict(current=current, previous=previous, elapsed=1.0)
+        forecast = self.predict_one(current=current, previous=previous, elapsed=1.0)
         self.mae.update(abs(forecast - next_plays))
         self.naive_mae.update(abs(current.plays - next_plays))
         log_error = abs(math.log1p(forecast) - log_actual)

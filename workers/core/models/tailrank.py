@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 from workers.core.models.calibration import ScoreCalibrator
 
+__all__ = ["TailRankScorer"]
+
 
 @dataclass
 class TailRankScorer:

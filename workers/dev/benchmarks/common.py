@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+__all__ = ["environment", "percentiles", "time_calls", "write_results"]
+
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
     """p50/p95/p99/p99.9/mean/max in milliseconds."""

@@ -20,14 +20,16 @@ from workers.core.audio import (
     StreamState,
     decode_pcm,
     downmix,
-    parse_headers,
     quality_flags,
 )
 from workers.core.audio.resample import StreamResamplers
+from workers.core.chunks import parse_headers
 from workers.dev.benchmarks.common import percentiles, time_calls, write_results
 from workers.dev.benchmarks.plots import latency_cdf
 from workers.dev.client import pcm_bytes
 from workers.dev.loadgen import AudioSource
+
+__all__ = ["P99_TARGET_MS", "RATIO_TARGET", "SR", "naive_librosa", "run"]
 
 SR = 22050
 P99_TARGET_MS = 1.0

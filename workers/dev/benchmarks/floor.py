@@ -18,6 +18,8 @@ from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 from workers.runtime.admin import create_topics
 
+__all__ = ["start_live_forwarder", "throughput"]
+
 
 def _forward(
     bootstrap: str, source: str, target: str, group: str, ready: Any, *, live: bool = False

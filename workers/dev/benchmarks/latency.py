@@ -39,6 +39,8 @@ from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 from workers.runtime.metrics import LATENCY_BUCKETS
 
+__all__ = ["CHUNK_S", "TENANTS", "Step", "cpu_seconds", "run"]
+
 TENANTS = ("bench-a", "bench-b", "bench-c")
 CHUNK_S = 0.5
 

@@ -11,6 +11,8 @@ from rich.table import Table
 from workers.dev.benchmarks.common import write_results
 from workers.dev.benchmarks.plots import latency_cdf, rate_vs_p99
 
+__all__ = ["BUDGET_MS", "report"]
+
 BUDGET_MS = 10.0
 
 

@@ -1,11 +1,11 @@
 """``python -m workers bench models``: model quality and cost against named baselines.
 
 - Bot detection: a listening population with bot farms, streamed through the production
-  ``ListeningProcessor`` (in-memory store); every event's published score is compared
+  ``ListeningStep`` (in-memory store); every event's published score is compared
   with the truth. Baseline: the single most telling rule, "share of plays ending just
   past 30 s".
 - Audio anomalies: music-like streams with injected clipping, dropouts and noise bursts,
-  streamed through the production ``AudioProcessor``. Baseline: the quality rules alone.
+  streamed through the production ``AudioStep``. Baseline: the quality rules alone.
 - Popularity: tracks rising, flat, decaying and launching, window by window, predict then
   learn. Baseline: the naive forecast "next window equals this window".
 """
@@ -24,25 +24,27 @@ from rich.console import Console
 from rich.table import Table
 from scipy.stats import rankdata
 
-from workers.core.listening import BOT_DIRECTIONS
+from workers.core.behaviour import BOT_DIRECTIONS
+from workers.core.chunks import AUDIO_MODEL_FEATURES
 from workers.core.models import AnomalyDetector, PopularityModel, WindowCounts
-from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record
+from workers.core.models.kinds import (
+    AUDIO_MODEL,
+    LISTENING_MODEL,
+    POPULARITY_MODEL,
+    model_factories,
+)
+from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Output, Record
 from workers.dev.benchmarks.common import percentiles, write_results
 from workers.dev.benchmarks.plots import roc
 from workers.dev.client import audio_headers, pcm_bytes
 from workers.dev.loadgen import AudioSource, ListeningPopulation, TrackLaunches
-from workers.pipeline.steps import (
-    AUDIO_MODEL,
-    AUDIO_MODEL_FEATURES,
-    LISTENING_MODEL,
-    POPULARITY_MODEL,
-    AudioProcessor,
-    ListeningProcessor,
-    model_factories,
-)
+from workers.pipeline.audio import AudioStep
+from workers.pipeline.listening import ListeningStep
 from workers.state import MemoryStore
 from workers.state import snapshots as snapshot
 from workers.state.model_cache import ModelRegistry
+
+__all__ = ["TARGETS", "recall_at_fpr", "roc_auc", "run"]
 
 TARGETS = {
     "bot_auc": 0.95,
@@ -64,6 +66,11 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
+def _payload(output: Output) -> dict[str, Any]:
+    assert not isinstance(output.value, bytes), "a dead letter, not a prediction"
+    return dict(output.value)
+
+
 def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
     threshold = np.quantile(scores[~labels], 1.0 - fpr)
     return float(np.mean(scores[labels] > threshold))
@@ -72,7 +79,7 @@ def recall_at_fpr(scores: np.ndarray, labels: np.ndarray, fpr: float) -> float:
 async def _bots(events: int, seed: int) -> dict[str, Any]:
     store = MemoryStore()
     models = ModelRegistry(store, model_factories())
-    processor = ListeningProcessor(tenants=["eval"], store=store, models=models, window_s=3600)
+    processor = ListeningStep(tenants=["eval"], store=store, models=models, window_s=3600)
     population = ListeningPopulation("eval", users=2000, bot_share=0.01, seed=seed)
     stream = population.events()
     scores, rule, labels, warm, alarms = [], [], [], [], []
@@ -95,8 +102,7 @@ async def _bots(events: int, seed: int) -> dict[str, Any]:
         if len(batch) == 200 or offset == events - 1:
             outcomes = await processor.process_batch([r for r, _ in batch])
             for outcome, (_, is_bot) in zip(outcomes, batch, strict=True):
-                value = outcome.outputs[0].value
-                assert isinstance(value, dict)
+                value = _payload(outcome.outputs[0])
                 scores.append(value["score"])
                 warm.append(value["warming_up"])
                 alarms.append(value["is_anomaly"])
@@ -124,7 +130,7 @@ async def _bots(events: int, seed: int) -> dict[str, Any]:
 async def _audio(chunks_per_stream: int, seed: int) -> dict[str, Any]:
     store = MemoryStore()
     models = ModelRegistry(store, model_factories())
-    processor = AudioProcessor(tenants=["eval"], store=store, models=models, model_rate=22050)
+    processor = AudioStep(tenants=["eval"], store=store, models=models, model_rate=22050)
     processor.warm_up()
     sources = [
         AudioSource("eval", f"s{i}", sample_rate=sr, channels=ch, fault_rate=0.05, seed=seed + i)
@@ -151,13 +157,10 @@ async def _audio(chunks_per_stream: int, seed: int) -> dict[str, Any]:
                     tuple(headers),
                 )
             )
-            value = outcome.outputs[1].value
-            assert isinstance(value, dict)
+            value = _payload(outcome.outputs[1])
             scores.append(value["score"])
             warm.append(value["warming_up"])
-            features_value = outcome.outputs[0].value
-            assert isinstance(features_value, dict)
-            quality = features_value["quality"]
+            quality = _payload(outcome.outputs[0])["quality"]
             rules.append(any(quality[k] for k in ("clipping", "dropout", "dc_offset")))
             labels.append(fault is not None)
     s, y, w, r = np.array(scores), np.array(labels), np.array(warm), np.array(rules)
@@ -192,11 +195,11 @@ def _popularity(seed: int) -> dict[str, Any]:
 
             current, previous = counts(windows[w][t]), counts(windows[w - 1][t])
             actual = windows[w + 1][t][1]
-            predicted = model.predict(current=current, previous=previous, elapsed=1.0)
+            predicted = model.predict_one(current=current, previous=previous, elapsed=1.0)
             errors.append(abs(predicted - actual))
             naive_errors.append(abs(current.plays - actual))
             # the label of the window that just closed becomes known: learn it
-            model.learn(
+            model.learn_one(
                 current=previous, previous=counts(windows[w - 2][t]), next_plays=current.plays
             )
     mae, naive = float(np.mean(errors)), float(np.mean(naive_errors))
@@ -229,10 +232,14 @@ def _costs() -> dict[str, Any]:
         c = WindowCounts(plays=int(rng.integers(0, 500)), listeners=30, skips=5)
         p = WindowCounts(plays=int(rng.integers(0, 500)))
         start = time.perf_counter()
-        popularity.predict(current=c, previous=p, elapsed=0.5)
-        popularity.learn(current=c, previous=p, next_plays=int(rng.integers(0, 500)))
+        popularity.predict_one(current=c, previous=p, elapsed=0.5)
+        popularity.learn_one(current=c, previous=p, next_plays=int(rng.integers(0, 500)))
         pop_s.append(time.perf_counter() - start)
-    kinds = {AUDIO_MODEL: audio, LISTENING_MODEL: listening, POPULARITY_MODEL: popularity}
+    kinds = {
+        AUDIO_MODEL.name: audio,
+        LISTENING_MODEL.name: listening,
+        POPULARITY_MODEL.name: popularity,
+    }
     sizes = {}
     for kind, model in kinds.items():
         blob = snapshot.dump(model, kind=kind)
@@ -248,9 +255,9 @@ def _costs() -> dict[str, Any]:
         }
     return {
         "steps": {
-            AUDIO_MODEL: percentiles(audio_s),
-            LISTENING_MODEL: percentiles(listening_s),
-            POPULARITY_MODEL: percentiles(pop_s),
+            AUDIO_MODEL.name: percentiles(audio_s),
+            LISTENING_MODEL.name: percentiles(listening_s),
+            POPULARITY_MODEL.name: percentiles(pop_s),
         },
         "snapshots": sizes,
     }

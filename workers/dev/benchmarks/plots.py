@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+__all__ = ["latency_cdf", "rate_vs_p99", "roc"]
+
 
 def latency_cdf(
     series: Mapping[str, Sequence[float]], path: Path, *, title: str, budget_ms: float | None = None

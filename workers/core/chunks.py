@@ -1,0 +1,242 @@
+"""Audio chunks on the wire, and what the worker makes of one (pure).
+
+``check_chunk`` checks a record (headers against the schema, tenant, key);
+``analyse_chunk`` computes a chunk's quality flags, features and anomaly verdict from the
+stream's state, and builds the outputs. Neither touches a store: the pipeline step
+(``workers/pipeline/audio.py``) loads the state before and saves it after.
+
+>>> h = parse_headers({"tenant": "acme", "stream": "s1", "seq": "0", "sample-rate": "8000",
+...                    "channels": "2", "encoding": "s16le"})
+>>> h.tenant, h.seq, h.sample_rate
+('acme', 0, 8000)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from workers.core.audio import (
+    StreamingExtractor,
+    StreamState,
+    downmix,
+    quality_flags,
+    resample,
+)
+from workers.core.audio.decode import Samples
+from workers.core.audio.resample import StreamResamplers
+from workers.core.errors import Reason, Rejected
+from workers.core.eventtime import check_ts
+from workers.core.eventtime import now_ms as clock_ms
+from workers.core.models import AnomalyDetector, Verdict
+from workers.core.payloads import anomaly_payload, features_payload
+from workers.core.records import ANOMALY, AUDIO_FEATURES, Output, Record, check_tenant
+from workers.core.schemas import SCHEMAS
+from workers.core.tenants import TENANT_PATTERN, is_valid_id
+
+__all__ = [
+    "AUDIO_FAULTS",
+    "AUDIO_MODEL_FEATURES",
+    "MAX_SAMPLE_RATE",
+    "MIN_SAMPLE_RATE",
+    "ChunkAnalysis",
+    "ChunkHeaders",
+    "analyse_chunk",
+    "check_chunk",
+    "header_text",
+    "parse_headers",
+    "warm_up",
+]
+
+MIN_SAMPLE_RATE = 8_000
+MAX_SAMPLE_RATE = 192_000
+#: Quality faults that make a chunk anomalous whatever the model says (and keep it out of training).
+AUDIO_FAULTS = ("clipping", "dropout", "seq_gap", "dc_offset", "rate_mismatch")
+#: The feature-vector slice the audio anomaly model sees (chroma is content, not quality).
+AUDIO_MODEL_FEATURES = (
+    "rms_db",
+    "peak_db",
+    "zcr",
+    "spectral_centroid",
+    "spectral_bandwidth",
+    "spectral_rolloff",
+    "spectral_flatness",
+    "onset_strength",
+    "lufs_momentary",
+    *(f"contrast_{i:02d}" for i in range(7)),
+    *(f"mfcc_{i:02d}" for i in range(13)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkHeaders:
+    tenant: str
+    stream: str
+    seq: int
+    sample_rate: int
+    channels: int
+    encoding: str
+    track: str | None = None
+    ts: int | None = None
+
+
+def header_text(raw: object) -> dict[str, str]:
+    """Kafka headers (a list of (name, bytes) pairs) as a dict of text; later repeats win."""
+    if not raw:
+        return {}
+    items = raw.items() if isinstance(raw, Mapping) else raw
+    text: dict[str, str] = {}
+    for name, value in items:  # type: ignore[attr-defined]
+        if isinstance(value, bytes | bytearray):
+            try:
+                text[str(name)] = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise Rejected(Reason.BAD_HEADERS, f"header {name!r} is not UTF-8") from exc
+        elif value is not None:
+            text[str(name)] = str(value)
+    return text
+
+
+def parse_headers(headers: Mapping[str, str], *, now_ms: int | None = None) -> ChunkHeaders:
+    """Validate audio headers against the schema, then the numeric ranges and the event
+    time (``now_ms``, default: the clock, bounds a future ``ts``)."""
+    error = SCHEMAS.first_error("audio.chunk.headers", dict(headers))
+    if error is not None:
+        raise Rejected(Reason.BAD_HEADERS, error)
+    for name in ("tenant", "stream", "track"):
+        # JSON Schema's "$" lets a trailing newline through in Python's re: ids become keys
+        if name in headers and not (
+            is_valid_id(headers[name])
+            if name != "tenant"
+            else TENANT_PATTERN.fullmatch(headers[name])
+        ):
+            raise Rejected(Reason.BAD_HEADERS, f"{name}: {headers[name]!r} is not a valid id")
+    sample_rate = int(headers["sample-rate"])
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise Rejected(
+            Reason.BAD_HEADERS,
+            f"sample-rate {sample_rate} outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}",
+        )
+    ts = headers.get("ts")
+    if ts is not None:
+        check_ts(int(ts), now_ms=clock_ms() if now_ms is None else now_ms)
+    return ChunkHeaders(
+        tenant=headers["tenant"],
+        stream=headers["stream"],
+        seq=int(headers["seq"]),
+        sample_rate=sample_rate,
+        channels=int(headers["channels"]),
+        encoding=headers["encoding"],
+        track=headers.get("track"),
+        ts=int(ts) if ts is not None else None,
+    )
+
+
+def check_chunk(record: Record, tenants: frozenset[str]) -> ChunkHeaders:
+    """A chunk record's headers, validated with its tenant and key (samples: ``decode_pcm``)."""
+    headers = parse_headers(header_text(record.headers))
+    check_tenant(headers.tenant, tenants, record)
+    key = f"{headers.tenant}/{headers.stream}"
+    if record.key is None or record.key != key.encode():
+        raise Rejected(Reason.BAD_KEY, f"key must be {key!r}")
+    return headers
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkAnalysis:
+    """One chunk, analysed: the stream's next state, the outputs, and what to learn."""
+
+    state: StreamState
+    outputs: list[Output]
+    #: the model's inputs and verdict; learnt only once the chunk is known to be new
+    x: dict[str, float]
+    verdict: Verdict
+    faults: list[str]
+
+    @property
+    def anomalous(self) -> bool:
+        return self.verdict.is_anomaly or bool(self.faults)
+
+    @property
+    def learnable(self) -> bool:
+        """A chunk with a measured fault is not normal audio: the model must not learn it."""
+        return not self.faults
+
+
+def analyse_chunk(
+    headers: ChunkHeaders,
+    samples: Samples,
+    state: StreamState,
+    *,
+    extractor: StreamingExtractor,
+    resamplers: StreamResamplers,
+    detector: AnomalyDetector,
+    degraded: bool = False,
+) -> ChunkAnalysis:
+    """Quality flags, features and the anomaly verdict of a chunk that follows ``state``."""
+    key = f"{headers.tenant}/{headers.stream}"
+    flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not degraded)
+    flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
+    flags["dropout"] = flags["dropout"] or flags["seq_gap"]  # missing audio is a dropout
+    if flags["seq_gap"]:  # never splice audio across a gap: restart framing and filters
+        state = StreamState(seq=state.seq)
+        resamplers.reset(key)
+    mono = resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
+    state, features = extractor.step(state, mono)
+    faults = [name for name in AUDIO_FAULTS if flags[name]]
+    x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
+    verdict = detector.judge(x)
+    reasons = [name for name, on in flags.items() if on]
+    if verdict.is_anomaly:
+        reasons.append("model-score")
+    outputs = [
+        Output(
+            AUDIO_FEATURES,
+            key,
+            features_payload(
+                tenant=headers.tenant,
+                stream=headers.stream,
+                seq=headers.seq,
+                track=headers.track,
+                ts=headers.ts,
+                sample_rate=extractor.sr,
+                duration_ms=1000 * samples.shape[0] / headers.sample_rate,
+                features=features,
+                quality=flags,
+            ),
+        ),
+        Output(
+            ANOMALY,
+            key,
+            anomaly_payload(
+                tenant=headers.tenant,
+                kind="audio",
+                subject=headers.stream,
+                ref=headers.seq,
+                # a measured fault (clipping, dropout, ...) is certain: it outranks any score
+                score=1.0 if faults else verdict.score,
+                percentile=verdict.percentile,
+                threshold=verdict.threshold,
+                is_anomaly=verdict.is_anomaly or bool(faults),
+                warming_up=verdict.warming_up,
+                reasons=reasons,
+                model_version=detector.version,
+                replay=False,
+            ),
+        ),
+    ]
+    return ChunkAnalysis(
+        state=replace(state, seq=headers.seq), outputs=outputs, x=x, verdict=verdict, faults=faults
+    )
+
+
+def warm_up(extractor: StreamingExtractor) -> None:
+    """Run the whole numeric path once so the first real chunk pays no set-up cost."""
+    noise = np.random.default_rng(0).standard_normal((22050, 2)).astype(np.float32) * 0.1
+    for sr in (44100, 48000, 16000):
+        quality_flags(noise, sr=sr)
+        mono = resample(downmix(noise), sr_in=sr, sr_out=extractor.sr)
+        state, _ = extractor.step(StreamState(), mono)
+        StreamState.from_bytes(state.to_bytes())

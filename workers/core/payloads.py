@@ -1,0 +1,198 @@
+"""The JSON values of the output topics, typed, and built in one place.
+
+Each payload is a ``TypedDict`` that mirrors its schema in ``schemas/v1`` (a unit test
+checks every builder's output against it). ``latency_ms`` is not part of what a step
+builds: the publisher, which alone knows when the outputs reach the producer, stamps it
+(``encode``).
+
+>>> payload = popularity_payload(
+...     tenant="acme", track_id="t1", ref="e1", window_start=0, window_s=3600,
+...     counts=WindowCounts(plays=3), plays_previous=1, predicted=4.0, version="v", replay=False)
+>>> encode(payload, latency_ms=0.5)[-18:]
+b',"latency_ms":0.5}'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, NotRequired, TypedDict
+
+import orjson
+
+from workers.core.listening_state import WindowCounts
+
+__all__ = [
+    "AnomalyPayload",
+    "FeaturesPayload",
+    "Payload",
+    "PopularityPayload",
+    "anomaly_payload",
+    "as_replay",
+    "encode",
+    "features_payload",
+    "popularity_payload",
+]
+
+
+class FeaturesPayload(TypedDict):
+    """``audio.features`` (schema ``audio.features.json``)."""
+
+    schema: Literal["audio.features/v1"]
+    tenant: str
+    stream: str
+    seq: int
+    track: str | None
+    ts: int | None
+    sample_rate: int
+    duration_ms: float
+    features: dict[str, float]
+    quality: dict[str, bool]
+    replay: bool
+
+
+class AnomalyPayload(TypedDict):
+    """``predictions.anomaly`` (schema ``prediction.anomaly.json``)."""
+
+    schema: Literal["predictions.anomaly/v1"]
+    tenant: str
+    kind: Literal["audio", "listening"]
+    subject: str
+    ref: int | str
+    score: float
+    percentile: float
+    threshold: float
+    is_anomaly: bool
+    warming_up: bool
+    reasons: list[str]
+    model_version: str
+    replay: bool
+    features: NotRequired[dict[str, float]]
+
+
+class PopularityPayload(TypedDict):
+    """``predictions.popularity`` (schema ``prediction.popularity.json``)."""
+
+    schema: Literal["predictions.popularity/v1"]
+    tenant: str
+    track_id: str
+    ref: str
+    window_start: int
+    window_s: int
+    plays: int
+    plays_previous: int
+    skips: int
+    likes: int
+    shares: int
+    listeners: int
+    predicted_plays_next: float
+    model_version: str
+    replay: bool
+
+
+#: What a step hands the publisher; a replay re-emits a saved payload as a plain mapping.
+Payload = FeaturesPayload | AnomalyPayload | PopularityPayload | dict[str, Any]
+
+
+def features_payload(
+    *,
+    tenant: str,
+    stream: str,
+    seq: int,
+    track: str | None,
+    ts: int | None,
+    sample_rate: int,
+    duration_ms: float,
+    features: dict[str, float],
+    quality: dict[str, bool],
+) -> FeaturesPayload:
+    return {
+        "schema": "audio.features/v1",
+        "tenant": tenant,
+        "stream": stream,
+        "seq": seq,
+        "track": track,
+        "ts": ts,
+        "sample_rate": sample_rate,
+        "duration_ms": round(duration_ms, 3),
+        "features": features,
+        "quality": quality,
+        "replay": False,
+    }
+
+
+def anomaly_payload(
+    *,
+    tenant: str,
+    kind: Literal["audio", "listening"],
+    subject: str,
+    ref: int | str,
+    score: float,
+    percentile: float,
+    threshold: float,
+    is_anomaly: bool,
+    warming_up: bool,
+    reasons: list[str],
+    model_version: str,
+    replay: bool,
+    features: Mapping[str, float] | None = None,
+) -> AnomalyPayload:
+    payload: AnomalyPayload = {
+        "schema": "predictions.anomaly/v1",
+        "tenant": tenant,
+        "kind": kind,
+        "subject": subject,
+        "ref": ref,
+        "score": round(score, 6),
+        "percentile": round(percentile, 6),
+        "threshold": round(threshold, 6),
+        "is_anomaly": is_anomaly,
+        "warming_up": warming_up,
+        "reasons": reasons,
+        "model_version": model_version,
+        "replay": replay,
+    }
+    if features is not None:
+        payload["features"] = {name: round(value, 6) for name, value in features.items()}
+    return payload
+
+
+def popularity_payload(
+    *,
+    tenant: str,
+    track_id: str,
+    ref: str,
+    window_start: int,
+    window_s: int,
+    counts: WindowCounts,
+    plays_previous: int,
+    predicted: float,
+    version: str,
+    replay: bool,
+) -> PopularityPayload:
+    return {
+        "schema": "predictions.popularity/v1",
+        "tenant": tenant,
+        "track_id": track_id,
+        "ref": ref,
+        "window_start": window_start,
+        "window_s": window_s,
+        "plays": counts.plays,
+        "plays_previous": plays_previous,
+        "skips": counts.skips,
+        "likes": counts.likes,
+        "shares": counts.shares,
+        "listeners": counts.listeners,
+        "predicted_plays_next": round(predicted, 3),
+        "model_version": version,
+        "replay": replay,
+    }
+
+
+def as_replay(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A payload saved with a record's state, emitted again because the record was re-read."""
+    return {**saved, "replay": True}
+
+
+def encode(payload: Payload, *, latency_ms: float) -> bytes:
+    """The published JSON: the payload with the time the worker spent on its input."""
+    return orjson.dumps({**payload, "latency_ms": latency_ms})

@@ -1,0 +1,109 @@
+"""Records in, outcomes out: both steps, in order, with the retry policy.
+
+A batch's listening events go to the listening step together (one store round trip), then
+its audio chunks one by one. Outcomes are yielded as soon as they are known, so the caller
+publishes and acknowledges each record without waiting for the rest of its batch.
+
+Failures: ``StateUnavailable`` (the store cannot answer now) is retried with capped
+backoff, for as long as it lasts: nothing is dropped, the partition waits. Any other
+exception is a fault of the record being processed: that record alone becomes a dead
+letter (``internal-error``) and the rest of its batch flows on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from workers.core.errors import Reason, Rejected
+from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Outcome, Record, dead_letter
+from workers.pipeline.audio import AudioStep
+from workers.pipeline.listening import ListeningStep
+from workers.state.protocol import StateUnavailable
+
+__all__ = ["RecordPipeline", "with_retry"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 2.0
+
+
+async def with_retry(
+    operation: str,
+    call: Callable[[], Awaitable[T]],
+    *,
+    on_retry: Callable[[str], None] = lambda _: None,
+) -> T:
+    """``call()``, again after each ``StateUnavailable`` (backoff from 50 ms to 2 s)."""
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return await call()
+        except StateUnavailable as exc:
+            on_retry(operation)
+            log.warning("state store %s failed (%s); retrying in %.2f s", operation, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(RETRY_MAX_S, delay * 2)
+
+
+class RecordPipeline:
+    def __init__(
+        self,
+        *,
+        audio: AudioStep,
+        listening: ListeningStep,
+        on_retry: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.audio = audio
+        self.listening = listening
+        self._on_retry = on_retry
+
+    async def run(self, records: Sequence[Record], *, degraded: bool) -> AsyncIterator[Outcome]:
+        """Outcomes of ``records``: listening events (in order), then audio chunks (in order)."""
+        events = [r for r in records if r.kind == LISTENING_EVENTS]
+        if events:
+            for outcome in await self._listen(events, degraded=degraded):
+                yield outcome
+        for record in records:
+            if record.kind == AUDIO_CHUNKS:
+                yield await self._guarded(
+                    record, lambda r: self.audio.process(r, degraded=degraded)
+                )
+
+    async def _listen(self, records: list[Record], *, degraded: bool) -> list[Outcome]:
+        try:
+            return await with_retry(
+                LISTENING_EVENTS,
+                lambda: self.listening.process_batch(records, degraded=degraded),
+                on_retry=self._on_retry,
+            )
+        except Exception:  # isolate the record that broke the batch: one at a time
+            log.exception("batch of %d failed; processing its records one by one", len(records))
+            return [
+                await self._guarded(
+                    record,
+                    lambda r: self._listen_one(r, degraded=degraded),
+                )
+                for record in records
+            ]
+
+    async def _listen_one(self, record: Record, *, degraded: bool) -> Outcome:
+        return (await self.listening.process_batch([record], degraded=degraded))[0]
+
+    async def _guarded(
+        self, record: Record, process: Callable[[Record], Awaitable[Outcome]]
+    ) -> Outcome:
+        """Run a step on one record: the store's absences are waited out, a fault of the
+        record becomes its dead letter."""
+        try:
+            return await with_retry(record.kind, lambda: process(record), on_retry=self._on_retry)
+        except Exception as exc:
+            log.exception(
+                "internal error on %s[%d]@%d", record.topic, record.partition, record.offset
+            )
+            rejected = Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return Outcome(record, outputs=[dead_letter(record, rejected)], rejected=rejected)

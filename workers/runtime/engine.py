@@ -1,0 +1,74 @@
+"""The Engine protocol: what the worker needs from the Kafka side, whichever client runs it.
+
+Two implementations: ``DirectEngine`` (``direct.py``: one aiokafka consumer loop, the
+default) and ``FaustEngine`` (``faust_engine.py``: Faust agents). The worker is handed an
+engine, never builds one; an engine is handed a ``RecordHandler`` (the worker) when it runs.
+Both keep the same guarantees (RELIABILITY.md): a record is reported done only once its
+outputs are with the producer, offsets are committed only for records done, and a stop
+finishes the records in hand first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from workers.core.records import Record
+
+if TYPE_CHECKING:
+    import mode
+
+    from workers.runtime.settings import Settings
+
+__all__ = ["Engine", "Headers", "RecordHandler", "TopicPartitionLike", "build_engine"]
+
+Headers = list[tuple[str, bytes]]
+
+
+class TopicPartitionLike(Protocol):
+    """aiokafka's and Faust's ``TopicPartition`` (both named tuples)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+
+class RecordHandler(Protocol):
+    async def handle(self, records: Sequence[Record], done: Callable[[Record], None]) -> None:
+        """Process records; call ``done(record)`` once its outputs are with the producer, in
+        input order within each partition."""
+
+
+class Engine(Protocol):
+    @property
+    def stopping(self) -> bool:
+        """True from the moment a stop begins: records in hand are finished, no more taken."""
+
+    def assignment(self) -> set[TopicPartitionLike]:
+        """Input partitions assigned now (empty before the consumer runs)."""
+
+    def highwater(self, tp: TopicPartitionLike) -> int | None:
+        """The partition's high watermark as last fetched, if known."""
+
+    def last_fetch_age_s(self) -> float | None:
+        """Seconds since the broker last answered a fetch (None before the first)."""
+
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> None:
+        """Hand one output to the producer."""
+
+    def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
+        """Consume until SIGTERM/SIGINT. ``shell`` (HTTP, timers) starts before consuming
+        and stops after the engine has drained and committed."""
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine ``WORKERS_ENGINE`` names."""
+    if settings.engine == "faust":
+        from workers.runtime.faust_engine import FaustEngine
+
+        return FaustEngine(settings)
+    from workers.runtime.direct import DirectEngine
+
+    return DirectEngine(settings)

@@ -1,0 +1,52 @@
+"""``python -m workers run``: build the engine and the worker, start the shell, consume."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mode
+
+from workers.runtime.engine import build_engine
+from workers.runtime.http import HttpServer, build_http_app
+from workers.runtime.settings import Settings
+from workers.runtime.worker import Worker
+
+__all__ = ["ShellService", "run"]
+
+
+class ShellService(mode.Service):
+    """HTTP endpoints and the worker's timers; stopped after the engine, it then writes the
+    last checkpoint and closes the store."""
+
+    def __init__(self, worker: Worker, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.worker = worker
+        self.http = HttpServer(
+            build_http_app(worker.metrics.registry, is_ready=worker.is_ready),
+            host="0.0.0.0",
+            port=worker.settings.metrics_port,
+        )
+
+    async def on_start(self) -> None:
+        await self.http.start()
+        self.add_future(self._every(self.worker.settings.checkpoint_interval_s, "checkpoint"))
+        self.add_future(self._every(1.0, "watch_overload"))
+
+    async def _every(self, seconds: float, name: str) -> None:
+        action: Callable[[], Awaitable[None]] = getattr(self.worker, name)
+        async for _ in self.itertimer(seconds, name=name):
+            await action()
+
+    async def on_stop(self) -> None:
+        await self.worker.shutdown()
+        await self.http.stop()
+
+
+def run(settings: Settings) -> None:
+    """The production worker, until SIGTERM/SIGINT: the engine drains and commits before the
+    shell checkpoints and closes the store."""
+    engine = build_engine(settings)
+    worker = Worker(settings, engine=engine)
+    worker.warm_up()
+    engine.run(worker, ShellService(worker), log_level=settings.log_level)
