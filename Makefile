@@ -1,4 +1,5 @@
-# Every target does its own set-up: a virtualenv in .venv with the project installed.
+# Every target does its own set-up: a virtualenv in .venv with the project, its dev tooling
+# and its test tools installed (`pip install -e ".[dev,test]"`).
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
@@ -8,20 +9,25 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[dev]"
+	$(VENV)/bin/pip install -q -e ".[dev,test]"
 	touch $(STAMP)
 
 demo: $(STAMP)           ## the main job: stack + worker + synthetic load + summary
 	$(VENV)/bin/python -m workers demo
 
-test: $(STAMP)           ## lint, types, unit and integration tests (real broker, Redis, workers)
+lint: $(STAMP)           ## ruff (lint + format) and mypy (strict)
 	$(VENV)/bin/ruff check workers tests tools
 	$(VENV)/bin/ruff format --check workers tests tools
 	$(VENV)/bin/mypy
+
+test: lint               ## lint, types, unit and integration tests (real broker, Redis, workers)
 	$(VENV)/bin/python -m pytest
 
-stack: $(STAMP)
+stack: $(STAMP)          ## the embedded broker and Redis, until Ctrl-C
 	$(VENV)/bin/python -m workers stack
+
+bench: $(STAMP)          ## every benchmark (BENCHMARKS.md says how long each takes)
+	$(VENV)/bin/python -m workers bench all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

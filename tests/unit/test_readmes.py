@@ -82,3 +82,16 @@ def test_readme_covers_the_contract() -> None:
     assert {"make demo", "make test"} <= found["make"]
     for path in found["paths"] | {p for p in found["links"] if not p.startswith("http")}:
         assert (ROOT / path.split("#")[0]).exists(), path
+
+
+def test_the_contract_page_covers_topics_codes_and_endpoints() -> None:
+    contract = (ROOT / "docs" / "contract.md").read_text()
+    for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
+        assert f"`{topic}`" in contract, topic
+    for reason in Reason:
+        assert f"`{reason.value}`" in contract, reason
+    for endpoint in ("/metrics", "/healthz", "/ready"):
+        assert f"`{endpoint}`" in contract
+    for text in READMES.values():
+        assert "docs/contract.md" in text
+        assert "docs/architecture.md" in text
