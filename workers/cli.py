@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 
 __all__ = ["main"]
 
@@ -63,7 +64,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    targets = ["features", "models", "latency"] if args.target == "all" else [args.target]
+    every = ["features", "models", "redis", "latency"]
+    targets = every if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
             from workers.dev.benchmarks import features
@@ -73,6 +75,10 @@ def _bench(args: argparse.Namespace) -> int:
             from workers.dev.benchmarks import models
 
             models.run(quick=args.quick, out_dir=Path(args.out))
+        elif target == "redis":
+            from workers.dev.benchmarks import redis_memory
+
+            redis_memory.run(quick=args.quick, out_dir=Path(args.out))
         elif target == "latency":
             from workers.dev.benchmarks import latency
 
@@ -143,8 +149,16 @@ def _erase(args: argparse.Namespace) -> int:
     from workers.runtime.settings import Settings
     from workers.state.erasure import erase
 
+    settings = Settings()
+    if args.user is None and not args.all_of_tenant:
+        print("erase: name a listener (--user U), or the whole tenant with --all-of-tenant")
+        return 2
+    if settings.audit_key is None:
+        print("erase: WORKERS_AUDIT_KEY must be set (the key of the audit trail's digests)")
+        return 2
+    audit_key = settings.audit_key.get_secret_value().encode()
+
     async def run() -> None:
-        settings = Settings()
         client = aioredis.Redis.from_url(
             settings.redis_url.get_secret_value(), **redis_options(settings)
         )
@@ -153,6 +167,9 @@ def _erase(args: argparse.Namespace) -> int:
                 client,
                 tenant=args.tenant,
                 user_id=args.user,
+                whole_tenant=args.all_of_tenant,
+                audit_key=audit_key,
+                limits=settings.state_limits(),
                 requested_by=args.by,
                 reason=args.reason,
             )
@@ -164,6 +181,13 @@ def _erase(args: argparse.Namespace) -> int:
             else f"tenant {done.tenant}"
         )
         print(f"erased {scope}: {done.keys_deleted} keys deleted; audit record {done.audit_id}")
+        for what, expires_ms in done.remaining.items():
+            when = (
+                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_ms / 1000))
+                if expires_ms
+                else "outside Redis"
+            )
+            print(f"  remaining: {what} (expires {when})")
 
     asyncio.run(run())
     return 0
@@ -202,13 +226,19 @@ def main(argv: list[str] | None = None) -> int:
     tail_cmd.set_defaults(func=_tail)
     erase_cmd = verbs.add_parser("erase", help="GDPR erasure of a listener's or a tenant's state")
     erase_cmd.add_argument("--tenant", required=True)
-    erase_cmd.add_argument("--user", help="one listener (default: the whole tenant)")
+    erase_cmd.add_argument("--user", help="one listener")
+    erase_cmd.add_argument(
+        "--all-of-tenant", action="store_true", help="every key of the tenant (no --user)"
+    )
     erase_cmd.add_argument("--by", default="", help="who asked (kept in the audit record)")
     erase_cmd.add_argument("--reason", default="", help="why (kept in the audit record)")
     erase_cmd.set_defaults(func=_erase)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
     bench.add_argument(
-        "target", nargs="?", default="all", choices=["all", "features", "models", "latency"]
+        "target",
+        nargs="?",
+        default="all",
+        choices=["all", "features", "models", "redis", "latency"],
     )
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
     bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")

@@ -13,7 +13,7 @@ import orjson
 from tests.helpers import event_body, tone
 from tests.integration.conftest import start_worker, user_event_total
 from workers.core.records import ANOMALY, AUDIO_CHUNKS, AUDIO_FEATURES, DEADLETTER, LISTENING_EVENTS
-from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
+from workers.dev.client import Collector, Received, audio_headers, pcm_bytes, start_producer
 from workers.dev.stack import Stack
 from workers.dev.testing import metric_value
 
@@ -220,13 +220,18 @@ async def test_kill_9_during_audio_streams_re_emits_replayed_chunks(
     stack: Stack, tmp_path: Path
 ) -> None:
     """A chunk re-read after a crash is re-emitted from what was saved with the stream's
-    state (marked `replay`), so every chunk has its outputs and none is a dead letter."""
+    state (marked `replay`), so every chunk has its outputs and none is a dead letter; a bad
+    chunk read again gets its dead letter again, marked `replay`.
+
+    Deterministic: the first worker commits nothing before it is killed (a 60 s commit
+    interval), so every chunk it processed is read again, however many came after it."""
     streams, chunks = 8, 40
-    first = start_worker(stack, tmp_path / "first.log")
+    first = start_worker(stack, tmp_path / "first.log", WORKERS_COMMIT_INTERVAL_S="60")
     collector = await Collector(stack.broker.bootstrap).start()
     producer = await start_producer(stack.broker.bootstrap)
     samples = tone(seconds=0.25, sr=16000, channels=1)
     payload = pcm_bytes(samples)
+    bad: set[str] = set()
 
     async def publish() -> None:
         for seq in range(chunks):
@@ -237,6 +242,16 @@ async def test_kill_9_during_audio_streams_re_emits_replayed_chunks(
                 await producer.send(
                     AUDIO_CHUNKS, payload, key=f"acme/kill-s{s}".encode(), headers=headers
                 )
+            if seq % 10 == 5:  # a truncated chunk now and then, on its own stream
+                headers = audio_headers(
+                    tenant="acme", stream="kill-bad", seq=seq, sample_rate=16000, channels=1
+                )
+                meta = await (
+                    await producer.send(
+                        AUDIO_CHUNKS, payload[:-1], key=b"acme/kill-bad", headers=headers
+                    )
+                )
+                bad.add(f"{meta.topic}:{meta.partition}:{meta.offset}")
             await asyncio.sleep(0.01)
 
     def features() -> list[dict[str, object]]:
@@ -247,10 +262,11 @@ async def test_kill_9_during_audio_streams_re_emits_replayed_chunks(
         ]
 
     sending = asyncio.create_task(publish())
-    await collector.wait_for(lambda r: r.topic == AUDIO_FEATURES, 100)
+    await collector.wait_for(lambda r: r.topic == AUDIO_FEATURES, 150)
     first.kill()
     loop = asyncio.get_running_loop()
     killed = loop.time()
+    processed_before = len(features())
     await sending
     await producer.flush()
     second = await loop.run_in_executor(None, start_worker, stack, tmp_path / "second.log")
@@ -281,10 +297,25 @@ async def test_kill_9_during_audio_streams_re_emits_replayed_chunks(
         # one state per stream, and its framing reached the last chunk exactly once
         assert not any(f["quality"]["seq_gap"] for f in got)  # type: ignore[index]
         replays = sum(1 for f in got if f["replay"])
+        assert replays >= processed_before, "everything the first worker did was read again"
+        # the bad chunks: one dead letter each on first read; a second one only as a replay
+        letters = collector.matching(lambda r: r.topic == DEADLETTER and r.key == b"acme/kill-bad")
+
+        def where(r: Received) -> str:
+            return f"{r.header('source-topic')}:{r.header('source-partition')}:" + str(
+                r.header("source-offset")
+            )
+
+        assert {where(r) for r in letters} == bad, "every bad chunk has its dead letter"
+        unmarked = Counter(where(r) for r in letters if r.header("replay") is None)
+        assert max(unmarked.values(), default=0) == 1, "a second one is always marked replay"
+        marked = sum(1 for r in letters if r.header("replay") == "true")
         print(
             f"\nkill -9 during audio: {streams} streams x {chunks} chunks = {streams * chunks} "
-            f"in, each with its features and score, {replays} re-emitted as replays, dead "
-            f"letters 0, lost 0; all done {loop.time() - killed:.1f} s after the kill"
+            f"in, each with its features and score, {replays} re-emitted as replays (all "
+            f"{processed_before} the first worker had published, and any it had not), "
+            f"{len(bad)} bad chunks with one dead letter each ({marked} re-emitted marked "
+            f"replay); lost 0; all done {loop.time() - killed:.1f} s after the kill"
         )
     finally:
         second.terminate()

@@ -1,18 +1,56 @@
-"""One contract, two stores: the Redis store (Lua, pipelined) and the in-memory store agree."""
+"""One contract, two stores: the Redis store (Lua, pipelined) and the in-memory store agree,
+and the Redis store applies each change entirely or not at all."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
+import pytest
 import redis.asyncio as aioredis
 
+from workers.core.errors import Reason
 from workers.core.listening import ListeningEvent, to_update
-from workers.core.listening_state import ListeningUpdate
-from workers.state import MemoryStore, RedisStore
-from workers.state.keys import key
-from workers.state.protocol import RECENT_CHUNKS
+from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.core.records import Position
+from workers.state import MemoryStore, RedisStore, keys
+from workers.state.protocol import Refused, StateLimits
 
 HOUR = 3_600_000
+NOW = 1_764_100_000_000
+TS = 1_764_000_000_000
+
+
+def update(
+    tenant: str,
+    user: str,
+    event_id: str,
+    *,
+    offset: int,
+    track: str = "t1",
+    kind: str = "play",
+    ts: int = TS,
+    ms_played: int | None = 120_000,
+    record_time: int = NOW,
+    partition: int = 0,
+) -> ListeningUpdate:
+    event = ListeningEvent(
+        event_id=event_id,
+        tenant=tenant,
+        user_id=user,
+        track_id=track,
+        type=kind,
+        ts=ts,
+        ms_played=ms_played if kind in ("play", "skip") else None,
+        track_ms=200_000,
+    )
+    return to_update(
+        event,
+        window_s=3600,
+        position=Position("listening.events", partition, offset),
+        record_time_ms=record_time,
+        now_ms=NOW,
+    )
 
 
 def scenario(tenant: str, n: int, seed: int) -> list[ListeningUpdate]:
@@ -20,59 +58,234 @@ def scenario(tenant: str, n: int, seed: int) -> list[ListeningUpdate]:
     updates = []
     for i in range(n):
         kind = rng.choice(["play", "play", "play", "skip", "like", "share"])
-        event = ListeningEvent(
-            event_id=f"e{rng.randint(0, n)}",  # some ids repeat: duplicates
-            tenant=tenant,
-            user_id=f"u{rng.randint(0, 4)}",
-            track_id=f"t{rng.randint(0, 3)}",
-            type=kind,
-            ts=1_764_000_000_000 + i * 7 * 60_000 + rng.randint(-HOUR, HOUR),
-            ms_played=rng.choice([5_000, 31_000, 200_000]) if kind in ("play", "skip") else None,
-            track_ms=200_000,
+        # some ids repeat: duplicates; positions repeat too: a re-read record, not a duplicate
+        offset = rng.randint(0, n) if rng.random() < 0.3 else i
+        updates.append(
+            update(
+                tenant,
+                rng.choice(["u0", "u1", "u1:x", "a@b.c", "u-2"]),
+                f"e{rng.randint(0, n)}",
+                offset=offset,
+                track=rng.choice(["t0", "t1", "t1:live", "t.2"]),
+                kind=kind,
+                ts=TS + i * 7 * 60_000 + rng.randint(-HOUR, HOUR),
+                ms_played=rng.choice([5_000, 31_000, 200_000]),
+            )
         )
-        # positions repeat sometimes too: a replayed record, not a duplicate
-        position = f"listening.events:0:{rng.randint(0, n) if rng.random() < 0.3 else i}"
-        updates.append(to_update(event, window_s=3600, position=position))
     return updates
 
 
-async def test_redis_and_memory_stores_agree(redis_client: aioredis.Redis) -> None:
-    memory = MemoryStore()
-    store = RedisStore(redis_client, window_s=3600)
+@pytest.fixture
+def limits() -> StateLimits:
+    return StateLimits(window_s=3600, lateness_ms=3 * HOUR, new_ids_per_day=0)
+
+
+async def test_redis_and_memory_stores_agree(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    memory = MemoryStore(limits=limits)
+    store = RedisStore(redis_client, limits=limits)
     updates = scenario("acme", 300, seed=1)
     for start in range(0, len(updates), 17):  # uneven batches, one pipeline each
         batch = updates[start : start + 17]
-        assert await store.apply_listening(batch) == await memory.apply_listening(batch)
+        got = await store.apply_listening(batch, now_ms=NOW)
+        assert got == await memory.apply_listening(batch, now_ms=NOW)
+    reasons = {r.reason for r in got if isinstance(r, Refused)}
+    assert reasons <= {Reason.DUPLICATE_EVENT}
 
 
-async def test_stream_sequence_contract(redis_client: aioredis.Redis) -> None:
-    memory, store = MemoryStore(), RedisStore(redis_client, window_s=3600)
-    assert await store.load_stream("acme", "s") is None
-    for offset, seq in enumerate((0, 1, 1, 5, 3, 6, *range(7, 50))):
-        blob = f"state-{seq}".encode() + bytes(range(256))
-        saved = {"position": f"audio.chunks:0:{offset}", "outputs": b"out|" + blob}
-        assert await store.save_stream("acme", "s", seq, blob, **saved) == (
-            await memory.save_stream("acme", "s", seq, blob, **saved)
+async def test_a_replay_an_own_retry_and_a_duplicate(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    for store in (RedisStore(redis_client, limits=limits), MemoryStore(limits=limits)):
+        first = update("acme", "u1", "e1", offset=10)
+        (applied,) = await store.apply_listening([first], now_ms=NOW)
+        (retried,) = await store.apply_listening([first], now_ms=NOW)  # its answer was lost
+        assert isinstance(applied, ListeningState) and isinstance(retried, ListeningState)
+        assert not applied.replay and not retried.replay, "a retry of one's own is no replay"
+        assert retried.user.events == 1
+        other = (
+            RedisStore(redis_client, limits=limits)
+            if isinstance(store, RedisStore)
+            else dataclasses.replace(store, incarnation="another-worker")
         )
-        assert await store.load_stream("acme", "s") == await memory.load_stream("acme", "s")
-    for seq in (0, 1, 3, 17, 18, 49, 50):  # only the last RECENT_CHUNKS are kept
-        kept = await store.recent_chunk("acme", "s", seq)
-        assert kept == await memory.recent_chunk("acme", "s", seq)
-        assert (kept is not None) == (50 - RECENT_CHUNKS <= seq < 50)
-    assert await store.recent_chunk("acme", "s", 1) is None
-    assert (await store.recent_chunk("acme", "s", 49)) == (
-        "audio.chunks:0:48",
-        b"out|state-49" + bytes(range(256)),
+        (replayed,) = await other.apply_listening([first], now_ms=NOW + 3 * 86_400_000)
+        assert isinstance(replayed, ListeningState) and replayed.replay
+        assert replayed.user.events == 1, "nothing applied twice, days later too"
+        (duplicate,) = await store.apply_listening(
+            [update("acme", "u1", "e1", offset=11)], now_ms=NOW
+        )
+        assert isinstance(duplicate, Refused) and duplicate.reason is Reason.DUPLICATE_EVENT
+        await redis_client.flushdb()
+
+
+async def test_ids_with_colons_never_reach_each_others_keys(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    store = RedisStore(redis_client, limits=limits)
+    results = await store.apply_listening(
+        [
+            update("acme", "u1", "e1", offset=1, track="t1"),
+            update("acme", "u1:tracks", "e2", offset=2, track="u1"),
+            update("acme", "u1:plays", "e3", offset=3, track="t1:live"),
+            update("acme", "user:u1", "e4", offset=4),
+        ],
+        now_ms=NOW,
     )
+    assert all(isinstance(r, ListeningState) and r.user.events == 1 for r in results)
+    for user in ("u1", "u1:tracks", "u1:plays", "user:u1"):
+        assert await redis_client.type(keys.user("acme", user)) == b"hash"
+        assert await redis_client.type(keys.user_tracks("acme", user)) == b"string"
+
+
+@pytest.mark.parametrize(
+    ("make_key", "value"),
+    [
+        (lambda: keys.user("acme", "u1"), ("set", b"x")),  # a string where a hash is
+        (lambda: keys.user_tracks("acme", "u1"), ("set", b"not a hyperloglog")),
+        (lambda: keys.track("acme", "t1"), ("lpush", b"x")),
+        (lambda: keys.user("acme", "u1"), ("hset", b"plays", b"1e3")),  # not an integer
+        (lambda: keys.track("acme", "t1"), ("hset", b"maxw", b"abc")),
+        (lambda: keys.seen("acme", NOW // 86_400_000, "u1"), ("set", b"x")),
+    ],
+)
+async def test_a_key_of_the_wrong_type_refuses_the_event_and_changes_nothing(
+    redis_client: aioredis.Redis, limits: StateLimits, make_key: object, value: tuple
+) -> None:
+    key = make_key()  # type: ignore[operator]
+    command, *args = value
+    if command == "hset":
+        await redis_client.hset(key, args[0], args[1])
+    else:
+        await getattr(redis_client, command)(key, *args)
+    before = await _dump_tenant(redis_client, "acme")
+    store = RedisStore(redis_client, limits=limits)
+    refused, fine = await store.apply_listening(
+        [update("acme", "u1", "e1", offset=1), update("acme", "u2", "e2", offset=2, track="t2")],
+        now_ms=NOW,
+    )
+    assert isinstance(refused, Refused) and refused.reason is Reason.STATE_ERROR
+    assert isinstance(fine, ListeningState), "only the record that met the bad key stops"
+    after = await _dump_tenant(redis_client, "acme")
+    untouched = {
+        k: v for k, v in after.items() if not any(s in k for s in (b"u2", b"t2", b"quota"))
+    }
+    assert untouched == {k: v for k, v in before.items() if b"quota" not in k}
+
+
+async def test_late_and_early_events_cannot_move_windows_or_first_seen_times(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    for store in (RedisStore(redis_client, limits=limits), MemoryStore(limits=limits)):
+        now = TS + 10 * HOUR + 30 * 60_000  # mid-window
+        live = [update("acme", "u1", f"live{i}", offset=i, ts=now - i * 60_000) for i in range(5)]
+        await store.apply_listening(live, now_ms=NOW)
+        # 23 h ahead of the clock: counted in its own window, the live one stays
+        early = update("acme", "u2", "early", offset=10, ts=NOW + 23 * HOUR)
+        (state,) = await store.apply_listening([early], now_ms=NOW)
+        assert isinstance(state, ListeningState) and state.early and state.rolled_from == -1
+        (after,) = await store.apply_listening(
+            [update("acme", "u3", "next", offset=11, ts=now)], now_ms=NOW
+        )
+        assert isinstance(after, ListeningState) and after.current.plays == 6
+        # a back-filled event from 2001 cannot pin u1's first event time back by 24 years
+        old = update("acme", "u1", "old", offset=12, ts=978_307_200_000)
+        (late,) = await store.apply_listening([old], now_ms=NOW)
+        assert isinstance(late, ListeningState) and late.late
+        assert late.user.first_ts == now - 3 * HOUR - 0  # clamped to the lateness bound
+        assert late.user.events == 6
+        await redis_client.flushdb()
+
+
+async def test_results_for_a_listener_do_not_depend_on_arrival_order_within_the_bound(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    rng = random.Random(7)
+    events = [
+        update(
+            "acme",
+            "u1",
+            f"o{i}",
+            offset=i,
+            track=f"t{rng.randint(0, 5)}",
+            kind=rng.choice(["play", "play", "skip", "like"]),
+            ts=TS + rng.randint(0, 2 * HOUR),  # all within the 3 h lateness bound
+        )
+        for i in range(60)
+    ]
+    finals = []
+    for seed in range(3):
+        shuffled = events[:]
+        random.Random(seed).shuffle(shuffled)
+        store = RedisStore(redis_client, limits=limits)
+        for start in range(0, len(shuffled), 7):
+            await store.apply_listening(shuffled[start : start + 7], now_ms=NOW)
+        finals.append(await redis_client.hgetall(keys.user("acme", "u1")))
+        await redis_client.flushdb()
+    assert finals[0] == finals[1] == finals[2]
+
+
+async def test_a_tenant_past_its_quota_of_new_ids_keeps_its_known_ones(
+    redis_client: aioredis.Redis,
+) -> None:
+    limits = StateLimits(window_s=3600, new_ids_per_day=4)
+    for store in (RedisStore(redis_client, limits=limits), MemoryStore(limits=limits)):
+        results = await store.apply_listening(
+            [update("acme", f"u{i}", f"q{i}", offset=i, track="t1") for i in range(5)]
+            + [update("acme", "u0", "known", offset=9, track="t1")],
+            now_ms=NOW,
+        )
+        refused = [r.reason for r in results if isinstance(r, Refused)]
+        assert refused == [Reason.QUOTA_EXCEEDED, Reason.QUOTA_EXCEEDED]  # u3 and u4
+        assert isinstance(results[-1], ListeningState), "a known listener still counts"
+        await redis_client.flushdb()
+
+
+async def test_stream_contract_outputs_kept_until_committed(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    memory, store = MemoryStore(limits=limits), RedisStore(redis_client, limits=limits)
+    assert await store.load_stream("acme", "s") is None
+    for offset, seq in enumerate((0, 1, 1, 5, 3, 6, *range(7, 300))):
+        blob = f"state-{seq}".encode() + bytes(range(256))
+        position = Position("audio.chunks", 0, offset, committed=-1 if offset < 250 else 100)
+        saved = {"position": position, "outputs": b"out|" + blob, "now_ms": NOW}
+        got = await store.save_stream("acme", "s:1", seq, blob, **saved)
+        assert got == await memory.save_stream("acme", "s:1", seq, blob, **saved)
+        assert await store.load_stream("acme", "s:1") == await memory.load_stream("acme", "s:1")
+    for offset in (0, 5, 99, 100, 101, 200, 298, 299):
+        position = Position("audio.chunks", 0, offset)
+        kept = await store.kept_chunk("acme", "s:1", position)
+        assert (kept is None) == (await memory.kept_chunk("acme", "s:1", position) is None)
+        # everything not yet committed is kept, however many chunks came after it
+        assert (kept is not None) == (100 <= offset <= 298), offset
+    kept = await store.kept_chunk("acme", "s:1", Position("audio.chunks", 0, 298))
+    assert kept is not None and kept.own
+    assert kept.outputs == b"out|state-299" + bytes(range(256))
+    assert await store.kept_chunk("acme", "s:1", Position("audio.chunks", 1, 298)) is None
+
+
+async def test_dead_letter_ledger(redis_client: aioredis.Redis, limits: StateLimits) -> None:
+    memory, store = MemoryStore(limits=limits), RedisStore(redis_client, limits=limits)
+    letters = [
+        (None, Position("listening.events", 0, 5)),
+        ("acme", Position("acme.audio.chunks", 1, 5)),
+        (None, Position("listening.events", 0, 6, committed=3)),
+    ]
+    assert await store.note_dead_letters(letters) == [True, True, True]
+    assert await memory.note_dead_letters(letters) == [True, True, True]
+    again = [*letters[:2], (None, Position("listening.events", 0, 7))]
+    assert await store.note_dead_letters(again) == [False, False, True]
+    assert await memory.note_dead_letters(again) == [False, False, True]
 
 
 async def test_snapshots_round_trip(redis_client: aioredis.Redis) -> None:
-    store = RedisStore(redis_client, window_s=3600)
+    store = RedisStore(redis_client)
     await store.save_snapshots({("acme", "m"): b"\x00blob", ("beats", "m"): b"other"})
     assert await store.load_snapshot("acme", "m") == b"\x00blob"
     assert await store.load_snapshot("beats", "m") == b"other"
     assert await store.load_snapshot("acme", "missing") is None
-    assert await redis_client.exists(key("acme", "model", "m"))
+    assert await redis_client.exists(keys.model("acme", "m"))
 
 
 async def _dump_tenant(client: aioredis.Redis, tenant: str) -> dict[bytes, bytes]:
@@ -82,14 +295,43 @@ async def _dump_tenant(client: aioredis.Redis, tenant: str) -> dict[bytes, bytes
     return dumped
 
 
-async def test_one_tenant_never_touches_another(redis_client: aioredis.Redis) -> None:
-    store = RedisStore(redis_client, window_s=3600)
-    await store.apply_listening(scenario("beats", 50, seed=2))
+async def test_one_tenant_never_touches_another(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    store = RedisStore(redis_client, limits=limits)
+    await store.apply_listening(scenario("beats", 50, seed=2), now_ms=NOW)
     before = await _dump_tenant(redis_client, "beats")
     assert before
     for seed in range(5):
-        await store.apply_listening(scenario("acme", 100, seed=seed))
-        await store.save_stream("acme", "s", seed, b"state", position="p", outputs=b"[]")
+        await store.apply_listening(scenario("acme", 100, seed=seed), now_ms=NOW)
+        await store.save_stream(
+            "acme",
+            "s",
+            seed,
+            b"state",
+            position=Position("audio.chunks", 0, seed),
+            outputs=b"[]",
+            now_ms=NOW,
+        )
     assert await _dump_tenant(redis_client, "beats") == before
     async for name in redis_client.scan_iter():
         assert name.startswith((b"{acme}:", b"{beats}:"))
+
+
+async def test_every_key_has_a_time_to_live(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    store = RedisStore(redis_client, limits=limits)
+    await store.apply_listening(scenario("acme", 100, seed=4), now_ms=NOW)
+    await store.save_stream(
+        "acme",
+        "s",
+        0,
+        b"state",
+        position=Position("audio.chunks", 0, 0),
+        outputs=b"[]",
+        now_ms=NOW,
+    )
+    await store.note_dead_letters([(None, Position("listening.events", 0, 1))])
+    async for name in redis_client.scan_iter():
+        assert await redis_client.ttl(name) > 0, name

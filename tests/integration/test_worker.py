@@ -196,7 +196,11 @@ async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack
         header = read_header(blob)
         assert (header["enc"], header["kid"]) == ("aes-256-gcm", "k2")
     assert names
-    assert all(name.startswith((b"{acme}:", b"{beats}:")) for name in names), names
+    # tenants' state under their hash tags; the dead-letter ledger of shared topics (records
+    # that may name no served tenant) under the worker's own tag, which no tenant can have
+    assert all(name.startswith((b"{acme}:", b"{beats}:", b"{_workers}:")) for name in names)
+    ledger = [n for n in names if n.startswith(b"{_workers}:")]
+    assert all(n.startswith(b"{_workers}:deadletters:") for n in ledger), ledger
 
 
 async def test_the_faust_engine_end_to_end(

@@ -135,3 +135,24 @@ def test_any_bytes_and_headers_decode_or_are_rejected(
         return
     assert samples.ndim == 2 and samples.shape[1] == h.channels
     assert np.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("peak", [1e30, -1e30, 17.0])
+def test_float_samples_far_outside_full_scale_are_refused(peak: float) -> None:
+    h = parse_headers({**GOOD, "encoding": "f32le", "channels": "1"})
+    payload = np.array([0.1, peak, 0.2], "<f4").tobytes()
+    with pytest.raises(Rejected) as caught:
+        decode_pcm(payload, headers=h)
+    assert caught.value.reason is Reason.SAMPLES_OUT_OF_RANGE
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-16.0, 16.0, width=32), min_size=1, max_size=4000))
+def test_every_accepted_chunk_gives_finite_features(values: list[float]) -> None:
+    from workers.core.audio import extract, quality_flags
+
+    h = parse_headers({**GOOD, "encoding": "f32le", "channels": "1", "sample-rate": "22050"})
+    samples = decode_pcm(np.array(values, "<f4").tobytes(), headers=h)
+    assert all(isinstance(v, bool) for v in quality_flags(samples, sr=22050).values())
+    features = extract(samples[:, 0], sr=22050)
+    assert all(np.isfinite(v) for v in features.values()), features

@@ -11,6 +11,7 @@ from workers.core.errors import Reason, Rejected
 from workers.core.listening import parse_event, to_update
 from workers.core.listening_state import UserState
 from workers.core.models import AnomalyDetector
+from workers.core.records import Position
 
 GOOD = {
     "event_id": "e1",
@@ -30,7 +31,13 @@ def parse(body: object, key: bytes | None = b"acme/u1") -> object:
 
 def test_good_event() -> None:
     event = parse(GOOD)
-    update = to_update(event, window_s=3600)
+    update = to_update(
+        event,
+        window_s=3600,
+        position=Position("listening.events", 0, 0),
+        record_time_ms=GOOD["ts"],  # type: ignore[arg-type]
+        now_ms=GOOD["ts"],  # type: ignore[arg-type]
+    )
     assert update.near_30s and not update.completed
     assert update.window == GOOD["ts"] // 3_600_000
     assert update.hour == (GOOD["ts"] // 3_600_000) % 24
@@ -120,7 +127,6 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
         events=200,
         plays=200,
         near30=190,
-        repeats=150,
         ms_played=200 * 31_000,
         first_ts=0,
         last_ts=3 * 3_600_000,
@@ -140,7 +146,6 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
             plays=listens - skips,
             skips=skips,
             near30=rng.randint(0, 3),
-            repeats=rng.randint(0, 4),
             first_ts=0,
             last_ts=rng.randint(5, 40) * 3_600_000,
             hours=tuple(rng.randint(0, 3) if 8 <= h <= 23 else 0 for h in range(24)),
@@ -163,3 +168,13 @@ def test_a_trailing_newline_is_not_a_valid_id(field: str) -> None:
     with pytest.raises(Rejected) as caught:
         parse(body, key)
     assert caught.value.reason is Reason.SCHEMA_INVALID
+
+
+def test_whole_number_floats_become_integers_and_others_are_refused() -> None:
+    event = parse({**GOOD, "ms_played": 31000.0, "ts": float(GOOD["ts"])})  # type: ignore[arg-type]
+    assert event.ms_played == 31000 and isinstance(event.ms_played, int)  # type: ignore[attr-defined]
+    assert isinstance(event.ts, int)  # type: ignore[attr-defined]
+    for bad in (31000.5, True, "31000", 1e30):
+        with pytest.raises(Rejected) as caught:
+            parse({**GOOD, "ms_played": bad})
+        assert caught.value.reason is Reason.SCHEMA_INVALID, bad

@@ -1,10 +1,12 @@
 """River-style contract over every model kind, plus behaviour checks."""
 
 import copy
+import functools
 import pickle
 import random
 import re
 
+import orjson
 import pytest
 
 from workers.core.chunks import AUDIO_MODEL_FEATURES
@@ -70,16 +72,20 @@ def test_clone_is_independent(kind: str) -> None:
 def test_snapshot_is_small_and_versioned(kind: str) -> None:
     model = model_factories()[kind]()
     feed(model, 1000)
-    blob = snapshot.dump(model, kind=kind)
+    blob = snapshot.dump(model, tenant="acme", kind=kind)
     assert len(blob) <= 1024 * 1024
     header = snapshot.read_header(blob)
-    assert header["kind"] == kind and header["format"] == 1 and header["river"]
-    restored = snapshot.load(blob, kind=kind)
+    assert header["kind"] == kind and header["format"] == 2 and header["river"]
+    restored = snapshot.load(blob, tenant="acme", kind=kind, model_version=model.version)
     assert predict(restored) == predict(model)
     with pytest.raises(snapshot.SnapshotError):
-        snapshot.load(blob, kind="something-else")
+        snapshot.load(blob, tenant="acme", kind="something-else")
     with pytest.raises(snapshot.SnapshotError):
-        snapshot.load(blob[:-20], kind=kind)
+        snapshot.load(blob, tenant="beats", kind=kind)
+    with pytest.raises(snapshot.SnapshotError):
+        snapshot.load(blob[:-20], tenant="acme", kind=kind)
+    with pytest.raises(snapshot.SnapshotError, match="model"):
+        snapshot.load(blob, tenant="acme", kind=kind, model_version="another-design-v9")
 
 
 @pytest.mark.parametrize("kind", ["audio-anomaly", "listening-anomaly"])
@@ -178,26 +184,90 @@ def test_snapshots_are_encrypted_at_rest_and_survive_key_rotation() -> None:
     model = model_factories()["listening-anomaly"]()
     feed(model, 300)
     old = Keyring.parse(f"k1:{_key(1)}")
-    blob = snapshot.dump(model, kind="listening-anomaly", keyring=old)
+    blob = snapshot.dump(model, tenant="acme", kind="listening-anomaly", keyring=old)
     header = snapshot.read_header(blob)
     assert header["enc"] == "aes-256-gcm" and header["kid"] == "k1"
-    plain = snapshot.dump(model, kind="listening-anomaly")
+    plain = snapshot.dump(model, tenant="acme", kind="listening-anomaly")
     assert plain[-200:] not in blob  # no plaintext pickle bytes at rest
     rotated = Keyring.parse(f"k2:{_key(2)},k1:{_key(1)}")  # new key first, old kept
-    assert predict(snapshot.load(blob, kind="listening-anomaly", keyring=rotated)) == predict(model)
-    rewritten = snapshot.dump(model, kind="listening-anomaly", keyring=rotated)
+    load = functools.partial(snapshot.load, tenant="acme", kind="listening-anomaly")
+    assert predict(load(blob, keyring=rotated)) == predict(model)
+    rewritten = snapshot.dump(model, tenant="acme", kind="listening-anomaly", keyring=rotated)
     assert snapshot.read_header(rewritten)["kid"] == "k2"
-    with pytest.raises(snapshot.SnapshotError, match="not configured"):
-        snapshot.load(blob, kind="listening-anomaly", keyring=Keyring.parse(f"k2:{_key(2)}"))
+    with pytest.raises(snapshot.SnapshotRefused, match="not configured"):
+        load(blob, keyring=Keyring.parse(f"k2:{_key(2)}"))
     with pytest.raises(snapshot.SnapshotError, match="no snapshot keys"):
-        snapshot.load(blob, kind="listening-anomaly")
+        load(blob)
     tampered = blob[:-1] + bytes([blob[-1] ^ 1])
-    with pytest.raises(snapshot.SnapshotError, match="tampered"):
-        snapshot.load(tampered, kind="listening-anomaly", keyring=rotated)
-    # plain snapshots from before encryption was switched on are still read
-    assert predict(snapshot.load(plain, kind="listening-anomaly", keyring=rotated)) == predict(
-        model
+    with pytest.raises(snapshot.SnapshotRefused, match="tampered"):
+        load(tampered, keyring=rotated)
+    # with keys set, a plaintext snapshot is refused: anyone who can write Redis could plant it
+    with pytest.raises(snapshot.SnapshotRefused, match="plaintext"):
+        load(plain, keyring=rotated)
+    # another tenant's snapshot put under this tenant's key is refused, and so is a header
+    # rewritten to claim this tenant (it is authenticated with the ciphertext)
+    theirs = snapshot.dump(model, tenant="beat", kind="listening-anomaly", keyring=rotated)
+    with pytest.raises(snapshot.SnapshotRefused, match="misplaced"):
+        load(theirs, keyring=rotated)
+    forged = theirs.replace(b'"tenant":"beat"', b'"tenant":"acme"', 1)
+    with pytest.raises(snapshot.SnapshotRefused, match="tampered"):
+        load(forged, keyring=rotated)
+
+
+def test_a_planted_pickle_cannot_run_code() -> None:
+    import os
+    import pickle
+    import zlib
+
+    class Exploit:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("touch /tmp/pwned-by-snapshot",))
+
+    header = orjson.dumps(
+        {
+            "format": snapshot.FORMAT_VERSION,
+            "river": snapshot.RIVER_VERSION,
+            "tenant": "acme",
+            "kind": "popularity",
+            "model": "blr-residual-v2",
+        }
     )
+    body = zlib.compress(pickle.dumps(Exploit()))
+    blob = snapshot.MAGIC + len(header).to_bytes(2, "big") + header + body
+    with pytest.raises(snapshot.SnapshotRefused, match="forbidden-global"):
+        snapshot.load(blob, tenant="acme", kind="popularity")
+
+
+async def test_a_refused_snapshot_is_kept_and_the_tenant_runs_fresh() -> None:
+    from workers.state.keyring import Keyring
+
+    keyring = Keyring.parse(f"k1:{_key(1)}")
+    store = MemoryStore()
+    plain = snapshot.dump(PopularityModel.create(), tenant="acme", kind="popularity")
+    await store.save_snapshots({("acme", "popularity"): plain})
+    registry = ModelRegistry(store, model_factories(), keyring=keyring)
+    model = await registry.get("acme", POPULARITY_MODEL)
+    assert model.trained == 0 and registry.not_restored == {"plaintext": 1}
+    registry.touched("acme", POPULARITY_MODEL)
+    assert await registry.checkpoint() == 0, "the refused snapshot is not overwritten"
+    assert await store.load_snapshot("acme", "popularity") == plain
+    await store.save_snapshots({("acme", "popularity"): b"\x00"})  # an operator replaced it
+    registry.touched("acme", POPULARITY_MODEL)
+    assert await registry.checkpoint() == 1
+
+
+async def test_a_snapshot_of_another_river_version_starts_fresh_and_is_replaced() -> None:
+    store = MemoryStore()
+    model = PopularityModel.create()
+    blob = snapshot.dump(model, tenant="acme", kind="popularity")
+    stale = blob.replace(snapshot.RIVER_VERSION.encode(), b"0.0.1", 1)
+    await store.save_snapshots({("acme", "popularity"): stale})
+    registry = ModelRegistry(store, model_factories())
+    await registry.get("acme", POPULARITY_MODEL)
+    assert registry.not_restored == {"stale": 1}
+    registry.touched("acme", POPULARITY_MODEL)
+    assert await registry.checkpoint() == 1
+    assert await store.load_snapshot("acme", "popularity") != stale
 
 
 @pytest.mark.parametrize("setting", ["", "nokey", "k1:not-base64!", f"k1:{'QUJD'}"])

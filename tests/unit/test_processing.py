@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -80,12 +82,19 @@ async def test_seq_gap_is_flagged_and_repeat_is_a_dead_letter(audio: AudioStep) 
 
 
 async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
-    audio: AudioStep,
+    audio: AudioStep, store: MemoryStore
 ) -> None:
     first = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
     detector = await audio._models.get("acme", AUDIO_MODEL)
     seen = detector.seen
-    again = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
+    # another worker (another incarnation) reads the same records again, after a crash
+    restarted = AudioStep(
+        tenants=["acme"],
+        store=dataclasses.replace(store, incarnation="the-next-worker"),
+        models=audio._models,
+        model_rate=22050,
+    )
+    again = [await restarted.process(chunk_record("acme", "re", seq)) for seq in range(3)]
     assert detector.seen == seen, "nothing learnt twice"
     for before, after in zip(first, again, strict=True):
         assert after.rejected is None and after.anomalies == 0
@@ -94,6 +103,21 @@ async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
             assert new.key == old.key
             assert new.value == {**old.value, "replay": True}  # type: ignore[dict-item]
             assert old.value["replay"] is False  # type: ignore[index]
+
+
+async def test_a_retry_of_ones_own_save_is_no_replay_and_is_learnt_once(
+    store: MemoryStore,
+) -> None:
+    """The save went through but its answer was lost: the same process tries again."""
+    models = ModelRegistry(store, model_factories())
+    audio = AudioStep(tenants=["acme"], store=store, models=models, model_rate=22050)
+    first = await audio.process(chunk_record("acme", "own", 0))
+    detector = await models.get("acme", AUDIO_MODEL)
+    detector.seen -= 1  # as if the answer, and so the learning, had been lost
+    retried = await audio.process(chunk_record("acme", "own", 0))
+    assert detector.seen == 1
+    assert [o.value for o in retried.outputs] == [o.value for o in first.outputs]
+    assert all(o.value["replay"] is False for o in retried.outputs)  # type: ignore[index]
 
 
 async def test_stream_state_carries_frames_across_chunks(
@@ -205,7 +229,13 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
 ) -> None:
     first = event_record("acme", "u1", "e1", offset=10)
     (original,) = await listening.process_batch([first])
-    (replayed,) = await listening.process_batch([first])  # re-read after a crash
+    restarted = ListeningStep(  # another worker reads the record again, after a crash
+        tenants=["acme"],
+        store=dataclasses.replace(store, incarnation="the-next-worker"),
+        models=ModelRegistry(store, model_factories()),
+        window_s=3600,
+    )
+    (replayed,) = await restarted.process_batch([first])
     assert replayed.rejected is None
     assert [o.value["replay"] for o in replayed.outputs] == [True, True]  # type: ignore[index]
     assert [o.value["replay"] for o in original.outputs] == [False, False]  # type: ignore[index]

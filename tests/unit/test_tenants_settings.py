@@ -3,7 +3,7 @@ from pydantic import ValidationError
 
 from workers.core.tenants import InvalidTenantError, is_valid_id, validate_tenant
 from workers.runtime.settings import Settings
-from workers.state.keys import key, prefix
+from workers.state.keys import prefix, track_listeners, user
 
 
 @pytest.mark.parametrize("tenant", ["acme", "a", "label-1", "x_y", "0abc", "a" * 63])
@@ -21,8 +21,8 @@ def test_invalid_tenants(tenant: str) -> None:
 
 def test_keys_carry_the_tenant_hash_tag() -> None:
     assert prefix("acme") == "{acme}:"
-    assert key("acme", "user", "u1") == "{acme}:user:u1"
-    assert key("acme", "track", "t1", "listeners", 42) == "{acme}:track:t1:listeners:42"
+    assert user("acme", "u1") == "{acme}:user:u1"
+    assert track_listeners("acme", 42, "t1") == "{acme}:track-listeners:42:t1"
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ def behaviour(user: UserState, track: WindowCounts | None = None) -> dict[str, f
     return {
         "plays_per_hour": min(1.0, listens / span_h / 60.0),
         "near_30s_share": user.near30 / listens if listens else 0.0,
-        "repeat_ratio": user.repeats / max(1, listens - 1),
+        # listens beyond the first of each track: order-free, unlike "same as the last one"
+        "repeat_ratio": max(0, listens - user.distinct_tracks) / max(1, listens - 1),
         "distinct_ratio": min(1.0, user.distinct_tracks / listens) if listens else 1.0,
         "skip_rate": user.skips / listens if listens else 0.0,
         "hour_spread": entropy,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +47,7 @@ __all__ = [
     "analyse_chunk",
     "check_chunk",
     "header_text",
+    "learn_saved_chunk",
     "parse_headers",
     "warm_up",
 ]
@@ -230,6 +232,19 @@ def analyse_chunk(
     return ChunkAnalysis(
         state=replace(state, seq=headers.seq), outputs=outputs, x=x, verdict=verdict, faults=faults
     )
+
+
+def learn_saved_chunk(detector: AnomalyDetector, saved: list[tuple[str, str, Any]]) -> None:
+    """Learn a chunk from the outputs saved with it (its features and score), as its first
+    analysis would have: only a chunk without a measured fault is normal audio."""
+    payloads = {topic: value for topic, _key, value in saved}
+    features, anomaly = payloads.get(AUDIO_FEATURES), payloads.get(ANOMALY)
+    if features is None or anomaly is None:
+        return
+    if any(features["quality"].get(name) for name in AUDIO_FAULTS):
+        return
+    x = {name: float(features["features"][name]) for name in AUDIO_MODEL_FEATURES}
+    detector.learn_one(x, float(anomaly["score"]))
 
 
 def warm_up(extractor: StreamingExtractor) -> None:

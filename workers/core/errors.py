@@ -22,8 +22,20 @@ class Reason(StrEnum):
     DUPLICATE_EVENT = "duplicate-event"
     DUPLICATE_CHUNK = "duplicate-chunk"
     TIMESTAMP_OUT_OF_RANGE = "timestamp-out-of-range"
+    #: f32 samples far outside full scale (|x| > 16): not audio, or the wrong encoding
+    SAMPLES_OUT_OF_RANGE = "samples-out-of-range"
     #: strict isolation: the header or body names another tenant than the topic's owner
     TENANT_MISMATCH = "tenant-mismatch"
+    #: the state store refused the change for good (a key of another type, a bad value):
+    #: retrying cannot help, so only this record stops, not its partition
+    STATE_ERROR = "state-error"
+    #: the tenant created more new ids (listeners, tracks, streams) today than allowed
+    QUOTA_EXCEEDED = "quota-exceeded"
+    #: the listener was erased after this record was published (its value is dropped)
+    SUBJECT_ERASED = "subject-erased"
+    #: an output of this record was refused by the broker (too large for its topic, not
+    #: authorised); the dead letter replaces that output
+    OUTPUT_REJECTED = "output-rejected"
     INTERNAL_ERROR = "internal-error"
 
 

@@ -2,8 +2,10 @@
 
 >>> event = parse_event(b'{"event_id":"e1","tenant":"acme","user_id":"u1","track_id":"t1",'
 ...                     b'"type":"play","ts":1764000000000,"ms_played":31000}', key=b"acme/u1")
->>> to_update(event, window_s=3600).near_30s
-True
+>>> update = to_update(event, window_s=3600, position=Position("listening.events", 0, 7),
+...                    record_time_ms=1764000000000, now_ms=1764000000000)
+>>> update.near_30s, update.early
+(True, False)
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from workers.core.errors import Reason, Rejected
 from workers.core.eventtime import check_ts
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening_state import ListeningUpdate
+from workers.core.records import Position
 from workers.core.schemas import SCHEMAS
 from workers.core.tenants import is_valid_id
 
 __all__ = [
     "COMPLETION_SHARE",
+    "INTEGER_FIELDS",
     "MAX_EVENT_BYTES",
+    "MAX_SKEW_MS",
     "NEAR_30S_BAND_MS",
     "ROYALTY_MS",
     "ListeningEvent",
@@ -35,6 +40,10 @@ MAX_EVENT_BYTES = 64 * 1024
 ROYALTY_MS = 30_000
 NEAR_30S_BAND_MS = 10_000
 COMPLETION_SHARE = 0.9
+#: The body's integer fields (whole-number floats are accepted and made integers).
+INTEGER_FIELDS = ("ts", "ms_played", "track_ms")
+#: How far ahead of the worker's clock a producer's clock may be before an event is early.
+MAX_SKEW_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,10 @@ def parse_event(
     error = SCHEMAS.first_error("listening.event", body)
     if error is not None:
         raise Rejected(Reason.SCHEMA_INVALID, error)
+    # JSON Schema counts 31000.0 as an integer: make it one, once, here at the boundary
+    for field in INTEGER_FIELDS:
+        if isinstance(body.get(field), float):
+            body[field] = int(body[field])
     check_ts(body["ts"], now_ms=clock_ms() if now_ms is None else now_ms)
     for field in ("event_id", "user_id", "track_id"):
         # JSON Schema's "$" lets a trailing newline through in Python's re: ids become keys
@@ -88,7 +101,17 @@ def window_of(ts_ms: int, *, window_s: int) -> int:
     return ts_ms // (window_s * 1000)
 
 
-def to_update(event: ListeningEvent, *, window_s: int, position: str = "") -> ListeningUpdate:
+def to_update(
+    event: ListeningEvent,
+    *,
+    window_s: int,
+    position: Position,
+    record_time_ms: int,
+    now_ms: int,
+    skew_ms: int = MAX_SKEW_MS,
+) -> ListeningUpdate:
+    """What ``event`` changes; ``now_ms - skew_ms`` and ``now_ms + skew_ms`` bound the
+    clocks of the producers: an event from further ahead is held out of the live window."""
     played = event.ms_played or 0
     is_listen = event.type in ("play", "skip")
     return ListeningUpdate(
@@ -103,6 +126,8 @@ def to_update(event: ListeningEvent, *, window_s: int, position: str = "") -> Li
         window=window_of(event.ts, window_s=window_s),
         near_30s=is_listen and ROYALTY_MS <= played < ROYALTY_MS + NEAR_30S_BAND_MS,
         position=position,
+        record_time_ms=record_time_ms,
+        early=event.ts > now_ms + skew_ms,
         completed=event.type == "play"
         and event.track_ms is not None
         and played >= COMPLETION_SHARE * event.track_ms,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from workers.core.records import Position
+
 __all__ = ["ListeningState", "ListeningUpdate", "UserState", "WindowCounts"]
 
 
@@ -34,8 +36,13 @@ class ListeningUpdate:
     window: int
     near_30s: bool
     completed: bool
-    #: where the record came from (topic:partition:offset): tells a replay from a duplicate
-    position: str = ""
+    #: where the record came from: tells a replay from a duplicate
+    position: Position
+    #: the record's Kafka timestamp (ms): an erasure refuses events published before it
+    record_time_ms: int
+    #: ``ts`` is further ahead of the worker's clock than the allowed skew: the event is
+    #: counted in its own window but cannot open it (nor close the live one)
+    early: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,6 @@ class UserState:
     likes: int = 0
     shares: int = 0
     near30: int = 0
-    repeats: int = 0
     ms_played: int = 0
     first_ts: int = 0
     last_ts: int = 0
@@ -72,3 +78,8 @@ class ListeningState:
     closed: tuple[WindowCounts, WindowCounts, WindowCounts] | None
     #: the same record seen again (after a crash): nothing was applied twice
     replay: bool = False
+    #: the event was later than the lateness bound (its track window was already gone, or
+    #: it could not move the listener's first event time back): counted, handled as stated
+    late: bool = False
+    #: the event was ahead of the clock: kept out of the track's live window
+    early: bool = False

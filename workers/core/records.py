@@ -28,11 +28,12 @@ __all__ = [
     "POPULARITY",
     "Outcome",
     "Output",
+    "Position",
     "Record",
     "Stopwatch",
+    "as_replayed",
     "check_tenant",
     "dead_letter",
-    "position",
     "received",
     "tenant_topic",
     "topic_owner",
@@ -72,6 +73,25 @@ def topic_owner(name: str) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record came from. The same position read again is a replay, not a duplicate.
+
+    >>> str(Position("listening.events", 2, 1042))
+    'listening.events:2:1042'
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    #: the partition's committed offset when the record was read (-1: not known): no record
+    #: below it can be read again, so what was kept to recognise re-reads may go
+    committed: int = -1
+
+    def __str__(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     topic: str
     partition: int
@@ -86,6 +106,19 @@ class Record:
     received_wall: float = field(default_factory=time.time)
     #: strict isolation: the tenant whose topic this came from (its only possible tenant)
     owner: str | None = None
+    #: the partition's committed offset when the record was fetched (-1: not known)
+    committed: int = -1
+
+    @property
+    def position(self) -> Position:
+        return Position(self.topic, self.partition, self.offset, self.committed)
+
+    @property
+    def time_ms(self) -> int:
+        """The record's Kafka timestamp, or when the worker received it."""
+        return (
+            self.timestamp_ms if self.timestamp_ms is not None else int(self.received_wall * 1000)
+        )
 
     @property
     def kind(self) -> str:
@@ -102,6 +135,7 @@ def received(
     *,
     headers: Any,
     timestamp_ms: int | None,
+    committed: int = -1,
 ) -> Record:
     """A consumed message as a Record, whichever client read it (headers: pairs or a dict)."""
     items = headers.items() if isinstance(headers, dict) else (headers or ())
@@ -114,12 +148,8 @@ def received(
         headers=tuple((str(name), bytes(v or b"")) for name, v in items),
         timestamp_ms=timestamp_ms if timestamp_ms and timestamp_ms > 0 else None,
         owner=topic_owner(topic),
+        committed=committed,
     )
-
-
-def position(record: Record) -> str:
-    """Where a record came from: the same position again is a replay, not a duplicate."""
-    return f"{record.topic}:{record.partition}:{record.offset}"
 
 
 def check_tenant(tenant: str, tenants: frozenset[str], record: Record) -> None:
@@ -151,10 +181,17 @@ class Outcome:
     tenant: str | None = None
     anomalies: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    #: event time: the event was beyond the lateness bound, or ahead of the clock
+    late: bool = False
+    early: bool = False
 
 
 def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None) -> Output:
-    """The original bytes, unchanged, with the reason in headers (contract: events.deadletter)."""
+    """The original bytes, unchanged, with the reason in headers (contract: events.deadletter).
+
+    The one exception: a record of an erased listener keeps no trace of them, not even in
+    the dead-letter topic; its value is dropped and a header says so.
+    """
     headers = [
         ("error", rejected.reason.value.encode()),
         ("error-detail", rejected.detail.encode("utf-8", "replace")),
@@ -165,7 +202,17 @@ def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None
     if tenant is not None:
         headers.append(("tenant", tenant.encode()))
     key = record.key.decode("utf-8", "replace") if record.key else ""
-    return Output(DEADLETTER, key, record.value or b"", tuple(headers))
+    value = record.value or b""
+    if rejected.reason is Reason.SUBJECT_ERASED:
+        headers.append(("value-dropped", b"subject-erased"))
+        value = b""
+    return Output(DEADLETTER, key, value, tuple(headers))
+
+
+def as_replayed(letter: Output) -> Output:
+    """A dead letter emitted again for a record read again: marked, so consumers that keep
+    one dead letter per source position can drop it."""
+    return Output(letter.topic, letter.key, letter.value, (*letter.headers, ("replay", b"true")))
 
 
 class Stopwatch:

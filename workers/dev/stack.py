@@ -15,7 +15,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -193,13 +193,20 @@ class Stack:
     redis: RedisServer = field(default_factory=RedisServer)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="workers-stack-")))
 
-    def start(self, *, partitions: int = 4) -> Stack:
+    def start(
+        self,
+        *,
+        partitions: int = 4,
+        topics: Sequence[str] = (*INPUT_TOPICS, *OUTPUT_TOPICS),
+        configs: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Stack:
+        """Broker and Redis up, ``topics`` created (with per-topic ``configs``)."""
         try:
             self.broker.start(self.workdir / "broker.log")
             self.redis.start(self.workdir / "redis.log", self.workdir)
             asyncio.run(
                 create_topics(
-                    self.broker.bootstrap, [*INPUT_TOPICS, *OUTPUT_TOPICS], partitions=partitions
+                    self.broker.bootstrap, list(topics), partitions=partitions, configs=configs
                 )
             )
         except BaseException:

@@ -14,14 +14,21 @@ import orjson
 
 from workers.core.audio import StreamingExtractor, StreamState, decode_pcm
 from workers.core.audio.resample import StreamResamplers
-from workers.core.chunks import ChunkHeaders, analyse_chunk, check_chunk, warm_up
+from workers.core.chunks import (
+    ChunkHeaders,
+    analyse_chunk,
+    check_chunk,
+    learn_saved_chunk,
+    warm_up,
+)
 from workers.core.errors import Reason, Rejected
+from workers.core.eventtime import now_ms as clock_ms
 from workers.core.models import AnomalyDetector
 from workers.core.models.kinds import AUDIO_MODEL
 from workers.core.payloads import as_replay
-from workers.core.records import Outcome, Output, Record, Stopwatch, dead_letter, position
+from workers.core.records import Outcome, Output, Record, Stopwatch, dead_letter
 from workers.state.model_cache import ModelRegistry
-from workers.state.protocol import StateStore
+from workers.state.protocol import Refused, StateStore
 
 __all__ = ["AudioStep"]
 
@@ -49,12 +56,12 @@ class AudioStep:
             watch.lap("validate")
             samples = decode_pcm(record.value or b"", headers=headers)
             watch.lap("decode")
-            detector: AnomalyDetector = await self._models.get(headers.tenant, AUDIO_MODEL)
+            detector = await self._models.get(headers.tenant, AUDIO_MODEL)
             blob = await self._store.load_stream(headers.tenant, headers.stream)
             watch.lap("state")
             state = StreamState.from_bytes(blob) if blob else StreamState()
             if headers.seq <= state.seq:
-                outcome.outputs = await self._replayed(record, headers, state.seq)
+                outcome.outputs = await self._kept(record, headers, state.seq, detector)
                 return outcome
             analysis = analyse_chunk(
                 headers,
@@ -66,17 +73,20 @@ class AudioStep:
                 degraded=degraded,
             )
             watch.lap("features")
-            accepted, previous = await self._store.save_stream(
+            saved = await self._store.save_stream(
                 headers.tenant,
                 headers.stream,
                 headers.seq,
                 analysis.state.to_bytes(),
-                position=position(record),
+                position=record.position,
                 outputs=orjson.dumps([(o.topic, o.key, o.value) for o in analysis.outputs]),
+                now_ms=clock_ms(),
             )
             watch.lap("state")
-            if not accepted:  # another worker got there first, or the store saw it already
-                outcome.outputs = await self._replayed(record, headers, previous)
+            if isinstance(saved, Refused):
+                raise Rejected(saved.reason, saved.detail)
+            if not saved.accepted:  # another worker got there first, or the store saw it
+                outcome.outputs = await self._kept(record, headers, saved.previous, detector)
                 return outcome
             if analysis.learnable and not degraded:
                 detector.learn_one(analysis.x, analysis.verdict.score)
@@ -91,13 +101,22 @@ class AudioStep:
             outcome.stages = watch.stages
         return outcome
 
-    async def _replayed(self, record: Record, headers: ChunkHeaders, latest: int) -> list[Output]:
-        """The outputs saved with this very record (a re-read after a crash), marked as a
-        replay; any other chunk at or below the stream's latest seq is a duplicate."""
-        kept = await self._store.recent_chunk(headers.tenant, headers.stream, headers.seq)
-        if kept is None or kept[0] != position(record):
+    async def _kept(
+        self, record: Record, headers: ChunkHeaders, latest: int, detector: AnomalyDetector
+    ) -> list[Output]:
+        """The outputs saved with this very record, emitted again: marked as a replay when an
+        earlier reader saved them; as they were when this process did (a retry of a save
+        whose answer was lost), and then learnt now, as the first read would have. Any other
+        chunk at or below the stream's latest seq is a duplicate."""
+        kept = await self._store.kept_chunk(headers.tenant, headers.stream, record.position)
+        if kept is None:
             raise Rejected(
                 Reason.DUPLICATE_CHUNK,
                 f"seq {headers.seq} is not after {latest} in stream {headers.stream!r}",
             )
-        return [Output(topic, key, as_replay(value)) for topic, key, value in orjson.loads(kept[1])]
+        saved = [(topic, key, value) for topic, key, value in orjson.loads(kept.outputs)]
+        if not kept.own:
+            return [Output(topic, key, as_replay(value)) for topic, key, value in saved]
+        learn_saved_chunk(detector, saved)
+        self._models.touched(headers.tenant, AUDIO_MODEL)
+        return [Output(topic, key, value) for topic, key, value in saved]

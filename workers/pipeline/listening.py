@@ -6,55 +6,76 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from workers.core.errors import Reason, Rejected
+from workers.core.errors import Rejected
 from workers.core.events import judge_event
-from workers.core.listening import ListeningEvent, parse_event, to_update
+from workers.core.eventtime import now_ms as clock_ms
+from workers.core.listening import MAX_SKEW_MS, ListeningEvent, parse_event, to_update
 from workers.core.models.kinds import LISTENING_MODEL, POPULARITY_MODEL
-from workers.core.records import Outcome, Record, Stopwatch, check_tenant, dead_letter, position
+from workers.core.records import Outcome, Record, Stopwatch, check_tenant, dead_letter
 from workers.state.model_cache import ModelRegistry
-from workers.state.protocol import StateStore
+from workers.state.protocol import Refused, StateStore
 
 __all__ = ["ListeningStep"]
 
 
 class ListeningStep:
     def __init__(
-        self, *, tenants: Iterable[str], store: StateStore, models: ModelRegistry, window_s: int
+        self,
+        *,
+        tenants: Iterable[str],
+        store: StateStore,
+        models: ModelRegistry,
+        window_s: int,
+        skew_ms: int = MAX_SKEW_MS,
     ) -> None:
         self._tenants = frozenset(tenants)
         self._store = store
         self._models = models
         self._window_s = window_s
+        self._skew_ms = skew_ms
 
-    def _parse(self, record: Record, outcome: Outcome) -> ListeningEvent | None:
+    def _parse(self, record: Record, outcome: Outcome, now_ms: int) -> ListeningEvent | None:
         try:
-            event = parse_event(record.value, key=record.key)
+            event = parse_event(record.value, key=record.key, now_ms=now_ms)
             outcome.tenant = event.tenant
             check_tenant(event.tenant, self._tenants, record)
         except Rejected as rejected:
-            outcome.rejected = rejected
-            outcome.outputs.append(dead_letter(record, rejected, tenant=outcome.tenant))
+            self._reject(outcome, rejected)
             return None
         return event
+
+    @staticmethod
+    def _reject(outcome: Outcome, rejected: Rejected) -> None:
+        outcome.rejected = rejected
+        outcome.outputs = [dead_letter(outcome.record, rejected, tenant=outcome.tenant)]
 
     async def process_batch(
         self, records: Sequence[Record], *, degraded: bool = False
     ) -> list[Outcome]:
         """Process records in order; ``degraded`` (overload): score without learning."""
+        now_ms = clock_ms()
         outcomes = [Outcome(record) for record in records]
         watches = [Stopwatch() for _ in records]
         parsed: list[tuple[int, ListeningEvent]] = []
         for i, (record, outcome) in enumerate(zip(records, outcomes, strict=True)):
-            event = self._parse(record, outcome)
+            event = self._parse(record, outcome, now_ms)
             watches[i].lap("validate")
             if event is not None:
                 parsed.append((i, event))
         batch_watch = Stopwatch()
         states = await self._store.apply_listening(
             [
-                to_update(event, window_s=self._window_s, position=position(records[i]))
+                to_update(
+                    event,
+                    window_s=self._window_s,
+                    position=records[i].position,
+                    record_time_ms=records[i].time_ms,
+                    now_ms=now_ms,
+                    skew_ms=self._skew_ms,
+                )
                 for i, event in parsed
-            ]
+            ],
+            now_ms=now_ms,
         )
         batch_watch.lap("state")
         state_share = batch_watch.stages["state"] / max(1, len(parsed))
@@ -62,13 +83,10 @@ class ListeningStep:
             outcome, watch = outcomes[i], watches[i]
             watch.stages["state"] = state_share
             watch.restart()
-            if state is None:
-                rejected = Rejected(
-                    Reason.DUPLICATE_EVENT, f"event_id {event.event_id!r} was already processed"
-                )
-                outcome.rejected = rejected
-                outcome.outputs.append(dead_letter(outcome.record, rejected, tenant=event.tenant))
+            if isinstance(state, Refused):
+                self._reject(outcome, Rejected(state.reason, state.detail))
                 continue
+            outcome.late, outcome.early = state.late, state.early
             judged = judge_event(
                 event,
                 state,

@@ -5,9 +5,15 @@ its audio chunks one by one. Outcomes are yielded as soon as they are known, so 
 publishes and acknowledges each record without waiting for the rest of its batch.
 
 Failures: ``StateUnavailable`` (the store cannot answer now) is retried with capped
-backoff, for as long as it lasts: nothing is dropped, the partition waits. Any other
+backoff, for as long as it lasts: nothing is dropped, the partition waits (and
+``workers_partition_stalled_seconds`` says so). A change the store refuses for good comes
+back as that record's dead letter (``state-error``, ``quota-exceeded``, …). Any other
 exception is a fault of the record being processed: that record alone becomes a dead
 letter (``internal-error``) and the rest of its batch flows on.
+
+Every dead letter's source position is noted in the store before it is published; a record
+that becomes a dead letter again (it was read again after a crash) gets a dead letter
+marked ``replay``, so a consumer keeping one per source position can drop it.
 """
 
 from __future__ import annotations
@@ -18,10 +24,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from workers.core.errors import Reason, Rejected
-from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Outcome, Record, dead_letter
+from workers.core.records import (
+    AUDIO_CHUNKS,
+    LISTENING_EVENTS,
+    Outcome,
+    Record,
+    as_replayed,
+    dead_letter,
+)
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
-from workers.state.protocol import StateUnavailable
+from workers.state.protocol import StateStore, StateUnavailable
 
 __all__ = ["RecordPipeline", "with_retry"]
 
@@ -56,23 +69,44 @@ class RecordPipeline:
         *,
         audio: AudioStep,
         listening: ListeningStep,
+        store: StateStore,
         on_retry: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.audio = audio
         self.listening = listening
+        self._store = store
         self._on_retry = on_retry
 
     async def run(self, records: Sequence[Record], *, degraded: bool) -> AsyncIterator[Outcome]:
         """Outcomes of ``records``: listening events (in order), then audio chunks (in order)."""
         events = [r for r in records if r.kind == LISTENING_EVENTS]
         if events:
-            for outcome in await self._listen(events, degraded=degraded):
+            for outcome in await self._noted(await self._listen(events, degraded=degraded)):
                 yield outcome
         for record in records:
             if record.kind == AUDIO_CHUNKS:
-                yield await self._guarded(
+                audio = await self._guarded(
                     record, lambda r: self.audio.process(r, degraded=degraded)
                 )
+                (noted,) = await self._noted([audio])
+                yield noted
+
+    async def _noted(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Note the dead letters' source positions; mark those noted before as replays."""
+        letters = [o for o in outcomes if o.rejected is not None]
+        if not letters:
+            return outcomes
+        first = await with_retry(
+            "deadletters",
+            lambda: self._store.note_dead_letters(
+                [(o.record.owner, o.record.position) for o in letters]
+            ),
+            on_retry=self._on_retry,
+        )
+        for outcome, new in zip(letters, first, strict=True):
+            if not new:
+                outcome.outputs = [as_replayed(output) for output in outcome.outputs]
+        return outcomes
 
     async def _listen(self, records: list[Record], *, degraded: bool) -> list[Outcome]:
         try:

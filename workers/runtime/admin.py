@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["create_topics"]
+if TYPE_CHECKING:
+    from workers.runtime.settings import Settings
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "create_topics",
+    "max_message_bytes",
+    "output_limits",
+]
+
+log = logging.getLogger(__name__)
 
 
 async def create_topics(
@@ -14,8 +25,10 @@ async def create_topics(
     *,
     partitions: int,
     auth: Mapping[str, Any] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create missing topics (idempotent); waits until the broker answers metadata."""
+    """Create missing topics (idempotent), with per-topic ``configs`` (``max.message.bytes``,
+    ``retention.ms``, ...) where given; waits until the broker answers metadata."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(
@@ -24,8 +37,58 @@ async def create_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
+        missing = [
+            NewTopic(t, partitions, 1, topic_configs=dict((configs or {}).get(t, {})))
+            for t in topics
+            if t not in existing
+        ]
         if missing:
             await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+#: Kafka's default ``max.message.bytes`` (a topic that does not say has this limit).
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+
+
+async def max_message_bytes(
+    bootstrap: str, topics: Sequence[str], *, auth: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Each topic's ``max.message.bytes``: the largest record the broker accepts on it."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(auth or {})
+    )
+    await admin.start()
+    limits = dict.fromkeys(topics, DEFAULT_MAX_MESSAGE_BYTES)
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
+        )
+        for response in responses:
+            for resource in response.resources:
+                _code, _message, _type, name, entries = resource[:5]
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1]:
+                        limits[name] = int(entry[1])
+    finally:
+        await admin.close()
+    return limits
+
+
+async def output_limits(settings: Settings) -> dict[str, int]:
+    """``max.message.bytes`` of the worker's output topics; Kafka's default where it cannot
+    be read (the broker then refuses what is larger, and the delivery says so)."""
+    from workers.core.records import OUTPUT_TOPICS
+    from workers.runtime.security import kafka_auth
+
+    try:
+        return await max_message_bytes(
+            settings.kafka_bootstrap, settings.topics(*OUTPUT_TOPICS), auth=kafka_auth(settings)
+        )
+    except Exception as exc:
+        log.warning("could not read the output topics' max.message.bytes (%s)", exc)
+        return {}

@@ -8,9 +8,10 @@ the processors (listening events of the whole batch in one Redis pipeline), outp
 the producer, and offsets are tracked per partition.
 
 Guarantees, the same as with Faust's agents (RELIABILITY.md):
-- a record's offset becomes committable only after its outputs were handed to the
-  producer, and a commit first flushes the producer, so outputs are durable before their
-  inputs are committed;
+- a record's offset becomes committable only once the broker acknowledged every one of
+  its outputs (``delivery.py``: a commit flushes the producer, then checks each delivery;
+  an output refused for good is replaced by a dead letter that fits, or the partition
+  stops), so outputs are durable before their inputs are committed;
 - a rebalance waits for the batch in hand, then commits what was done for the partitions
   being revoked; records of partitions no longer assigned are left to their new owner;
 - a stop finishes the batch in hand (bounded by ``drain_timeout_s``), flushes, commits.
@@ -30,7 +31,8 @@ from aiokafka.consumer.consumer import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record
-from workers.runtime.admin import create_topics
+from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
+from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
 from workers.runtime.engine import Headers, RecordHandler, TopicPartitionLike
 from workers.runtime.kafka import last_fetch_age_s, to_record
 from workers.runtime.security import kafka_auth
@@ -63,15 +65,18 @@ class DirectEngine(mode.Service):
         self._handler: RecordHandler | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
-        #: next offset to commit per partition: everything below was produced
-        self._done: dict[TopicPartition, int] = {}
+        #: per partition, the offset this worker last committed (or started from)
         self._committed: dict[TopicPartition, int] = {}
+        self._settlement: Settlement | None = None
+        #: each output topic's max.message.bytes (Kafka's default until read)
+        self._limits: dict[str, int] = {}
         self._lock = asyncio.Lock()  # held while a batch is processed
         self._stopping = False
         self._consuming: asyncio.Task[None] | None = None
 
     def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
         self._handler = handler
+        self._settlement = Settlement(send=self.send, handler=handler, pause=self._pause)
         # mode.Worker stops its services in reverse order: the engine first, then the shell
         mode.Worker(
             shell, self, loglevel=log_level, redirect_stdouts=False, override_logging=True
@@ -93,6 +98,7 @@ class DirectEngine(mode.Service):
                 partitions=s.topic_partitions,
                 auth=auth,
             )
+        self._limits = await output_limits(s)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{s.group_id}-{os.getpid()}",
@@ -139,8 +145,11 @@ class DirectEngine(mode.Service):
                     await self._consuming
             except Exception:
                 log.exception("consume loop failed")
-        with contextlib.suppress(KafkaError):
-            await self._commit()
+        for _ in range(3):  # resends and replacements are acknowledged by the next flush
+            with contextlib.suppress(KafkaError):
+                await self._commit()
+            if self._settlement is None or not self._settlement.waiting():
+                break
         if self.consumer is not None:
             await self.consumer.stop()
         if self.producer is not None:
@@ -160,9 +169,26 @@ class DirectEngine(mode.Service):
     def last_fetch_age_s(self) -> float | None:
         return last_fetch_age_s(self.consumer) if self.consumer is not None else None
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> Sent:
         assert self.producer is not None
-        await self.producer.send(topic, value, key=key, headers=headers)
+        refused = too_large(key, value, headers, limit=self.max_message_bytes(topic))
+        if refused is not None:  # the broker would refuse it: not sent
+            return Sent(topic, key, value, headers, refused_now(refused))
+        try:
+            delivery = await self.producer.send(topic, value, key=key, headers=headers)
+        except KafkaError as exc:  # refused before it left (unknown topic, closed, ...)
+            delivery = refused_now(exc)
+        return Sent(topic, key, value, headers, delivery)
+
+    def max_message_bytes(self, topic: str) -> int:
+        return self._limits.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
+
+    def blocked(self) -> dict[tuple[str, int], str]:
+        return dict(self._settlement.blocked) if self._settlement is not None else {}
+
+    def _pause(self, tp: tuple[str, int]) -> None:
+        if self.consumer is not None:
+            self.consumer.pause(TopicPartition(*tp))
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -186,16 +212,18 @@ class DirectEngine(mode.Service):
                 continue  # records taken after the stop began stay uncommitted: replayed
             async with self._lock:
                 assigned = self.consumer.assignment()
-                records = [
-                    to_record(message)
-                    for tp, messages in batches.items()
-                    if tp in assigned  # revoked while fetched: the new owner reads them
-                    for message in messages
-                ]
+                records: list[Record] = []
+                for tp, messages in batches.items():
+                    if tp not in assigned or not messages:  # revoked while fetched
+                        continue
+                    # where this worker started on the partition: nothing below is re-read
+                    committed = self._committed.setdefault(tp, messages[0].offset)
+                    records.extend(to_record(m, committed=committed) for m in messages)
                 await self._handler.handle(records, self._mark_done)
 
-    def _mark_done(self, record: Record) -> None:
-        self._done[TopicPartition(record.topic, record.partition)] = record.offset + 1
+    def _mark_done(self, record: Record, sent: list[Sent]) -> None:
+        assert self._settlement is not None
+        self._settlement.add(record, sent)
 
     async def _commit_every_interval(self) -> None:
         async for _ in self.itertimer(self.settings.commit_interval_s, name="commit"):
@@ -205,17 +233,22 @@ class DirectEngine(mode.Service):
                 log.warning("offset commit failed (%s); retrying next interval", exc)
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
-        """Flush the producer, then commit what was done: outputs before their inputs."""
-        if self.consumer is None or self.producer is None:
+        """Flush the producer, then commit the records whose outputs were all acknowledged."""
+        if self.consumer is None or self.producer is None or self._settlement is None:
             return
+        if not self._settlement.waiting():
+            return
+        await self.producer.flush()
+        done = await self._settlement.committable(
+            None if only is None else {(tp.topic, tp.partition) for tp in only}
+        )
         offsets = {
-            tp: offset
-            for tp, offset in self._done.items()
-            if (only is None or tp in only) and self._committed.get(tp) != offset
+            TopicPartition(*tp): offset
+            for tp, offset in done.items()
+            if self._committed.get(TopicPartition(*tp)) != offset
         }
         if not offsets:
             return
-        await self.producer.flush()
         try:
             await self.consumer.commit(offsets)
         except CommitFailedError as exc:  # the group moved on: the new owner replays them
@@ -227,6 +260,7 @@ class DirectEngine(mode.Service):
         async with self._lock:  # the batch in hand finishes first
             with contextlib.suppress(KafkaError):
                 await self._commit(revoked)
+            if self._settlement is not None:
+                self._settlement.forget((tp.topic, tp.partition) for tp in revoked)
             for tp in revoked:
-                self._done.pop(tp, None)
                 self._committed.pop(tp, None)

@@ -3,9 +3,9 @@
 Two implementations: ``DirectEngine`` (``direct.py``: one aiokafka consumer loop, the
 default) and ``FaustEngine`` (``faust_engine.py``: Faust agents). The worker is handed an
 engine, never builds one; an engine is handed a ``RecordHandler`` (the worker) when it runs.
-Both keep the same guarantees (RELIABILITY.md): a record is reported done only once its
-outputs are with the producer, offsets are committed only for records done, and a stop
-finishes the records in hand first.
+Both keep the same guarantees (RELIABILITY.md): offsets are committed only for records
+whose every output the broker acknowledged (``delivery.py``), and a stop finishes the
+records in hand first.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from workers.core.records import Record
+from workers.runtime.delivery import Sent, UndeliveredHandler
 
 if TYPE_CHECKING:
     import mode
@@ -35,10 +36,12 @@ class TopicPartitionLike(Protocol):
     def partition(self) -> int: ...
 
 
-class RecordHandler(Protocol):
-    async def handle(self, records: Sequence[Record], done: Callable[[Record], None]) -> None:
-        """Process records; call ``done(record)`` once its outputs are with the producer, in
-        input order within each partition."""
+class RecordHandler(UndeliveredHandler, Protocol):
+    async def handle(
+        self, records: Sequence[Record], done: Callable[[Record, list[Sent]], None]
+    ) -> None:
+        """Process records; call ``done(record, sent)`` once its outputs are handed to the
+        producer (``Engine.send``), in input order within each partition."""
 
 
 class Engine(Protocol):
@@ -55,8 +58,15 @@ class Engine(Protocol):
     def last_fetch_age_s(self) -> float | None:
         """Seconds since the broker last answered a fetch (None before the first)."""
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> None:
-        """Hand one output to the producer."""
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> Sent:
+        """Hand one output to the producer; the result carries its delivery future (failed
+        at once when the producer refuses it outright)."""
+
+    def max_message_bytes(self, topic: str) -> int:
+        """The largest record ``topic`` takes (its ``max.message.bytes``, read at start)."""
+
+    def blocked(self) -> dict[tuple[str, int], str]:
+        """Partitions stopped because an output could not be delivered in any form, and why."""
 
     def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
         """Consume until SIGTERM/SIGINT. ``shell`` (HTTP, timers) starts before consuming

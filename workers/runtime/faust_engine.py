@@ -18,7 +18,8 @@ from typing import Any
 
 import faust
 import mode
-from faust.types import EventT, StreamT
+from aiokafka.errors import KafkaError
+from faust.types import TP, EventT, StreamT
 
 from workers.core.records import (
     AUDIO_CHUNKS,
@@ -28,7 +29,8 @@ from workers.core.records import (
     Record,
     received,
 )
-from workers.runtime.admin import create_topics
+from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
+from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
 from workers.runtime.engine import Headers, RecordHandler, TopicPartitionLike
 from workers.runtime.faust_transport import Transport
 from workers.runtime.security import faust_credentials, kafka_auth
@@ -154,7 +156,10 @@ class FaustEngine:
         self.app = create_app(settings)
         self.in_flight = InFlight()
         self._handler: RecordHandler | None = None
+        self._settlement: Settlement | None = None
         self._stopping = False
+        #: each output topic's max.message.bytes (Kafka's default until read)
+        self.limits: dict[str, int] = {}
         # Strict isolation subscribes to each served tenant's topics by name: Faust 0.15's
         # aiokafka driver cannot subscribe by pattern (its subscribe says so: "XXX pattern
         # does not work"), and only allow-listed tenants would be served anyway.
@@ -168,10 +173,11 @@ class FaustEngine:
 
     def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
         self._handler = handler
+        self._settlement = Settlement(send=self.send, handler=handler, pause=self._pause)
         self._started = True
         QuietFaustWorker(
             self.app,
-            _TopicsService(self.settings),  # Faust declares its input topics only
+            _TopicsService(self),  # Faust declares its input topics only
             shell,
             loglevel=log_level,
             redirect_stdouts=False,
@@ -195,10 +201,29 @@ class FaustEngine:
             return None
         return self.app.consumer.last_fetch_age_s()  # type: ignore[attr-defined,no-any-return]
 
-    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> Sent:
         # The transport producer, not Topic.send: that one adds a future, a channel hop and a
-        # debug log record per message (measured). Faust flushes it before every commit.
-        await self.app.producer.send(topic, key, value, None, None, headers)
+        # debug log record per message (measured).
+        refused = too_large(key, value, headers, limit=self.max_message_bytes(topic))
+        if refused is not None:  # the broker would refuse it: not sent
+            return Sent(topic, key, value, headers, refused_now(refused))
+        delivery: asyncio.Future[Any]
+        try:
+            delivery = asyncio.ensure_future(
+                await self.app.producer.send(topic, key, value, None, None, headers)
+            )
+        except KafkaError as exc:  # refused before it left (unknown topic, closed, ...)
+            delivery = refused_now(exc)
+        return Sent(topic, key, value, headers, delivery)
+
+    def max_message_bytes(self, topic: str) -> int:
+        return self.limits.get(topic, DEFAULT_MAX_MESSAGE_BYTES)
+
+    def blocked(self) -> dict[tuple[str, int], str]:
+        return dict(self._settlement.blocked) if self._settlement is not None else {}
+
+    def _pause(self, tp: tuple[str, int]) -> None:
+        self.app.consumer.pause_partitions([TP(*tp)])
 
     async def _audio_agent(self, stream: StreamT[Any]) -> None:
         async for event in stream.events():
@@ -213,14 +238,23 @@ class FaustEngine:
             await self._handle(events)
 
     async def _handle(self, events: Sequence[EventT[Any]]) -> None:
-        """One topic's events: each acked once its outputs are produced (the worker reports
-        them done in input order), then nothing more is taken once a stop has begun."""
+        """One topic's events: each acked once the broker acknowledged all its outputs, then
+        nothing more is taken once a stop has begun."""
         assert self._handler is not None
+        assert self._settlement is not None
         with self.in_flight.holding(events) as release:
-            order = iter(range(len(events)))
-            await self._handler.handle(
-                [to_record(event) for event in events], lambda _: release(next(order))
-            )
+            records = [to_record(event) for event in events]
+            await self._handler.handle(records, self._settlement.add)
+            tps = {(r.topic, r.partition) for r in records}
+            settled: dict[tuple[str, int], int] = {}
+            for _ in range(3):  # resends and replacements are acknowledged by the next flush
+                await self.app.producer.flush()
+                settled |= await self._settlement.committable(tps)
+                if not self._settlement.waiting():
+                    break
+            for i, record in enumerate(records):  # acked in order; a blocked one stays pinned
+                if record.offset < settled.get((record.topic, record.partition), -1):
+                    release(i)
         if self._stopping:  # take nothing more: Faust cancels the agent when it stops
             await asyncio.Event().wait()
 
@@ -239,17 +273,20 @@ class FaustEngine:
 
 
 class _TopicsService(mode.Service):
-    """Creates every missing topic before Faust starts (it declares its input topics only)."""
+    """Creates every missing topic (Faust declares its input topics only) and reads the
+    output topics' size limits."""
 
-    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+    def __init__(self, engine: FaustEngine, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.settings = settings
+        self.engine = engine
 
     async def on_start(self) -> None:
-        if self.settings.create_topics:
+        settings = self.engine.settings
+        if settings.create_topics:
             await create_topics(
-                self.settings.kafka_bootstrap,
-                self.settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
-                partitions=self.settings.topic_partitions,
-                auth=kafka_auth(self.settings),
+                settings.kafka_bootstrap,
+                settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
+                partitions=settings.topic_partitions,
+                auth=kafka_auth(settings),
             )
+        self.engine.limits = await output_limits(settings)

@@ -15,9 +15,16 @@ if TYPE_CHECKING:
 __all__ = ["last_fetch_age_s", "to_record"]
 
 
-def to_record(m: ConsumerRecord[bytes, bytes]) -> Record:
+def to_record(m: ConsumerRecord[bytes, bytes], *, committed: int = -1) -> Record:
     return received(
-        m.topic, m.partition, m.offset, m.key, m.value, headers=m.headers, timestamp_ms=m.timestamp
+        m.topic,
+        m.partition,
+        m.offset,
+        m.key,
+        m.value,
+        headers=m.headers,
+        timestamp_ms=m.timestamp,
+        committed=committed,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,8 @@ from workers.runtime.settings import Settings
 from workers.runtime.worker import Worker
 
 __all__ = ["ShellService", "run"]
+
+log = logging.getLogger(__name__)
 
 
 class ShellService(mode.Service):

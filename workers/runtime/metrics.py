@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -43,7 +43,10 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         *,
         live_models: LiveModels | None = None,
+        not_restored: NotRestored | None = None,
         lags: PartitionLags | None = None,
+        stalls: PartitionStalls | None = None,
+        blocked: BlockedPartitions | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -117,6 +120,20 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.late_events = Counter(
+            "workers_late_events",
+            "Events later than the lateness bound (WORKERS_ALLOWED_LATENESS_S): counted for "
+            "the listener, kept out of track windows and first-seen times.",
+            ["topic"],
+            registry=r,
+        )
+        self.early_events = Counter(
+            "workers_early_events",
+            "Events further ahead of the worker's clock than WORKERS_CLOCK_SKEW_S: counted in "
+            "their own window, which they cannot open.",
+            ["topic"],
+            registry=r,
+        )
         self.ready = Gauge("workers_ready", "1 while the worker is consuming.", registry=r)
         self.assigned_partitions = Gauge(
             "workers_assigned_partitions", "Input partitions assigned to this worker.", registry=r
@@ -139,30 +156,59 @@ class Metrics:
             registry=r,
         )
         if live_models is not None:
-            r.register(ModelCollector(live_models))
+            r.register(ModelCollector(live_models, not_restored or (lambda: {})))
+        self.outputs_refused = Counter(
+            "workers_outputs_refused",
+            "Outputs the broker refused for good (too large for the topic, not authorised), "
+            "each replaced by a dead letter that fits.",
+            ["topic"],
+            registry=r,
+        )
         if lags is not None:
-            r.register(LagCollector(lags))
+            r.register(LagCollector(lags, stalls or (lambda: ()), blocked or (lambda: {})))
 
 
 LiveModels = Callable[[], Iterable[tuple[str, str, Model]]]
 PartitionLags = Callable[[], Iterable[tuple[str, int, int]]]
+PartitionStalls = Callable[[], Iterable[tuple[str, int, float]]]
+BlockedPartitions = Callable[[], Mapping[tuple[str, int], str]]
+NotRestored = Callable[[], Mapping[str, int]]
 
 
 class LagCollector(Collector):
-    """Consumer lag per input partition, computed at scrape time from the consumer."""
+    """Per input partition, computed at scrape time: consumer lag, how long a partition with
+    records waiting has not moved, and partitions stopped on an undeliverable output."""
 
-    def __init__(self, lags: PartitionLags) -> None:
+    def __init__(
+        self, lags: PartitionLags, stalls: PartitionStalls, blocked: BlockedPartitions
+    ) -> None:
         self._lags = lags
+        self._stalls = stalls
+        self._blocked = blocked
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+        labels = ["topic", "partition"]
+        lag = GaugeMetricFamily(
             "workers_consumer_lag",
             "Records in an assigned input partition not processed yet (highwater - position).",
-            labels=["topic", "partition"],
+            labels=labels,
         )
-        for topic, partition, lag in self._lags():
-            family.add_metric([topic, str(partition)], lag)
-        yield family
+        for topic, partition, waiting in self._lags():
+            lag.add_metric([topic, str(partition)], waiting)
+        stalled = GaugeMetricFamily(
+            "workers_partition_stalled_seconds",
+            "Seconds since a partition with records waiting last finished one (0: moving).",
+            labels=labels,
+        )
+        for topic, partition, seconds in self._stalls():
+            stalled.add_metric([topic, str(partition)], seconds)
+        blocked = GaugeMetricFamily(
+            "workers_partitions_blocked",
+            "Partitions stopped because an output could not be delivered in any form "
+            "(nothing past it is committed; the log says why).",
+        )
+        blocked.add_metric([], len(self._blocked()))
+        yield from (lag, stalled, blocked)
 
 
 class ModelCollector(Collector):
@@ -173,8 +219,9 @@ class ModelCollector(Collector):
     they survive restarts and move with a tenant to another worker.
     """
 
-    def __init__(self, live_models: LiveModels) -> None:
+    def __init__(self, live_models: LiveModels, not_restored: NotRestored) -> None:
         self._live_models = live_models
+        self._not_restored = not_restored
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         labels = ["tenant", "model"]
@@ -219,4 +266,13 @@ class ModelCollector(Collector):
             if quality.mae is not None and quality.naive_mae is not None:
                 mae.add_metric([*key, "model"], quality.mae)
                 mae.add_metric([*key, "naive"], quality.naive_mae)
-        yield from (seen, alarms, drifts, threshold, warming, mae)
+        refused = CounterMetricFamily(
+            "workers_snapshots_not_restored",
+            "Model snapshots not restored, per reason: stale (another River or model version, "
+            "or corrupt: replaced at the next checkpoint), or refused (plaintext, misplaced, "
+            "unauthenticated, forbidden-global: kept in place, the tenant runs a fresh model).",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self._not_restored().items()):
+            refused.add_metric([reason], count)
+        yield from (seen, alarms, drifts, threshold, warming, mae, refused)

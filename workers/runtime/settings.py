@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.core.records import tenant_topic
 from workers.core.tenants import validate_tenant
+from workers.state.protocol import StateLimits
 
 __all__ = ["Settings"]
 
@@ -76,6 +77,27 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=10.0, gt=0)
     #: Per-event latency budget, used by the over-budget counter.
     budget_ms: float = Field(default=10.0, gt=0)
+
+    # --- state retention, event time and quotas (docs/contract.md "State") ---
+    #: How long a re-read record is recognised as a replay (and a repeated event_id as a
+    #: duplicate): keep it above the input topics' retention.ms and the broker's
+    #: offsets.retention.minutes (both 7 days by default in Kafka).
+    replay_memory_s: int = Field(default=8 * 86400, ge=86400)
+    #: A listener's or a track's state is dropped after this long without an event.
+    state_ttl_s: int = Field(default=30 * 86400, ge=3600)
+    #: Events up to this late (behind the listener's latest event, or the track's newest
+    #: window) are processed in full; later ones are counted in workers_late_events_total,
+    #: count for the listener but cannot move their first event time back, and miss the
+    #: track windows (gone by then). At most 4 popularity windows.
+    allowed_lateness_s: int = Field(default=3 * 3600, ge=0)
+    #: How far ahead of the worker's clock a producer's clock may run: an event further ahead
+    #: (up to the 24 h that are accepted) is counted in its own window but cannot open it.
+    clock_skew_s: int = Field(default=300, ge=0, le=86400)
+    #: New ids (listeners, tracks, streams) one tenant may create a day; beyond, records
+    #: that would create more are quota-exceeded dead letters. 0: no limit.
+    tenant_new_ids_per_day: int = Field(default=1_000_000, ge=0)
+    #: The key of the erasure audit trail's subject digests (HMAC-SHA256); `erase` needs it.
+    audit_key: SecretStr | None = None
     log_level: str = "info"
 
     #: "shared": one set of topics, the tenant named in each record. "strict": each tenant has
@@ -132,6 +154,24 @@ class Settings(BaseSettings):
                 "WORKERS_KAFKA_SASL_USERNAME and WORKERS_KAFKA_SASL_PASSWORD"
             )
         return self
+
+    @model_validator(mode="after")
+    def _lateness_within_kept_windows(self) -> Settings:
+        if self.allowed_lateness_s > 4 * self.popularity_window_s:
+            raise ValueError(
+                "allowed_lateness_s may be at most 4 popularity windows: a track keeps 5"
+            )
+        return self
+
+    def state_limits(self) -> StateLimits:
+        """Retention and quotas, as the state store takes them."""
+        return StateLimits(
+            window_s=self.popularity_window_s,
+            replay_memory_s=self.replay_memory_s,
+            state_ttl_s=self.state_ttl_s,
+            lateness_ms=self.allowed_lateness_s * 1000,
+            new_ids_per_day=self.tenant_new_ids_per_day,
+        )
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -13,16 +13,27 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
+from workers.core.errors import Reason
 from workers.core.models import AnomalyDetector
 from workers.core.models.kinds import model_factories
 from workers.core.payloads import encode
-from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Outcome, Record, tenant_topic
+from workers.core.records import (
+    AUDIO_CHUNKS,
+    DEADLETTER,
+    LISTENING_EVENTS,
+    Outcome,
+    Record,
+    tenant_topic,
+    topic_owner,
+)
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
 from workers.pipeline.process import RecordPipeline
+from workers.runtime.delivery import Sent
 from workers.runtime.engine import Engine
 from workers.runtime.metrics import Metrics
 from workers.runtime.overload import OverloadPolicy
+from workers.runtime.publishing import Message, replacements
 from workers.runtime.security import redis_options
 from workers.runtime.settings import Settings
 from workers.state import RedisStore, StateStore, StateUnavailable
@@ -50,7 +61,7 @@ class Worker:
         self.engine = engine
         self.store: StateStore = store or RedisStore.from_url(
             settings.redis_url.get_secret_value(),
-            window_s=settings.popularity_window_s,
+            limits=settings.state_limits(),
             **redis_options(settings),
         )
         self.models = ModelRegistry(
@@ -67,8 +78,16 @@ class Worker:
             ),
         )
         self._positions: dict[tuple[str, int], int] = {}
+        self._progress_at: dict[tuple[str, int], float] = {}
         self._tenants = frozenset(settings.tenants)
-        self.metrics = Metrics(registry, live_models=self.models.live, lags=self.partition_lags)
+        self.metrics = Metrics(
+            registry,
+            live_models=self.models.live,
+            not_restored=lambda: self.models.not_restored,
+            lags=self.partition_lags,
+            stalls=self.partition_stalls,
+            blocked=engine.blocked,
+        )
         # computed at scrape time, so they are never stale after a rebalance
         self.metrics.assigned_partitions.set_function(lambda: len(self.engine.assignment()))
         self.metrics.ready.set_function(lambda: float(self.is_ready()))
@@ -86,7 +105,9 @@ class Worker:
                 store=self.store,
                 models=self.models,
                 window_s=settings.popularity_window_s,
+                skew_ms=settings.clock_skew_s * 1000,
             ),
+            store=self.store,
             on_retry=lambda operation: self.metrics.state_errors.labels(operation).inc(),
         )
         self.warmed = False
@@ -126,9 +147,20 @@ class Worker:
                 lags.append((tp.topic, tp.partition, max(0, int(highwater) - position - 1)))
         return lags
 
-    async def handle(self, records: Sequence[Record], done: Callable[[Record], None]) -> None:
+    def partition_stalls(self) -> list[tuple[str, int, float]]:
+        """(topic, partition, seconds) since a partition with records waiting last moved."""
+        now = time.monotonic()
+        return [
+            (topic, partition, now - self._progress_at.get((topic, partition), now))
+            for topic, partition, lag in self.partition_lags()
+            if lag > 0
+        ]
+
+    async def handle(
+        self, records: Sequence[Record], done: Callable[[Record, list[Sent]], None]
+    ) -> None:
         """The engine's handler: outcomes as the pipeline gives them, each published, then
-        ``done(record)`` (in input order within each topic)."""
+        ``done(record, sent)`` (in input order within each topic)."""
         m = self.metrics
         events = sum(1 for r in records if r.kind == LISTENING_EVENTS)
         if events:
@@ -136,15 +168,41 @@ class Worker:
         if len(records) > events:
             m.records_in.labels(AUDIO_CHUNKS).inc(len(records) - events)
         async for outcome in self.pipeline.run(records, degraded=self.overload.degraded):
-            await self._publish(outcome)
-            done(outcome.record)
+            done(outcome.record, await self._publish(outcome))
 
-    async def _publish(self, outcome: Outcome) -> None:
+    def undelivered(self, record: Record, refused: list[Sent]) -> list[Message] | None:
+        """Outputs of ``record`` the broker refused for good: dead letters that fit instead."""
+        deadletter_topic = (
+            DEADLETTER if record.owner is None else tenant_topic(record.owner, DEADLETTER)
+        )
+        for sent in refused:
+            log.warning(
+                "output of %s[%d]@%d to %s refused: %r",
+                record.topic,
+                record.partition,
+                record.offset,
+                sent.topic,
+                sent.delivery.exception(),
+            )
+            self.metrics.outputs_refused.labels(topic_kind(sent.topic)).inc()
+        instead = replacements(
+            record,
+            refused,
+            limit=self.engine.max_message_bytes(deadletter_topic),
+            deadletter_topic=deadletter_topic,
+        )
+        if instead and any(not sent.topic.endswith(DEADLETTER) for sent in refused):
+            self.metrics.deadletters.labels(record.kind, Reason.OUTPUT_REJECTED.value).inc()
+        return instead
+
+    async def _publish(self, outcome: Outcome) -> list[Sent]:
         record, m = outcome.record, self.metrics
         self._positions[(record.topic, record.partition)] = record.offset
+        self._progress_at[(record.topic, record.partition)] = time.monotonic()
         latency = time.perf_counter() - record.received
         latency_ms = round(latency * 1000.0, 3)
         owner = record.owner
+        sent: list[Sent] = []
         for output in outcome.outputs:
             # strict isolation: outputs (dead letters too) go to the owner's own topics
             topic = output.topic if owner is None else tenant_topic(owner, output.topic)
@@ -153,8 +211,12 @@ class Worker:
                 if isinstance(output.value, bytes)
                 else encode(output.value, latency_ms=latency_ms)
             )
-            # Straight to the producer; both engines flush it before committing offsets.
-            await self.engine.send(topic, output.key.encode(), value, list(output.headers) or None)
+            # the engines commit the input once the broker acknowledged every output
+            sent.append(
+                await self.engine.send(
+                    topic, output.key.encode(), value, list(output.headers) or None
+                )
+            )
             m.records_out.labels(output.topic).inc()
         topic_in = record.kind  # metrics label the logical topic: bounded cardinality
         if outcome.rejected is not None:
@@ -171,6 +233,10 @@ class Worker:
             time.perf_counter() - record.received - latency
         )
         m.latency_seconds.labels(topic_in).observe(latency)
+        if outcome.late:
+            m.late_events.labels(topic_in).inc()
+        if outcome.early:
+            m.early_events.labels(topic_in).inc()
         if outcome.tenant in self._tenants:  # bounded: only allow-listed tenants get a series
             m.tenant_latency_seconds.labels(outcome.tenant, topic_in).observe(latency)
         if self.overload.degraded:
@@ -181,6 +247,7 @@ class Worker:
             )
         if latency_ms > self.settings.budget_ms:
             m.over_budget.labels(topic_in).inc()
+        return sent
 
     async def watch_overload(self) -> None:
         lag = sum(lag for _, _, lag in self.partition_lags())
@@ -211,3 +278,9 @@ class Worker:
         """After the engine stopped: last checkpoint, then close the store."""
         await self.checkpoint()
         await self.store.close()
+
+
+def topic_kind(topic: str) -> str:
+    """The logical topic of a (possibly per-tenant) topic: bounded metric labels."""
+    owner = topic_owner(topic)
+    return topic if owner is None else topic[len(owner) + 1 :]

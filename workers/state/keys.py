@@ -1,18 +1,50 @@
-"""The Redis keys of a tenant's state.
+"""The Redis keys of a tenant's state: one function per kind of key, in one place.
 
-Every key of a tenant starts with ``{tenant}:`` — a Redis Cluster hash tag, so one
+Every key of a tenant starts with ``{tenant}:``, a Redis Cluster hash tag, so one
 tenant's keys share a slot (Lua scripts may touch them together) and can be found,
-measured, exported and erased with one ``SCAN MATCH {tenant}:*``.
+measured, exported and erased on their own.
 
->>> key("acme", "user", "u1")
-'{acme}:user:u1'
+A key is ``{tenant}:<kind>:<fixed parts>:<id>``: the kind first, then parts that cannot
+contain ``:`` (numbers), the id last. Ids may contain ``:`` (``^[A-Za-z0-9._:@-]{1,128}$``),
+so the id must come last for keys to be unambiguous: user ``a`` and user ``a:tracks`` get
+``{t}:user:a`` and ``{t}:user:a:tracks``, and no other kind of key of either can be spelt
+the same. ``tests/unit/test_keys.py`` checks this for every kind and every id.
+
+Erasure names keys, never patterns: ``SCAN MATCH {t}:user:a*`` would also find ``a:b``.
+
+>>> user("acme", "u1"), user_tracks("acme", "u1:x")
+('{acme}:user:u1', '{acme}:user-tracks:u1:x')
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+
 from workers.core.tenants import validate_tenant
 
-__all__ = ["key", "prefix"]
+__all__ = [
+    "DEADLETTERS_TAG",
+    "USER_KINDS",
+    "deadletter_ledger",
+    "erased",
+    "model",
+    "prefix",
+    "quota",
+    "seen",
+    "stream",
+    "stream_outputs",
+    "track",
+    "track_listeners",
+    "user",
+    "user_keys",
+    "user_plays",
+    "user_tracks",
+]
+
+#: The hash tag of the worker's own bookkeeping for records that name no served tenant
+#: (shared isolation). Tenant ids cannot start with ``_``, so no tenant can own it.
+DEADLETTERS_TAG = "_workers"
 
 
 def prefix(tenant: str) -> str:
@@ -20,6 +52,84 @@ def prefix(tenant: str) -> str:
     return "{" + validate_tenant(tenant) + "}:"
 
 
-def key(tenant: str, *parts: str | int) -> str:
-    """Build a tenant key; parts are ids already validated against ``ID_PATTERN``."""
-    return prefix(tenant) + ":".join(str(part) for part in parts)
+def _key(tenant: str, kind: str, *parts: str | int) -> str:
+    return prefix(tenant) + ":".join((kind, *(str(part) for part in parts)))
+
+
+def user(tenant: str, user_id: str) -> str:
+    """Hash: a listener's behaviour counters, hour histogram, first and last event time."""
+    return _key(tenant, "user", user_id)
+
+
+def user_tracks(tenant: str, user_id: str) -> str:
+    """HyperLogLog: the distinct tracks a listener played."""
+    return _key(tenant, "user-tracks", user_id)
+
+
+def user_plays(tenant: str, user_id: str) -> str:
+    """Hash: listens per track of one listener (capped), for catalogue concentration."""
+    return _key(tenant, "user-plays", user_id)
+
+
+def seen(tenant: str, day: int, user_id: str) -> str:
+    """Hash: event_id -> the record that applied it, for events that arrived on ``day``
+    (days since the epoch): how a replay is told from a duplicate."""
+    return _key(tenant, "seen", day, user_id)
+
+
+def erased(tenant: str, user_id: str) -> str:
+    """String: when a listener was erased (events published before it are refused). Named
+    by a digest of the id, so the erased id itself is not kept."""
+    return _key(tenant, "erased", hashlib.sha256(user_id.encode()).hexdigest()[:32])
+
+
+def track(tenant: str, track_id: str) -> str:
+    """Hash: a track's counts per event-time window (``{window}:{count}`` fields)."""
+    return _key(tenant, "track", track_id)
+
+
+def track_listeners(tenant: str, window: int, track_id: str) -> str:
+    """HyperLogLog: a track's distinct listeners in one window (mixes many listeners)."""
+    return _key(tenant, "track-listeners", window, track_id)
+
+
+def stream(tenant: str, stream_id: str) -> str:
+    """Hash: an audio stream's latest ``seq`` and its framing state."""
+    return _key(tenant, "stream", stream_id)
+
+
+def stream_outputs(tenant: str, partition: int, stream_id: str) -> str:
+    """Sorted set: the outputs of a stream's chunks read from one partition, by offset,
+    kept until their offset is committed (a re-read gets them back)."""
+    return _key(tenant, "stream-outputs", partition, stream_id)
+
+
+def model(tenant: str, kind: str) -> str:
+    """String: a model snapshot."""
+    return _key(tenant, "model", kind)
+
+
+def quota(tenant: str, day: int) -> str:
+    """Counter: new ids (listeners, tracks, streams) the tenant created on ``day``."""
+    return _key(tenant, "quota", day)
+
+
+def deadletter_ledger(owner: str | None, topic: str, partition: int) -> str:
+    """Sorted set: offsets of a partition's records that became dead letters (a re-read
+    one is marked a replay). Keyed by the topic's owner under strict isolation."""
+    tag = "{" + (validate_tenant(owner) if owner is not None else DEADLETTERS_TAG) + "}:"
+    return f"{tag}deadletters:{partition}:{topic}"
+
+
+#: Every kind of key that holds one listener's data (erasure removes them all).
+USER_KINDS = ("user", "user-tracks", "user-plays", "seen", "erased")
+
+
+def user_keys(tenant: str, user_id: str, *, days: Iterable[int]) -> list[str]:
+    """Every key holding ``user_id``'s data, with the seen-markers of ``days``."""
+    return [
+        user(tenant, user_id),
+        user_tracks(tenant, user_id),
+        user_plays(tenant, user_id),
+        *(seen(tenant, day, user_id) for day in days),
+    ]

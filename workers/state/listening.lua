@@ -1,78 +1,206 @@
--- One listening event, applied atomically in one round trip.
--- KEYS (all in the tenant's hash slot):
---   1 {t}:seen:{event_id}   2 {t}:user:{uid}   3 {t}:user:{uid}:tracks (HLL)
---   4 {t}:track:{track}     5 {t}:track:{track}:listeners:{window} (HLL)
---   6 {t}:user:{uid}:plays (track -> listens, for catalogue concentration)
+-- One listening event, applied atomically in one round trip: all of it or none of it.
+-- Every argument and every key this script writes is checked before the first write, so a
+-- bad value or a key of another type (written by someone else) refuses the event and
+-- changes nothing; Redis does not roll a script back, so nothing may fail after a write.
+--
+-- KEYS (all in the tenant's hash slot; layout in keys.py):
+--   1 {t}:seen:{today}:{uid} (hash event_id -> "position|incarnation"; written here)
+--   2 {t}:user:{uid}  3 {t}:user-tracks:{uid} (HLL)  4 {t}:user-plays:{uid} (hash)
+--   5 {t}:track:{track}  6 {t}:track-listeners:{window}:{track} (HLL)
+--   7 {t}:erased:{uid}  8 {t}:quota:{today}
+--   9.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
 -- ARGV: 1 type  2 ms_played  3 track_id  4 hour  5 ts  6 user_id  7 window
 --       8 seen_ttl_s  9 window_ttl_s  10 near_30s (0/1)  11 completed (0/1)
---       12 position of the record (topic:partition:offset)
--- Exactly-once effect: the event_id key remembers the record's position. The same record
--- again (a replay after a crash) changes nothing and returns the state with status 2; the
--- same event_id from another record is a duplicate: {0}.
--- Returns {0} for a duplicate, else
---   {1 applied | 2 replay, user fields..., distinct_tracks, rolled_from, counts(w), counts(w-1),
---    counts(r), counts(r-1), counts(r-2)}
---   where counts = plays, skips, likes, shares, listeners, near30
-local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'repeats',
-                'ms_played', 'first_ts', 'last_ts', 'top_track'}
+--       12 position (topic:partition:offset)  13 incarnation of the calling worker
+--       14 state_ttl_s  15 record time (ms, the Kafka timestamp)  16 lateness (ms)
+--       17 early (0/1: ts beyond the worker's clock + skew)  18 quota (new ids a day, 0: none)
+--       19 quota_ttl_s  20 tracks kept per user in {t}:user-plays
+--       21 event_id
+-- Returns {0, why, detail} when refused (why: duplicate | erased | quota | state), else
+--   {status, flags, user fields..., hours 0-23, distinct_tracks, rolled_from,
+--    counts(w), counts(w-1), counts(r), counts(r-1), counts(r-2)}
+--   status 1: applied now; 2: applied before by another record read (a replay);
+--   3: applied before by this same worker (a retry whose reply was lost)
+--   flags: 1 late (beyond the lateness bound), 2 early (held out of the live window)
+--   counts = plays, skips, likes, shares, listeners, near30
+local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_played',
+                'first_ts', 'last_ts', 'top_track'}
 local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners', 'near30'}
+local KEPT_WINDOWS = 4
 
-local kind, track, ts, window = ARGV[1], ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[7])
-local user, meta = KEYS[2], KEYS[4]
-local status = 1
-local seen = redis.call('GET', KEYS[1])
-if seen then
-  if seen ~= ARGV[12] then return {0} end
-  status = 2
-else
-  redis.call('SET', KEYS[1], ARGV[12], 'EX', ARGV[8])
+local function refuse(why, detail) return {0, why, detail} end
+
+-- an integer as Redis counts them (HINCRBY refuses "1e3", "1.0" or 20 digits)
+local function integer(value)
+  if type(value) ~= 'string' or #value > 18 or not string.match(value, '^%-?%d+$') then
+    return nil
+  end
+  return tonumber(value)
 end
-local rolled = -1
-if status == 1 then
+
+-- arguments
+local kind, track, event_id = ARGV[1], ARGV[3], ARGV[21]
+if not (kind == 'play' or kind == 'skip' or kind == 'like' or kind == 'share') then
+  return refuse('state', 'type ' .. tostring(kind))
+end
+local NUMBERS = {{'ms_played', 2}, {'hour', 4}, {'ts', 5}, {'window', 7}, {'seen_ttl', 8},
+                 {'window_ttl', 9}, {'state_ttl', 14}, {'record_time', 15}, {'lateness', 16},
+                 {'quota', 18}, {'quota_ttl', 19}, {'kept_tracks', 20}}
+for _, item in ipairs(NUMBERS) do
+  if integer(ARGV[item[2]]) == nil then return refuse('state', item[1] .. ' is not an integer') end
+end
+local ms_played, hour, ts, window = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[7])
+local seen_ttl, window_ttl, state_ttl = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[14])
+local record_time, lateness, quota = tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[18])
+local quota_ttl, kept_tracks = tonumber(ARGV[19]), tonumber(ARGV[20])
+if hour < 0 or hour > 23 or ms_played < 0 then return refuse('state', 'hour or ms_played') end
+if not (ARGV[10] == '0' or ARGV[10] == '1') or not (ARGV[11] == '0' or ARGV[11] == '1')
+    or not (ARGV[17] == '0' or ARGV[17] == '1') then
+  return refuse('state', 'flags must be 0 or 1')
+end
+local early = ARGV[17] == '1'
+
+-- keys: the types this script expects, and integers where it will count
+local function expect(key, wanted)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= wanted then
+    return 'key ' .. key .. ' holds a ' .. t .. ', not a ' .. wanted
+  end
+  if wanted == 'string' and t == 'string' and (key == KEYS[3] or key == KEYS[6]) then
+    local ok = pcall(redis.call, 'PFCOUNT', key)
+    if not ok then return 'key ' .. key .. ' is not a HyperLogLog' end
+  end
+  return nil
+end
+local function integers(key, names)
+  local values = redis.call('HMGET', key, unpack(names))
+  for i, v in ipairs(values) do
+    if v and integer(v) == nil then
+      return 'field ' .. names[i] .. ' of ' .. key .. ' is not an integer'
+    end
+  end
+  return nil
+end
+local wanted = {'hash', 'hash', 'string', 'hash', 'hash', 'string', 'string', 'string'}
+for i = 1, 8 do
+  local problem = expect(KEYS[i], wanted[i])
+  if problem then return refuse('state', problem) end
+end
+for i = 9, #KEYS do
+  local problem = expect(KEYS[i], 'hash')
+  if problem then return refuse('state', problem) end
+end
+local user, meta = KEYS[2], KEYS[5]
 local plural = kind .. 's'
+local problem = integers(user, {'events', plural, 'ms_played', 'near30', 'h' .. hour,
+                                'first_ts', 'last_ts', 'top_track'})
+  or integers(meta, {'maxw', window .. ':' .. plural, window .. ':completions',
+                     window .. ':near30'})
+  or integers(KEYS[4], {track})
+if problem then return refuse('state', problem) end
+local erased_at = redis.call('GET', KEYS[7])
+local quota_used = redis.call('GET', KEYS[8])
+if (erased_at and integer(erased_at) == nil) or (quota_used and integer(quota_used) == nil) then
+  return refuse('state', 'erasure or quota counter is not an integer')
+end
 
-redis.call('HINCRBY', user, 'events', 1)
-redis.call('HINCRBY', user, plural, 1)
-if kind == 'play' or kind == 'skip' then
-  redis.call('HINCRBY', user, 'ms_played', ARGV[2])
-  redis.call('HINCRBY', user, 'near30', ARGV[10])
-  redis.call('HINCRBY', user, 'h' .. ARGV[4], 1)
-  if redis.call('HGET', user, 'last_track') == track then
-    redis.call('HINCRBY', user, 'repeats', 1)
-  end
-  redis.call('HSET', user, 'last_track', track)
-  redis.call('PFADD', KEYS[3], track)
-  local listens = redis.call('HINCRBY', KEYS[6], track, 1)
-  if listens > tonumber(redis.call('HGET', user, 'top_track') or '0') then
-    redis.call('HSET', user, 'top_track', listens)
+-- the same record again (a replay, or this worker's own retry), or the same event twice
+local status = 1
+for i = 1, #KEYS do
+  if i == 1 or i >= 9 then
+    local seen = redis.call('HGET', KEYS[i], event_id)
+    if seen then
+      local position, incarnation = string.match(seen, '^(.*)|([^|]*)$')
+      if position ~= ARGV[12] then
+        return refuse('duplicate', 'event_id already applied from ' .. tostring(position))
+      end
+      status = (incarnation == ARGV[13]) and 3 or 2
+      break
+    end
   end
 end
-local first = tonumber(redis.call('HGET', user, 'first_ts') or ts)
-local last = tonumber(redis.call('HGET', user, 'last_ts') or ts)
-redis.call('HSET', user, 'first_ts', math.min(first, ts), 'last_ts', math.max(last, ts))
-
-redis.call('HINCRBY', meta, window .. ':' .. plural, 1)
-if ARGV[11] == '1' then redis.call('HINCRBY', meta, window .. ':completions', 1) end
-if ARGV[10] == '1' then redis.call('HINCRBY', meta, window .. ':near30', 1) end
-if kind == 'play' then
-  redis.call('PFADD', KEYS[5], ARGV[6])
-  redis.call('EXPIRE', KEYS[5], ARGV[9])
-  redis.call('HSET', meta, window .. ':listeners', redis.call('PFCOUNT', KEYS[5]))
+if status == 1 and erased_at and record_time <= tonumber(erased_at) then
+  return refuse('erased', 'listener erased at ' .. erased_at)
 end
+
+local flags, rolled = 0, -1
 local maxw = tonumber(redis.call('HGET', meta, 'maxw') or '-1')
-if window > maxw then
-  redis.call('HSET', meta, 'maxw', window)
-  rolled = maxw
-  -- keep the last few windows only
-  for _, field in ipairs(redis.call('HKEYS', meta)) do
-    local w = tonumber(string.match(field, '^(%-?%d+):'))
-    if w and w < window - 4 then redis.call('HDEL', meta, field) end
+local late_track = maxw >= 0 and window < maxw - KEPT_WINDOWS
+if status == 1 then
+  -- a quota on new ids: a tenant sending random ids cannot take the others' memory
+  local new_ids = 1 - redis.call('EXISTS', user)
+  if not late_track then new_ids = new_ids + 1 - redis.call('EXISTS', meta) end
+  if quota > 0 and new_ids > 0 and tonumber(quota_used or '0') + new_ids > quota then
+    return refuse('quota', 'tenant created ' .. (quota_used or '0') .. ' ids today')
+  end
+  -- from here on nothing can fail: every value was checked above
+  if new_ids > 0 then
+    redis.call('INCRBY', KEYS[8], new_ids)
+    redis.call('EXPIRE', KEYS[8], quota_ttl)
+  end
+  redis.call('HSET', KEYS[1], event_id, ARGV[12] .. '|' .. ARGV[13])
+  redis.call('EXPIRE', KEYS[1], seen_ttl)
+
+  redis.call('HINCRBY', user, 'events', 1)
+  redis.call('HINCRBY', user, plural, 1)
+  if kind == 'play' or kind == 'skip' then
+    redis.call('HINCRBY', user, 'ms_played', ms_played)
+    redis.call('HINCRBY', user, 'near30', tonumber(ARGV[10]))
+    redis.call('HINCRBY', user, 'h' .. hour, 1)
+    redis.call('PFADD', KEYS[3], track)
+    local listens = 0
+    if redis.call('HEXISTS', KEYS[4], track) == 1
+        or redis.call('HLEN', KEYS[4]) < kept_tracks then
+      listens = redis.call('HINCRBY', KEYS[4], track, 1)
+    end
+    if listens > tonumber(redis.call('HGET', user, 'top_track') or '0') then
+      redis.call('HSET', user, 'top_track', listens)
+    end
+    redis.call('EXPIRE', KEYS[3], state_ttl)
+    redis.call('EXPIRE', KEYS[4], state_ttl)
+  end
+  -- event time: an event later than the lateness bound cannot pin first_ts back
+  local last = tonumber(redis.call('HGET', user, 'last_ts') or ts)
+  local effective = ts
+  if ts < last - lateness then
+    effective = last - lateness
+    flags = 1
+  end
+  local first = tonumber(redis.call('HGET', user, 'first_ts') or effective)
+  redis.call('HSET', user, 'first_ts', math.min(first, effective), 'last_ts',
+             math.max(last, ts))
+  redis.call('EXPIRE', user, state_ttl)
+
+  if late_track then
+    flags = 1  -- its window is gone: the track's counts are not changed
+  else
+    redis.call('HINCRBY', meta, window .. ':' .. plural, 1)
+    if ARGV[11] == '1' then redis.call('HINCRBY', meta, window .. ':completions', 1) end
+    if ARGV[10] == '1' then redis.call('HINCRBY', meta, window .. ':near30', 1) end
+    if kind == 'play' then
+      redis.call('PFADD', KEYS[6], ARGV[6])
+      redis.call('EXPIRE', KEYS[6], window_ttl)
+      redis.call('HSET', meta, window .. ':listeners', redis.call('PFCOUNT', KEYS[6]))
+    end
+    if early then
+      flags = flags + 2  -- counted in its own window, which it may not open early
+    elseif window > maxw then
+      redis.call('HSET', meta, 'maxw', window)
+      rolled = maxw
+      for _, field in ipairs(redis.call('HKEYS', meta)) do
+        local w = tonumber(string.match(field, '^(%-?%d+):'))
+        if w and w < window - KEPT_WINDOWS then redis.call('HDEL', meta, field) end
+      end
+    end
+    redis.call('EXPIRE', meta, state_ttl)
   end
 end
-end  -- status == 1
 
-local out = {status}
-for _, v in ipairs(redis.call('HMGET', user, unpack(FIELDS))) do out[#out + 1] = tonumber(v or 0) end
+local out = {status, flags}
+for _, v in ipairs(redis.call('HMGET', user, unpack(FIELDS))) do
+  out[#out + 1] = tonumber(v or 0)
+end
 for h = 0, 23 do out[#out + 1] = tonumber(redis.call('HGET', user, 'h' .. h) or 0) end
 out[#out + 1] = redis.call('PFCOUNT', KEYS[3])
 out[#out + 1] = rolled

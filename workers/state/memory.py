@@ -1,74 +1,123 @@
-"""The in-memory state store: the Redis store's semantics in one process (tests, benchmarks)."""
+"""The in-memory state store: the Redis store's semantics in one process (tests, benchmarks).
+
+It follows ``listening.lua`` and ``stream.lua`` step by step, with exact sets where Redis
+keeps HyperLogLogs; the store contract tests run the same cases over both. Nothing expires
+here, and no other writer can put a key of the wrong type in its way.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
-from workers.state.keys import key
-from workers.state.listening_reply import COUNTS, USER_FIELDS, decode_listening
-from workers.state.protocol import RECENT_CHUNKS
+from workers.core.records import Position
+from workers.state import keys
+from workers.state.listening_reply import (
+    APPLIED,
+    COUNTS,
+    EARLY,
+    LATE,
+    OWN_RETRY,
+    REPLAY,
+    USER_FIELDS,
+    decode_listening,
+)
+from workers.state.protocol import DAY_S, KeptChunk, Refused, StateLimits, StreamSaved
 
 __all__ = ["MemoryStore"]
+
+KEPT_WINDOWS = 4
 
 
 @dataclass
 class MemoryStore:
-    """In-process store with the Redis store's semantics (exact sets instead of HyperLogLog)."""
-
-    seen: dict[str, str] = field(default_factory=dict)
+    limits: StateLimits = field(default_factory=StateLimits)
+    incarnation: str = field(default_factory=lambda: secrets.token_hex(4))
+    seen: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     hashes: dict[str, dict[str, int | str]] = field(default_factory=lambda: defaultdict(dict))
     sets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     blobs: dict[str, bytes] = field(default_factory=dict)
-    recent: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    erasures: dict[str, int] = field(default_factory=dict)
+    #: stream outputs: key -> offset -> (position, incarnation, outputs)
+    kept: dict[str, dict[int, tuple[str, str, bytes]]] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    ledgers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate]
-    ) -> list[ListeningState | None]:
-        return [self._apply(update) for update in updates]
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int
+    ) -> list[ListeningState | Refused]:
+        return [self._apply(update, now_ms) for update in updates]
 
-    def _apply(self, u: ListeningUpdate) -> ListeningState | None:
-        seen_key = key(u.tenant, "seen", u.event_id)
-        status = 1
-        if seen_key in self.seen:
-            if self.seen[seen_key] != u.position:
-                return None
-            status = 2  # the same record again: report, change nothing
-        else:
-            self.seen[seen_key] = u.position
-        user = self.hashes[key(u.tenant, "user", u.user_id)]
-        tracks = self.sets[key(u.tenant, "user", u.user_id, "tracks")]
-        meta = self.hashes[key(u.tenant, "track", u.track_id)]
-        rolled = self._mutate(u, user, tracks, meta) if status == 1 else -1
+    def _seen_days(self, now_ms: int) -> list[int]:
+        today = now_ms // (DAY_S * 1000)
+        return [today, today + 1, *(today - i for i in range(1, self.limits.replay_days))]
 
-        def counts(window: int) -> list[int]:
-            return [int(meta.get(f"{window}:{c}", 0)) for c in COUNTS]
-
-        reply = [
+    def _apply(self, u: ListeningUpdate, now_ms: int) -> ListeningState | Refused:
+        t, uid, limits = u.tenant, u.user_id, self.limits
+        days = self._seen_days(now_ms)
+        marker = f"{u.position}|{self.incarnation}"
+        status = APPLIED
+        for day in days:
+            found = self.seen.get(keys.seen(t, day, uid), {}).get(u.event_id)
+            if found is not None:
+                position, _, incarnation = found.rpartition("|")
+                if position != str(u.position):
+                    return Refused(
+                        Reason.DUPLICATE_EVENT, f"event_id already applied from {position}"
+                    )
+                status = OWN_RETRY if incarnation == self.incarnation else REPLAY
+                break
+        erased_at = self.erasures.get(keys.erased(t, uid))
+        if status == APPLIED and erased_at is not None and u.record_time_ms <= erased_at:
+            return Refused(Reason.SUBJECT_ERASED, f"listener erased at {erased_at}")
+        user_key, meta_key = keys.user(t, uid), keys.track(t, u.track_id)
+        meta = self.hashes[meta_key]
+        maxw = int(meta.get("maxw", -1))
+        late_track = maxw >= 0 and u.window < maxw - KEPT_WINDOWS
+        flags, rolled = 0, -1
+        if status == APPLIED:
+            quota_key = keys.quota(t, days[0])
+            new_ids = int(user_key not in self.hashes or not self.hashes[user_key])
+            if not late_track:
+                new_ids += int(not meta)
+            used = self.counters[quota_key]
+            if limits.new_ids_per_day > 0 and new_ids and used + new_ids > limits.new_ids_per_day:
+                return Refused(Reason.QUOTA_EXCEEDED, f"tenant created {used} ids today")
+            self.counters[quota_key] += new_ids
+            self.seen[keys.seen(t, days[0], uid)][u.event_id] = marker
+            flags, rolled = self._mutate(u, self.hashes[user_key], meta, late_track)
+        user = self.hashes[user_key]
+        reply: list[int | str] = [
             status,
+            flags,
             *(int(user.get(f, 0)) for f in USER_FIELDS),
             *(int(user.get(f"h{h}", 0)) for h in range(24)),
-            len(tracks),
+            len(self.sets[keys.user_tracks(t, uid)]),
             rolled,
         ]
         for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
-            reply.extend(counts(window))
+            reply.extend(int(meta.get(f"{window}:{c}", 0)) for c in COUNTS)
         return decode_listening(reply)
 
     def _mutate(
         self,
         u: ListeningUpdate,
         user: dict[str, int | str],
-        tracks: set[str],
         meta: dict[str, int | str],
-    ) -> int:
-        """Apply one event's increments (listening.lua's status-1 branch); returns rolled."""
-        listeners = self.sets[key(u.tenant, "track", u.track_id, "listeners", u.window)]
+        late_track: bool,
+    ) -> tuple[int, int]:
+        """One event's changes (listening.lua's status-1 branch); returns (flags, rolled)."""
+        t, limits = u.tenant, self.limits
 
-        def incr(h: dict[str, int | str], name: str, by: int = 1) -> None:
+        def incr(h: dict[str, int | str], name: str, by: int = 1) -> int:
             h[name] = int(h.get(name, 0)) + by
+            return int(h[name])
 
         plural = u.type + "s"
         incr(user, "events")
@@ -77,61 +126,98 @@ class MemoryStore:
             incr(user, "ms_played", u.ms_played)
             incr(user, "near30", int(u.near_30s))
             incr(user, f"h{u.hour}")
-            if user.get("last_track") == u.track_id:
-                incr(user, "repeats")
-            user["last_track"] = u.track_id
-            tracks.add(u.track_id)
-            per_track = self.hashes[key(u.tenant, "user", u.user_id, "plays")]
-            incr(per_track, u.track_id)
-            user["top_track"] = max(int(user.get("top_track", 0)), int(per_track[u.track_id]))
-        user["first_ts"] = min(int(user.get("first_ts", u.ts)), u.ts)
-        user["last_ts"] = max(int(user.get("last_ts", u.ts)), u.ts)
+            self.sets[keys.user_tracks(t, u.user_id)].add(u.track_id)
+            per_track = self.hashes[keys.user_plays(t, u.user_id)]
+            listens = 0
+            if u.track_id in per_track or len(per_track) < limits.tracks_per_user:
+                listens = incr(per_track, u.track_id)
+            user["top_track"] = max(int(user.get("top_track", 0)), listens)
+        flags = 0
+        last = int(user.get("last_ts", u.ts))
+        effective = u.ts
+        if u.ts < last - limits.lateness_ms:
+            effective, flags = last - limits.lateness_ms, LATE
+        user["first_ts"] = min(int(user.get("first_ts", effective)), effective)
+        user["last_ts"] = max(last, u.ts)
+        if late_track:
+            return LATE, -1
         incr(meta, f"{u.window}:{plural}")
         if u.completed:
             incr(meta, f"{u.window}:completions")
         if u.near_30s:
             incr(meta, f"{u.window}:near30")
         if u.type == "play":
+            listeners = self.sets[keys.track_listeners(t, u.window, u.track_id)]
             listeners.add(u.user_id)
             meta[f"{u.window}:listeners"] = len(listeners)
         rolled = -1
         maxw = int(meta.get("maxw", -1))
-        if u.window > maxw:
+        if u.early:
+            flags |= EARLY
+        elif u.window > maxw:
             meta["maxw"] = u.window
             rolled = maxw
-            for name in [n for n in meta if n != "maxw" and int(n.split(":")[0]) < u.window - 4]:
+            old = [n for n in meta if n != "maxw" and int(n.split(":")[0]) < u.window - 4]
+            for name in old:
                 del meta[name]
-        return rolled
+        return flags, rolled
 
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
-        return self.blobs.get(key(tenant, "stream", stream))
+        return self.blobs.get(keys.stream(tenant, stream))
 
     async def save_stream(
-        self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
-    ) -> tuple[bool, int]:
-        meta = self.hashes[key(tenant, "stream", stream)]
+        self,
+        tenant: str,
+        stream: str,
+        seq: int,
+        state: bytes,
+        *,
+        position: Position,
+        outputs: bytes,
+        now_ms: int,
+    ) -> StreamSaved | Refused:
+        meta = self.hashes[keys.stream(tenant, stream)]
         previous = int(meta.get("seq", -1))
         if seq <= previous:
-            return False, previous
+            return StreamSaved(accepted=False, previous=previous)
+        quota_key = keys.quota(tenant, now_ms // (DAY_S * 1000))
+        new = int("seq" not in meta)
+        used = self.counters[quota_key]
+        if self.limits.new_ids_per_day > 0 and new and used + new > self.limits.new_ids_per_day:
+            return Refused(Reason.QUOTA_EXCEEDED, f"tenant created {used} ids today")
+        self.counters[quota_key] += new
         meta["seq"] = seq
-        self.blobs[key(tenant, "stream", stream)] = state
-        recent = self.recent.setdefault(key(tenant, "recent", stream), [])
-        recent.insert(0, (seq, position, outputs))
-        del recent[RECENT_CHUNKS:]
-        return True, previous
+        self.blobs[keys.stream(tenant, stream)] = state
+        kept = self.kept[keys.stream_outputs(tenant, position.partition, stream)]
+        kept[position.offset] = (str(position), self.incarnation, outputs)
+        for offset in [o for o in kept if o < position.committed]:
+            del kept[offset]
+        while len(kept) > self.limits.outputs_per_stream:
+            del kept[min(kept)]
+        return StreamSaved(accepted=True, previous=previous)
 
-    async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
-        for kept, position, outputs in self.recent.get(key(tenant, "recent", stream), []):
-            if kept == seq:
-                return position, outputs
-        return None
+    async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
+        kept = self.kept.get(keys.stream_outputs(tenant, position.partition, stream), {})
+        found = kept.get(position.offset)
+        if found is None or found[0] != str(position):
+            return None
+        return KeptChunk(outputs=found[2], own=found[1] == self.incarnation)
+
+    async def note_dead_letters(self, letters: Sequence[tuple[str | None, Position]]) -> list[bool]:
+        noted = []
+        for owner, position in letters:
+            ledger = self.ledgers[keys.deadletter_ledger(owner, position.topic, position.partition)]
+            noted.append(position.offset not in ledger)
+            ledger.add(position.offset)
+            ledger.difference_update({o for o in ledger if o < position.committed})
+        return noted
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
-        return self.blobs.get(key(tenant, "model", kind))
+        return self.blobs.get(keys.model(tenant, kind))
 
     async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
         for (tenant, kind), blob in snapshots.items():
-            self.blobs[key(tenant, "model", kind)] = blob
+            self.blobs[keys.model(tenant, kind)] = blob
 
     async def ping(self) -> bool:
         return True

@@ -1,16 +1,22 @@
 """Live per-tenant models: created on first use, restored from snapshots, checkpointed.
 
 A bounded LRU keeps memory flat with thousands of tenants; an evicted model that changed
-since its last checkpoint is saved before it is dropped. A snapshot is restored only if it
-was written by the same River version and the same model version as a fresh model of its
-kind would have; otherwise the tenant starts fresh (and says so in the log).
+since its last checkpoint is saved before it is dropped.
+
+Restoring never fails a record: a snapshot that is stale (another River or model version)
+or corrupt gives a fresh model, which the next checkpoint writes over it. A snapshot that
+must not be trusted (``SnapshotRefused``: not encrypted while keys are set, another
+tenant's, tampered) gives a fresh model too, but that model is *quarantined*: it is not
+checkpointed while the refused snapshot is still the one stored, so an operator finds it
+as it was (``workers_snapshots_refused_total`` and an alert tell them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -44,7 +50,11 @@ class ModelRegistry:
         self._keyring = keyring
         self._live: OrderedDict[Key, Model] = OrderedDict()
         self._dirty: set[Key] = set()
+        #: refused snapshots left in place: model key -> the refused blob's digest
+        self._quarantined: dict[Key, bytes] = {}
         self.restored = 0
+        #: snapshots not restored, per reason (refused: their reason; else "stale")
+        self.not_restored: Counter[str] = Counter()
 
     def __len__(self) -> int:
         return len(self._live)
@@ -71,9 +81,26 @@ class ModelRegistry:
             return fresh
         try:
             model: Model = snapshot.load(
-                blob, kind=kind, keyring=self._keyring, model_version=fresh.version
+                blob,
+                tenant=tenant,
+                kind=kind,
+                keyring=self._keyring,
+                model_version=fresh.version,
             )
-        except snapshot.SnapshotError as exc:
+            model.quality()  # a model that cannot even report on itself is no model
+        except snapshot.SnapshotRefused as exc:
+            self.not_restored[exc.reason] += 1
+            self._quarantined[(tenant, kind)] = hashlib.sha256(blob).digest()
+            log.error(
+                "tenant %s: %s model snapshot refused (%s); running a fresh model, the "
+                "stored snapshot is kept for inspection and not overwritten",
+                tenant,
+                kind,
+                exc,
+            )
+            return fresh
+        except Exception as exc:  # stale or corrupt: never a reason to fail a record
+            self.not_restored["stale"] += 1
             log.warning(
                 "tenant %s: %s model snapshot not restored (%s); starting fresh", tenant, kind, exc
             )
@@ -84,13 +111,27 @@ class ModelRegistry:
     def touched(self, tenant: str, kind: ModelKind[Any]) -> None:
         self._dirty.add((tenant, kind.name))
 
+    def _dump(self, k: Key, model: Model) -> bytes:
+        return snapshot.dump(model, tenant=k[0], kind=k[1], keyring=self._keyring)
+
+    async def _still_quarantined(self, k: Key) -> bool:
+        """True while the refused snapshot is the one stored (an operator has not acted)."""
+        digest = self._quarantined.get(k)
+        if digest is None:
+            return False
+        blob = await self._store.load_snapshot(*k)
+        if blob is not None and hashlib.sha256(blob).digest() == digest:
+            return True
+        del self._quarantined[k]
+        return False
+
     async def _evict(self) -> None:
         evicted: dict[Key, bytes] = {}
         while len(self._live) > self._max_models:
             k, model = self._live.popitem(last=False)
-            if k in self._dirty:
-                evicted[k] = snapshot.dump(model, kind=k[1], keyring=self._keyring)
-                self._dirty.discard(k)
+            if k in self._dirty and not await self._still_quarantined(k):
+                evicted[k] = self._dump(k, model)
+            self._dirty.discard(k)
         await self._store.save_snapshots(evicted)
 
     async def checkpoint(self) -> int:
@@ -98,8 +139,8 @@ class ModelRegistry:
         dirty, self._dirty = self._dirty, set()
         blobs = {}
         for k in dirty:
-            if k in self._live:
-                blobs[k] = snapshot.dump(self._live[k], kind=k[1], keyring=self._keyring)
+            if k in self._live and not await self._still_quarantined(k):
+                blobs[k] = self._dump(k, self._live[k])
                 # one model at a time (an audio detector takes ~10 ms to dump): records
                 # waiting behind a checkpoint wait for one model, not for all of them
                 await asyncio.sleep(0)

@@ -2,54 +2,135 @@
 
 Two implementations obey it, checked by one test suite that runs over both: ``RedisStore``
 (``redis_store.py``, production) and ``MemoryStore`` (``memory.py``, tests and benchmarks).
-Implementations raise ``StateUnavailable`` for failures a retry can fix (connection lost,
-timeouts, a server loading or failing over); anything else is a fault of the call itself.
+
+Failures come in two kinds. ``StateUnavailable`` is raised for what waiting fixes (the
+connection, a timeout, a server loading or failing over): the caller retries the whole
+call. A change the store refuses for good (a key of another type, a bad value, a duplicate,
+an exhausted quota) is returned as ``Refused`` for that one item, and nothing of that item
+was written: every change is applied entirely or not at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.core.records import Position
 
 __all__ = [
-    "RECENT_CHUNKS",
-    "SEEN_TTL_S",
-    "STREAM_TTL_S",
+    "KeptChunk",
+    "Refused",
+    "StateLimits",
     "StateStore",
     "StateUnavailable",
+    "StreamSaved",
 ]
 
-SEEN_TTL_S = 7 * 24 * 3600
-STREAM_TTL_S = 24 * 3600
-#: Chunks per stream whose outputs are kept, to re-emit a chunk re-read after a crash. Only
-#: chunks processed but maybe not yet published when a worker died need it: a few per stream.
-RECENT_CHUNKS = 32
+DAY_S = 24 * 3600
 
 
 class StateUnavailable(Exception):
     """The store cannot answer now (connection, timeout, loading, failover): retry later."""
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A change the store will not make, for a reason a retry cannot change."""
+
+    reason: Reason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSaved:
+    #: False when the stream already holds this ``seq`` or a later one
+    accepted: bool
+    #: the stream's ``seq`` before this call (-1 for a new stream)
+    previous: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeptChunk:
+    """The outputs saved with a chunk's record, to emit again when it is read again."""
+
+    outputs: bytes
+    #: saved by this very process (a retry whose reply was lost), not by an earlier reader
+    own: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StateLimits:
+    """Retention and quotas: how long each kind of state lives and how much a tenant gets.
+
+    Every key the worker writes has a time to live (docs/contract.md, "State"), so Redis
+    holds what the traffic of the last ``state_ttl_s`` needs and no more.
+    """
+
+    #: popularity window, in event time
+    window_s: int = 3600
+    #: how long a record is recognised when read again (replays and duplicates): longer
+    #: than the input topics' retention and the group's offsets retention (Kafka: 7 days)
+    replay_memory_s: int = 8 * DAY_S
+    #: a listener's or a track's state is dropped after this long without an event
+    state_ttl_s: int = 30 * DAY_S
+    #: an audio stream's state and kept outputs, after its last chunk
+    stream_ttl_s: int = DAY_S
+    #: events later than this (behind the listener's latest, or before the track's kept
+    #: windows) are counted in a metric and cannot move first-seen times back
+    lateness_ms: int = 3 * 3600 * 1000
+    #: new listeners, tracks and streams a tenant may create a day (0: no limit)
+    new_ids_per_day: int = 1_000_000
+    #: tracks counted one by one per listener (catalogue concentration); beyond, only the
+    #: distinct count grows
+    tracks_per_user: int = 500
+    #: chunk outputs kept per stream and partition until their offsets are committed
+    outputs_per_stream: int = 5000
+
+    @property
+    def replay_days(self) -> int:
+        """Arrival days whose seen-markers are looked up (a day of clock skew each side)."""
+        return self.replay_memory_s // DAY_S + 2
+
+
 class StateStore(Protocol):
+    #: this process's id in the markers it writes: a retry of its own is not a replay
+    incarnation: str
+
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate]
-    ) -> list[ListeningState | None]:
-        """Apply events atomically, each once; None marks an event_id already applied."""
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int
+    ) -> list[ListeningState | Refused]:
+        """Apply events, each atomically and once. A record applied before is answered with
+        the state as it is (``replay`` set unless this process applied it); the same
+        ``event_id`` from another record is ``Refused(DUPLICATE_EVENT)``."""
 
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         """The state saved after the stream's latest chunk, if any."""
 
     async def save_stream(
-        self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
-    ) -> tuple[bool, int]:
+        self,
+        tenant: str,
+        stream: str,
+        seq: int,
+        state: bytes,
+        *,
+        position: Position,
+        outputs: bytes,
+        now_ms: int,
+    ) -> StreamSaved | Refused:
         """Save state after chunk ``seq`` with the chunk's record position and outputs, in one
-        atomic step: (accepted, previous seq or -1). A seq not above the stored one is refused
-        (a repeat, a replay, or another worker got there first)."""
+        atomic step. A seq not above the stored one is not saved (a repeat, a replay, or
+        another worker got there first)."""
 
-    async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
-        """(position, outputs) saved with chunk ``seq``, if it is among the last kept."""
+    async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
+        """The outputs saved with the chunk read at ``position``, if its offset is not yet
+        committed (a re-read)."""
+
+    async def note_dead_letters(self, letters: Sequence[tuple[str | None, Position]]) -> list[bool]:
+        """Remember that the records at these positions (of topics owned by the given tenant,
+        or shared) became dead letters; True for each one noted for the first time."""
 
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None: ...
 

@@ -1,9 +1,14 @@
-"""The Redis state store: Lua scripts (atomic, one round trip) and pipelined batches."""
+"""The Redis state store: Lua scripts (atomic, one round trip) and pipelined batches.
+
+Works the same on one server and on Redis Cluster: every multi-key script touches one
+tenant's keys only, all under the tenant's hash tag (one slot).
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import secrets
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
@@ -11,10 +16,19 @@ from typing import Any, ParamSpec, TypeVar
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
+from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
-from workers.state.keys import key
+from workers.core.records import Position
+from workers.state import keys
 from workers.state.listening_reply import decode_listening
-from workers.state.protocol import RECENT_CHUNKS, SEEN_TTL_S, STREAM_TTL_S, StateUnavailable
+from workers.state.protocol import (
+    DAY_S,
+    KeptChunk,
+    Refused,
+    StateLimits,
+    StateUnavailable,
+    StreamSaved,
+)
 
 __all__ = ["RedisStore", "is_transient"]
 
@@ -79,44 +93,65 @@ class _Script:
 
 
 class RedisStore:
-    def __init__(self, client: aioredis.Redis, *, window_s: int) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        limits: StateLimits | None = None,
+        incarnation: str | None = None,
+    ) -> None:
         self._client = client
-        self._window_ttl_s = window_s * 6
+        self.limits = limits or StateLimits()
+        self.incarnation = incarnation or secrets.token_hex(4)
         self._listening = _Script(_script("listening.lua"))
         self._stream = _Script(_script("stream.lua"))
 
     @classmethod
-    def from_url(cls, url: str, *, window_s: int, **options: Any) -> RedisStore:
+    def from_url(cls, url: str, *, limits: StateLimits | None = None, **options: Any) -> RedisStore:
         """``options``: ACL user and TLS files (``security.redis_options``)."""
         client = aioredis.Redis.from_url(
             url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10, **options
         )
-        return cls(client, window_s=window_s)
+        return cls(client, limits=limits)
 
     @_translated
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate]
-    ) -> list[ListeningState | None]:
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int
+    ) -> list[ListeningState | Refused]:
         if not updates:
             return []
-        try:
-            replies = await self._apply_listening(updates)
-        except rx.NoScriptError:
-            await self._listening.load(self._client)
-            replies = await self._apply_listening(updates)
-        return [decode_listening(reply) for reply in replies]
+        replies = await self._apply_listening(updates, now_ms)
+        if any(isinstance(reply, rx.NoScriptError) for reply in replies):
+            await self._listening.load(self._client)  # Redis restarted or was flushed
+            replies = await self._apply_listening(updates, now_ms)
+        results: list[ListeningState | Refused] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                if is_transient(reply):  # the whole batch again: what went through is known
+                    raise reply
+                results.append(Refused(Reason.STATE_ERROR, f"{type(reply).__name__}: {reply}"))
+            else:
+                results.append(decode_listening(reply))
+        return results
 
-    async def _apply_listening(self, updates: Sequence[ListeningUpdate]) -> list[list[int]]:
-        # One pipeline for the whole batch: one round trip however many events.
+    async def _apply_listening(self, updates: Sequence[ListeningUpdate], now_ms: int) -> list[Any]:
+        limits, today = self.limits, now_ms // (DAY_S * 1000)
+        other_days = [today + 1, *(today - i for i in range(1, limits.replay_days))]
+        # One pipeline for the whole batch: one round trip however many events. Errors come
+        # back per event, so one bad event does not hide the others' results.
         async with self._client.pipeline(transaction=False) as pipe:
             for u in updates:
-                keys = [
-                    key(u.tenant, "seen", u.event_id),
-                    key(u.tenant, "user", u.user_id),
-                    key(u.tenant, "user", u.user_id, "tracks"),
-                    key(u.tenant, "track", u.track_id),
-                    key(u.tenant, "track", u.track_id, "listeners", u.window),
-                    key(u.tenant, "user", u.user_id, "plays"),
+                t, uid = u.tenant, u.user_id
+                event_keys = [
+                    keys.seen(t, today, uid),
+                    keys.user(t, uid),
+                    keys.user_tracks(t, uid),
+                    keys.user_plays(t, uid),
+                    keys.track(t, u.track_id),
+                    keys.track_listeners(t, u.window, u.track_id),
+                    keys.erased(t, uid),
+                    keys.quota(t, today),
+                    *(keys.seen(t, day, uid) for day in other_days),
                 ]
                 args: list[str | int] = [
                     u.type,
@@ -124,51 +159,124 @@ class RedisStore:
                     u.track_id,
                     u.hour,
                     u.ts,
-                    u.user_id,
+                    uid,
                     u.window,
-                    SEEN_TTL_S,
-                    self._window_ttl_s,
+                    limits.replay_memory_s + DAY_S,
+                    limits.window_s * 6,
                     int(u.near_30s),
                     int(u.completed),
-                    u.position,
+                    str(u.position),
+                    self.incarnation,
+                    limits.state_ttl_s,
+                    u.record_time_ms,
+                    limits.lateness_ms,
+                    int(u.early),
+                    limits.new_ids_per_day,
+                    2 * DAY_S,
+                    limits.tracks_per_user,
+                    u.event_id,
                 ]
-                pipe.evalsha(self._listening.sha, len(keys), *keys, *args)
-            replies: list[list[int]] = await pipe.execute()
+                pipe.evalsha(self._listening.sha, len(event_keys), *event_keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
 
     @_translated
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
-        state = await self._client.hget(key(tenant, "stream", stream), "state")
+        state = await self._client.hget(keys.stream(tenant, stream), "state")
         if state is None:
             return None
         return state.encode() if isinstance(state, str) else bytes(state)
 
     @_translated
     async def save_stream(
-        self, tenant: str, stream: str, seq: int, state: bytes, *, position: str, outputs: bytes
-    ) -> tuple[bool, int]:
-        keys = (key(tenant, "stream", stream), key(tenant, "recent", stream))
-        args = (seq, state, STREAM_TTL_S, position, outputs, RECENT_CHUNKS)
+        self,
+        tenant: str,
+        stream: str,
+        seq: int,
+        state: bytes,
+        *,
+        position: Position,
+        outputs: bytes,
+        now_ms: int,
+    ) -> StreamSaved | Refused:
+        limits = self.limits
+        stream_keys = (
+            keys.stream(tenant, stream),
+            keys.stream_outputs(tenant, position.partition, stream),
+            keys.quota(tenant, now_ms // (DAY_S * 1000)),
+        )
+        args = (
+            seq,
+            state,
+            limits.stream_ttl_s,
+            str(position),
+            outputs,
+            position.offset,
+            position.committed,
+            limits.outputs_per_stream,
+            self.incarnation,
+            limits.new_ids_per_day,
+            2 * DAY_S,
+        )
         try:
-            accepted, previous = await self._client.evalsha(self._stream.sha, 2, *keys, *args)
+            reply = await self._client.evalsha(self._stream.sha, 3, *stream_keys, *args)
         except rx.NoScriptError:
             await self._stream.load(self._client)
-            accepted, previous = await self._client.evalsha(self._stream.sha, 2, *keys, *args)
-        return bool(accepted), int(previous)
+            reply = await self._client.evalsha(self._stream.sha, 3, *stream_keys, *args)
+        except rx.ResponseError as exc:
+            if is_transient(exc):
+                raise
+            return Refused(Reason.STATE_ERROR, f"{type(exc).__name__}: {exc}")
+        if int(reply[0]) < 0:
+            reason = Reason.QUOTA_EXCEEDED if _text(reply[1]) == "quota" else Reason.STATE_ERROR
+            return Refused(reason, _text(reply[2]))
+        return StreamSaved(accepted=int(reply[0]) == 1, previous=int(reply[1]))
 
     @_translated
-    async def recent_chunk(self, tenant: str, stream: str, seq: int) -> tuple[str, bytes] | None:
-        wanted = f"{seq}|".encode()
-        for entry in await self._client.lrange(key(tenant, "recent", stream), 0, -1):
-            raw = entry.encode() if isinstance(entry, str) else bytes(entry)
-            if raw.startswith(wanted):
-                position, _, outputs = raw[len(wanted) :].partition(b"|")
-                return position.decode(), outputs
+    async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
+        key = keys.stream_outputs(tenant, position.partition, stream)
+        try:
+            entries = await self._client.zrangebyscore(key, position.offset, position.offset)
+        except rx.ResponseError as exc:  # a key of another type: nothing was kept there
+            if is_transient(exc):
+                raise
+            return None
+        wanted = f"{position}|".encode()
+        for entry in entries:
+            raw = entry.encode() if isinstance(entry, str) else entry
+            if isinstance(raw, bytes) and raw.startswith(wanted):
+                incarnation, _, rest = raw[len(wanted) :].partition(b"|")
+                _seq, _, outputs = rest.partition(b"|")
+                return KeptChunk(outputs=outputs, own=incarnation.decode() == self.incarnation)
         return None
 
     @_translated
+    async def note_dead_letters(self, letters: Sequence[tuple[str | None, Position]]) -> list[bool]:
+        if not letters:
+            return []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for owner, position in letters:
+                key = keys.deadletter_ledger(owner, position.topic, position.partition)
+                pipe.zadd(key, {str(position.offset): position.offset}, nx=True)
+                if position.committed >= 0:
+                    pipe.zremrangebyscore(key, "-inf", f"({position.committed}")
+                pipe.expire(key, self.limits.replay_memory_s)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        noted, i = [], 0
+        for _, position in letters:
+            reply = replies[i]
+            i += 3 if position.committed >= 0 else 2
+            if isinstance(reply, Exception):
+                if is_transient(reply):
+                    raise reply
+                noted.append(True)  # a ledger key of another type: say first, never hide one
+            else:
+                noted.append(int(reply) == 1)
+        return noted
+
+    @_translated
     async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
-        blob = await self._client.get(key(tenant, "model", kind))
+        blob = await self._client.get(keys.model(tenant, kind))
         if blob is None:
             return None
         return blob.encode() if isinstance(blob, str) else bytes(blob)
@@ -179,7 +287,7 @@ class RedisStore:
             return
         async with self._client.pipeline(transaction=False) as pipe:
             for (tenant, kind), blob in snapshots.items():
-                pipe.set(key(tenant, "model", kind), blob)
+                pipe.set(keys.model(tenant, kind), blob)
             await pipe.execute()
 
     @_translated
@@ -188,3 +296,7 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

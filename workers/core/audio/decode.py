@@ -16,8 +16,18 @@ import numpy.typing as npt
 
 from workers.core.errors import Reason, Rejected
 
-__all__ = ["MAX_CHUNK_SECONDS", "PcmFormat", "Samples", "decode_pcm", "downmix"]
+__all__ = [
+    "MAX_CHUNK_SECONDS",
+    "MAX_F32_MAGNITUDE",
+    "PcmFormat",
+    "Samples",
+    "decode_pcm",
+    "downmix",
+]
 
+#: Largest |sample| accepted in f32le (+24 dBFS): float audio may exceed full scale a little
+#: (it clips on output), far beyond is a producer bug, and keeps every feature finite.
+MAX_F32_MAGNITUDE = 16.0
 #: Longest chunk accepted, in seconds of audio; longer chunks are `oversized`.
 MAX_CHUNK_SECONDS = 10.0
 _BYTES_PER_SAMPLE = {"s16le": 2, "f32le": 4}
@@ -63,6 +73,13 @@ def decode_pcm(payload: bytes, *, headers: PcmFormat) -> Samples:
         if not np.isfinite(samples).all():
             bad = int(np.size(samples) - np.count_nonzero(np.isfinite(samples)))
             raise Rejected(Reason.NON_FINITE_SAMPLES, f"{bad} NaN or infinite samples")
+        peak = float(np.abs(samples).max())
+        if peak > MAX_F32_MAGNITUDE:
+            raise Rejected(
+                Reason.SAMPLES_OUT_OF_RANGE,
+                f"peak {peak:.3g} exceeds {MAX_F32_MAGNITUDE:g} (full scale is 1.0): "
+                "not float audio, or the wrong encoding",
+            )
     return samples.reshape(n_frames, headers.channels)
 
 

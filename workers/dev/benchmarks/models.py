@@ -242,11 +242,11 @@ def _costs() -> dict[str, Any]:
     }
     sizes = {}
     for kind, model in kinds.items():
-        blob = snapshot.dump(model, kind=kind)
+        blob = snapshot.dump(model, tenant="bench", kind=kind)
         restore = []
         for _ in range(20):
             start = time.perf_counter()
-            snapshot.load(blob, kind=kind)
+            snapshot.load(blob, tenant="bench", kind=kind)
             restore.append(time.perf_counter() - start)
         sizes[kind] = {
             "snapshot_bytes": len(blob),
