@@ -27,6 +27,8 @@ local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_pla
                 'first_ts', 'last_ts', 'top_track'}
 local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners', 'near30'}
 local KEPT_WINDOWS = 4
+local HOURS = {}
+for h = 0, 23 do HOURS[h + 1] = 'h' .. h end
 
 local function refuse(why, detail) return {0, why, detail} end
 
@@ -61,17 +63,14 @@ if not (ARGV[10] == '0' or ARGV[10] == '1') or not (ARGV[11] == '0' or ARGV[11] 
 end
 local early = ARGV[17] == '1'
 
--- keys: the types this script expects, and integers where it will count
-local function expect(key, wanted)
-  local t = redis.call('TYPE', key)['ok']
-  if t ~= 'none' and t ~= wanted then
-    return 'key ' .. key .. ' holds a ' .. t .. ', not a ' .. wanted
+-- Every key is read before anything is written: a key of another type (written by someone
+-- else) makes a read fail with WRONGTYPE, and the script stops with nothing changed. The
+-- two HyperLogLogs are written without being read first, so they are checked here.
+for _, i in ipairs({3, 6}) do
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and (t ~= 'string' or redis.call('GETRANGE', KEYS[i], 0, 3) ~= 'HYLL') then
+    return refuse('state', 'key ' .. KEYS[i] .. ' is not a HyperLogLog')
   end
-  if wanted == 'string' and t == 'string' and (key == KEYS[3] or key == KEYS[6]) then
-    local ok = pcall(redis.call, 'PFCOUNT', key)
-    if not ok then return 'key ' .. key .. ' is not a HyperLogLog' end
-  end
-  return nil
 end
 local function integers(key, names)
   local values = redis.call('HMGET', key, unpack(names))
@@ -81,15 +80,6 @@ local function integers(key, names)
     end
   end
   return nil
-end
-local wanted = {'hash', 'hash', 'string', 'hash', 'hash', 'string', 'string', 'string'}
-for i = 1, 8 do
-  local problem = expect(KEYS[i], wanted[i])
-  if problem then return refuse('state', problem) end
-end
-for i = 9, #KEYS do
-  local problem = expect(KEYS[i], 'hash')
-  if problem then return refuse('state', problem) end
 end
 local user, meta = KEYS[2], KEYS[5]
 local plural = kind .. 's'
@@ -201,12 +191,16 @@ local out = {status, flags}
 for _, v in ipairs(redis.call('HMGET', user, unpack(FIELDS))) do
   out[#out + 1] = tonumber(v or 0)
 end
-for h = 0, 23 do out[#out + 1] = tonumber(redis.call('HGET', user, 'h' .. h) or 0) end
+for _, v in ipairs(redis.call('HMGET', user, unpack(HOURS))) do
+  out[#out + 1] = tonumber(v or 0)
+end
 out[#out + 1] = redis.call('PFCOUNT', KEYS[3])
 out[#out + 1] = rolled
+local windows = {}
 for _, w in ipairs({window, window - 1, rolled, rolled - 1, rolled - 2}) do
-  for _, c in ipairs(COUNTS) do
-    out[#out + 1] = tonumber(redis.call('HGET', meta, w .. ':' .. c) or 0)
-  end
+  for _, c in ipairs(COUNTS) do windows[#windows + 1] = w .. ':' .. c end
+end
+for _, v in ipairs(redis.call('HMGET', meta, unpack(windows))) do
+  out[#out + 1] = tonumber(v or 0)
 end
 return out
