@@ -70,7 +70,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
         "Tenant $tenant: alarms per second by model",
         "ops",
-        [("{{model}}", 'sum by (model) (rate(workers_model_alarms_total{tenant=~"$tenant"}[5m]))')],
+        [("{{model}}", 'max by (model) (deriv(workers_model_alarms{tenant=~"$tenant"}[5m]))')],
     ),
     (
         "Tenant $tenant: adaptive thresholds",
@@ -83,19 +83,33 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         [("{{forecast}}", 'avg by (forecast) (workers_model_mae{tenant=~"$tenant"})')],
     ),
     (
-        "Model drifts (last hour)",
-        "short",
+        "Partitions stalled (records waiting, not moving) / blocked",
+        "s",
         [
             (
-                "{{tenant}} {{model}}",
-                "sum by (tenant, model) (increase(workers_model_drifts_total[1h]))",
-            )
+                "{{topic}}[{{partition}}]",
+                "max by (topic, partition) (workers_partition_stalled_seconds)",
+            ),
+            ("blocked", "sum(workers_partitions_blocked)"),
+        ],
+    ),
+    (
+        "Late and early events",
+        "short",
+        [
+            ("late", "sum(rate(workers_late_events_total[5m]))"),
+            ("early", "sum(rate(workers_early_events_total[5m]))"),
         ],
     ),
     (
         "Workers ready / partitions assigned",
         "short",
         [("ready", "sum(workers_ready)"), ("partitions", "sum(workers_assigned_partitions)")],
+    ),
+    (
+        "Time in rebalances (without partitions), per worker",
+        "s",
+        [("{{instance}}", "increase(workers_rebalance_seconds_total[15m])")],
     ),
 ]
 
@@ -150,7 +164,7 @@ def dashboard() -> dict[str, object]:
         "tags": ["workers", "kafka", "audio"],
         "templating": {
             "list": [
-                variable("tenant", "label_values(workers_model_inputs_total, tenant)"),
+                variable("tenant", "label_values(workers_model_inputs, tenant)"),
                 variable("topic", "label_values(workers_records_in_total, topic)"),
             ]
         },

@@ -41,8 +41,7 @@ def _stack(_: argparse.Namespace) -> int:
     return 0
 
 
-def _run(_: argparse.Namespace) -> int:
-    from workers.runtime.main import run
+def _run(args: argparse.Namespace) -> int:
     from workers.runtime.settings import Settings
 
     settings = Settings()
@@ -51,6 +50,12 @@ def _run(_: argparse.Namespace) -> int:
     )
     if not settings.tenants:
         logging.warning("WORKERS_TENANTS is empty: every tenant will be refused")
+    if args.processes > 1:
+        from workers.runtime.processes import Supervisor
+
+        return Supervisor(args.processes).run()
+    from workers.runtime.main import run
+
     run(settings)
     return 0
 
@@ -64,7 +69,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    every = ["features", "models", "redis", "latency"]
+    every = ["features", "models", "redis", "latency", "scale"]
     targets = every if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
@@ -83,6 +88,10 @@ def _bench(args: argparse.Namespace) -> int:
             from workers.dev.benchmarks import latency
 
             latency.run(quick=args.quick, out_dir=Path(args.out))
+        elif target == "scale":
+            from workers.dev.benchmarks import scale
+
+            scale.run(quick=args.quick, out_dir=Path(args.out))
     return 0
 
 
@@ -199,7 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("stack", help="embedded broker + Redis until SIGINT/SIGTERM").set_defaults(
         func=_stack
     )
-    verbs.add_parser("run", help="the production worker").set_defaults(func=_run)
+    run_cmd = verbs.add_parser("run", help="the production worker")
+    run_cmd.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes in one group, one core each (metrics ports from "
+        "WORKERS_METRICS_PORT up)",
+    )
+    run_cmd.set_defaults(func=_run)
     demo = verbs.add_parser(
         "demo", help="stack + worker + synthetic multi-tenant load, then a summary"
     )
@@ -238,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "target",
         nargs="?",
         default="all",
-        choices=["all", "features", "models", "redis", "latency"],
+        choices=["all", "features", "models", "redis", "latency", "scale"],
     )
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
     bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")

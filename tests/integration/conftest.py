@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,6 @@ from workers.dev.stack import RedisServer, Stack, stop_process
 from workers.dev.testing import WorkerProcess
 
 TENANTS = "acme,beats"
-#: workers in the tests encrypt their model snapshots (two keys: rotation in place)
-SNAPSHOT_KEYS = (
-    "k2:"
-    + base64.b64encode(b"\x02" * 32).decode()
-    + ",k1:"
-    + base64.b64encode(b"\x01" * 32).decode()
-)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -63,8 +55,6 @@ def start_worker(stack: Stack, log: Path, **env: str) -> WorkerProcess:
             "WORKERS_TENANTS": TENANTS,
             "WORKERS_REBALANCE_TIMEOUT_S": "3",
             "WORKERS_SESSION_TIMEOUT_S": "6",
-            "WORKERS_CHECKPOINT_INTERVAL_S": "2",
-            "WORKERS_SNAPSHOT_KEYS": SNAPSHOT_KEYS,
             **env,
         },
         log=log,

@@ -134,7 +134,7 @@ async def test_prometheus_scrapes_the_worker_latency_histogram(
         prometheus, 'count by (stage) (workers_stage_seconds_bucket{topic="listening.events"})'
     )
     assert {s["metric"]["stage"] for s in stages} >= {"validate", "state", "model", "publish"}  # type: ignore[index]
-    models = eventually(prometheus, 'workers_model_inputs_total{tenant="acme"}')
+    models = eventually(prometheus, 'workers_model_inputs{tenant="acme"}')
     assert {m["metric"]["model"] for m in models} >= {"listening-anomaly", "popularity"}  # type: ignore[index]
 
     rules = (await asyncio.to_thread(get_json, f"{prometheus}/api/v1/rules"))["data"]["groups"]

@@ -167,10 +167,10 @@ async def test_a_key_of_the_wrong_type_refuses_the_event_and_changes_nothing(
     assert isinstance(refused, Refused) and refused.reason is Reason.STATE_ERROR
     assert isinstance(fine, ListeningState), "only the record that met the bad key stops"
     after = await _dump_tenant(redis_client, "acme")
-    untouched = {
-        k: v for k, v in after.items() if not any(s in k for s in (b"u2", b"t2", b"quota"))
-    }
-    assert untouched == {k: v for k, v in before.items() if b"quota" not in k}
+    # the fine event changed its own keys, the quota and the tenant's models (it was learnt)
+    others = (b"u2", b"t2", b"quota", b"detector", b":model:")
+    untouched = {k: v for k, v in after.items() if not any(s in k for s in others)}
+    assert untouched == {k: v for k, v in before.items() if not any(s in k for s in others)}
 
 
 async def test_late_and_early_events_cannot_move_windows_or_first_seen_times(
@@ -279,15 +279,6 @@ async def test_dead_letter_ledger(redis_client: aioredis.Redis, limits: StateLim
     assert await memory.note_dead_letters(again) == [False, False, True]
 
 
-async def test_snapshots_round_trip(redis_client: aioredis.Redis) -> None:
-    store = RedisStore(redis_client)
-    await store.save_snapshots({("acme", "m"): b"\x00blob", ("beats", "m"): b"other"})
-    assert await store.load_snapshot("acme", "m") == b"\x00blob"
-    assert await store.load_snapshot("beats", "m") == b"other"
-    assert await store.load_snapshot("acme", "missing") is None
-    assert await redis_client.exists(keys.model("acme", "m"))
-
-
 async def _dump_tenant(client: aioredis.Redis, tenant: str) -> dict[bytes, bytes]:
     dumped = {}
     async for name in client.scan_iter(match=f"{{{tenant}}}:*"):
@@ -335,3 +326,19 @@ async def test_every_key_has_a_time_to_live(
     await store.note_dead_letters([(None, Position("listening.events", 0, 1))])
     async for name in redis_client.scan_iter():
         assert await redis_client.ttl(name) > 0, name
+
+
+async def test_the_detectors_keys_live_and_expire_together(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """The listening detector's windows are renewed together (once an eighth of their time
+    to live has passed, not on every event), so none outlives or predeceases the others."""
+    store = RedisStore(redis_client, limits=limits)
+    await store.apply_listening(scenario("acme", 30, seed=5), now_ms=NOW)
+    names = [name async for name in redis_client.scan_iter(match="{acme}:detector*")]
+    assert len(names) == 12  # the counters, the scores' window, ten feature windows
+    for name in names:
+        await redis_client.expire(name, limits.state_ttl_s - limits.state_ttl_s // 4)
+    await store.apply_listening(scenario("acme", 1, seed=6), now_ms=NOW)
+    ttls = [await redis_client.ttl(name) for name in names]
+    assert min(ttls) > limits.state_ttl_s - 5, ttls

@@ -10,7 +10,7 @@ from workers.core.behaviour import BOT_DIRECTIONS, behaviour
 from workers.core.errors import Reason, Rejected
 from workers.core.listening import parse_event, to_update
 from workers.core.listening_state import UserState
-from workers.core.models import AnomalyDetector
+from workers.core.models import RankDetector
 from workers.core.records import Position
 
 GOOD = {
@@ -136,7 +136,7 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
     )
     features = behaviour(bot)
     assert all(0.0 <= v <= 1.0 for v in features.values())
-    detector = AnomalyDetector.create_tail_rank(BOT_DIRECTIONS, warmup=100)
+    detector = RankDetector(BOT_DIRECTIONS, warmup=100)
     rng = random.Random(0)
     for _ in range(400):  # a tenant of ordinary listeners
         listens = rng.randint(5, 80)
@@ -153,8 +153,9 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
             likes=rng.randint(0, 3),
             top_track=rng.randint(1, 4),
         )
-        detector.step(behaviour(human))
-    verdict = detector.step(behaviour(bot))
+        x = behaviour(human)
+        detector.learn_one(x, detector.judge(x))
+    verdict = detector.judge(behaviour(bot))
     assert verdict.is_anomaly
     assert {"near_30s_share", "repeat_ratio", "distinct_ratio", "skip_rate"} <= set(
         detector.explain_one(features)

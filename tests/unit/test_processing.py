@@ -4,16 +4,12 @@ import numpy as np
 import pytest
 
 from tests.helpers import chunk_record, event_record, schema_error, tone
+from workers.core.chunks import StreamMemory
 from workers.core.errors import Reason
-from workers.core.models.kinds import (
-    AUDIO_MODEL,
-    model_factories,
-)
 from workers.core.records import ANOMALY, AUDIO_FEATURES, DEADLETTER, POPULARITY, Record
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
 from workers.state import MemoryStore
-from workers.state.model_cache import ModelRegistry
 
 
 @pytest.fixture
@@ -26,7 +22,6 @@ def audio(store: MemoryStore) -> AudioStep:
     return AudioStep(
         tenants=["acme", "beats"],
         store=store,
-        models=ModelRegistry(store, model_factories()),
         model_rate=22050,
     )
 
@@ -36,7 +31,6 @@ def listening(store: MemoryStore) -> ListeningStep:
     return ListeningStep(
         tenants=["acme", "beats"],
         store=store,
-        models=ModelRegistry(store, model_factories()),
         window_s=3600,
     )
 
@@ -49,7 +43,7 @@ async def test_audio_chunk_gives_features_and_a_score(audio: AudioStep) -> None:
         assert isinstance(output.value, dict)
         assert schema_error(output.topic, {**output.value, "latency_ms": 1.0}) is None
         assert output.key == "acme/s1"
-    assert set(outcome.stages) >= {"validate", "decode", "state", "features", "model"}
+    assert set(outcome.stages) >= {"validate", "decode", "state", "features"}  # model: in features
 
 
 @pytest.mark.parametrize("channels", [1, 2, 6, 8])
@@ -85,45 +79,39 @@ async def test_a_re_read_chunk_is_re_emitted_as_a_replay_and_not_learnt_twice(
     audio: AudioStep, store: MemoryStore
 ) -> None:
     first = [await audio.process(chunk_record("acme", "re", seq)) for seq in range(3)]
-    detector = await audio._models.get("acme", AUDIO_MODEL)
-    seen = detector.seen
+    memory = StreamMemory.from_bytes(await store.load_stream("acme", "re") or b"")
     # another worker (another incarnation) reads the same records again, after a crash
     restarted = AudioStep(
         tenants=["acme"],
         store=dataclasses.replace(store, incarnation="the-next-worker"),
-        models=audio._models,
         model_rate=22050,
     )
     again = [await restarted.process(chunk_record("acme", "re", seq)) for seq in range(3)]
-    assert detector.seen == seen, "nothing learnt twice"
-    for before, after in zip(first, again, strict=True):
-        assert after.rejected is None and after.anomalies == 0
-        assert [o.topic for o in after.outputs] == [o.topic for o in before.outputs]
-        for old, new in zip(before.outputs, after.outputs, strict=True):
+    after = StreamMemory.from_bytes(await store.load_stream("acme", "re") or b"")
+    assert after.context.n == memory.context.n == 3, "nothing learnt twice"
+    for before, replayed in zip(first, again, strict=True):
+        assert replayed.rejected is None and replayed.anomalies == 0
+        assert [o.topic for o in replayed.outputs] == [o.topic for o in before.outputs]
+        for old, new in zip(before.outputs, replayed.outputs, strict=True):
             assert new.key == old.key
             assert new.value == {**old.value, "replay": True}  # type: ignore[dict-item]
             assert old.value["replay"] is False  # type: ignore[index]
 
 
-async def test_a_retry_of_ones_own_save_is_no_replay_and_is_learnt_once(
-    store: MemoryStore,
-) -> None:
-    """The save went through but its answer was lost: the same process tries again."""
-    models = ModelRegistry(store, model_factories())
-    audio = AudioStep(tenants=["acme"], store=store, models=models, model_rate=22050)
+async def test_a_retry_of_ones_own_save_is_no_replay(audio: AudioStep, store: MemoryStore) -> None:
+    """The save went through but its answer was lost: the same process tries again; the
+    stream's model learnt the chunk once, with the save."""
     first = await audio.process(chunk_record("acme", "own", 0))
-    detector = await models.get("acme", AUDIO_MODEL)
-    detector.seen -= 1  # as if the answer, and so the learning, had been lost
     retried = await audio.process(chunk_record("acme", "own", 0))
-    assert detector.seen == 1
     assert [o.value for o in retried.outputs] == [o.value for o in first.outputs]
     assert all(o.value["replay"] is False for o in retried.outputs)  # type: ignore[index]
+    memory = StreamMemory.from_bytes(await store.load_stream("acme", "own") or b"")
+    assert memory.context.n == 1
 
 
 async def test_stream_state_carries_frames_across_chunks(
     audio: AudioStep, store: MemoryStore
 ) -> None:
-    from workers.core.audio import StreamState
 
     for seq in range(4):
         outcome = await audio.process(chunk_record("acme", "cont", seq))
@@ -131,7 +119,7 @@ async def test_stream_state_carries_frames_across_chunks(
         assert not outcome.outputs[0].value["quality"]["seq_gap"]  # type: ignore[index]
     blob = await store.load_stream("acme", "cont")
     assert blob is not None
-    state = StreamState.from_bytes(blob)
+    state = StreamMemory.from_bytes(blob).framing
     assert state.seq == 3
     # 4 x 0.5 s at 22.05 kHz, framed continuously (less the resampler's start-up delay)
     assert 1 + (4 * 11025 - 2048) // 512 - 2 <= state.frames_seen <= 1 + (4 * 11025 - 2048) // 512
@@ -143,7 +131,6 @@ async def test_a_worker_restart_resumes_the_stream_from_the_store(store: MemoryS
         return AudioStep(
             tenants=["acme"],
             store=store,
-            models=ModelRegistry(store, model_factories()),
             model_rate=22050,
         )
 
@@ -232,7 +219,6 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
     restarted = ListeningStep(  # another worker reads the record again, after a crash
         tenants=["acme"],
         store=dataclasses.replace(store, incarnation="the-next-worker"),
-        models=ModelRegistry(store, model_factories()),
         window_s=3600,
     )
     (replayed,) = await restarted.process_batch([first])

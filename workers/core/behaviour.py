@@ -30,7 +30,8 @@ def behaviour(user: UserState, track: WindowCounts | None = None) -> dict[str, f
         "skip_rate": user.skips / listens if listens else 0.0,
         "hour_spread": entropy,
         "engagement": min(1.0, (user.likes + user.shares) / max(1, listens)),
-        "log_listens": min(1.0, math.log1p(listens) / 10.0),
+        # log(1 + n), not log1p: the store computes the same in Lua, which has no log1p
+        "log_listens": min(1.0, math.log(1 + listens) / 10.0),
         "top_track_share": user.top_track / listens if listens else 0.0,
         "track_near_30s_share": track.near30 / track_listens if track and track_listens else 0.0,
     }

@@ -13,9 +13,10 @@ stream's state, and builds the outputs. Neither touches a store: the pipeline st
 
 from __future__ import annotations
 
+import copy
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,12 @@ from workers.core.audio.resample import StreamResamplers
 from workers.core.errors import Reason, Rejected
 from workers.core.eventtime import check_ts
 from workers.core.eventtime import now_ms as clock_ms
-from workers.core.models import AnomalyDetector, Verdict
+from workers.core.models.stream_context import (
+    ContextVerdict,
+    StreamContext,
+    dump_context,
+    load_context,
+)
 from workers.core.payloads import anomaly_payload, features_payload
 from workers.core.records import ANOMALY, AUDIO_FEATURES, Output, Record, check_tenant
 from workers.core.schemas import SCHEMAS
@@ -44,10 +50,10 @@ __all__ = [
     "MIN_SAMPLE_RATE",
     "ChunkAnalysis",
     "ChunkHeaders",
+    "StreamMemory",
     "analyse_chunk",
     "check_chunk",
     "header_text",
-    "learn_saved_chunk",
     "parse_headers",
     "warm_up",
 ]
@@ -146,39 +152,72 @@ def check_chunk(record: Record, tenants: frozenset[str]) -> ChunkHeaders:
     return headers
 
 
+#: The stream memory's serialised layout: format, framing state length.
+_MEMORY = struct.Struct("<B I")
+_MEMORY_FORMAT = 2
+
+
+@dataclass(frozen=True)
+class StreamMemory:
+    """Everything a stream carries from chunk to chunk, saved atomically after each one:
+    its framing state (features) and its anomaly model (its own recent past)."""
+
+    framing: StreamState
+    context: StreamContext
+
+    @classmethod
+    def fresh(cls, *, alarm_rate: float = 0.02) -> StreamMemory:
+        width = len(AUDIO_MODEL_FEATURES)
+        context = StreamContext.empty(width, alarm_rate=alarm_rate, names=AUDIO_MODEL_FEATURES)
+        return cls(StreamState(), context)
+
+    @property
+    def seq(self) -> int:
+        return self.framing.seq
+
+    def to_bytes(self) -> bytes:
+        framing = self.framing.to_bytes()
+        return _MEMORY.pack(_MEMORY_FORMAT, len(framing)) + framing + dump_context(self.context)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, *, alarm_rate: float = 0.02) -> StreamMemory:
+        """A saved stream; one saved before streams had a model of their own starts one."""
+        if blob[:1] != bytes([_MEMORY_FORMAT]):
+            return cls(StreamState.from_bytes(blob), cls.fresh(alarm_rate=alarm_rate).context)
+        _, size = _MEMORY.unpack_from(blob)
+        start = _MEMORY.size
+        framing = StreamState.from_bytes(blob[start : start + size])
+        return cls(framing, load_context(blob[start + size :], names=AUDIO_MODEL_FEATURES))
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkAnalysis:
-    """One chunk, analysed: the stream's next state, the outputs, and what to learn."""
+    """One chunk, analysed: the stream's next memory (having learnt it), the outputs."""
 
-    state: StreamState
+    memory: StreamMemory
     outputs: list[Output]
-    #: the model's inputs and verdict; learnt only once the chunk is known to be new
-    x: dict[str, float]
-    verdict: Verdict
     faults: list[str]
+    verdict: ContextVerdict
 
     @property
     def anomalous(self) -> bool:
         return self.verdict.is_anomaly or bool(self.faults)
 
-    @property
-    def learnable(self) -> bool:
-        """A chunk with a measured fault is not normal audio: the model must not learn it."""
-        return not self.faults
-
 
 def analyse_chunk(
     headers: ChunkHeaders,
     samples: Samples,
-    state: StreamState,
+    memory: StreamMemory,
     *,
     extractor: StreamingExtractor,
     resamplers: StreamResamplers,
-    detector: AnomalyDetector,
     degraded: bool = False,
 ) -> ChunkAnalysis:
-    """Quality flags, features and the anomaly verdict of a chunk that follows ``state``."""
+    """Quality flags, features and the anomaly verdict of a chunk that follows ``memory``;
+    the memory returned has learnt the chunk, unless it has a measured fault (not the
+    stream's normal sound) or the worker is ``degraded``."""
     key = f"{headers.tenant}/{headers.stream}"
+    state = memory.framing
     flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not degraded)
     flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
     flags["dropout"] = flags["dropout"] or flags["seq_gap"]  # missing audio is a dropout
@@ -188,11 +227,16 @@ def analyse_chunk(
     mono = resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
     state, features = extractor.step(state, mono)
     faults = [name for name in AUDIO_FAULTS if flags[name]]
-    x = {name: features[name] for name in AUDIO_MODEL_FEATURES}
-    verdict = detector.judge(x)
+    x = np.array([features[name] for name in AUDIO_MODEL_FEATURES])
+    context = copy.deepcopy(memory.context)
+    verdict = context.judge(x)
     reasons = [name for name, on in flags.items() if on]
     if verdict.is_anomaly:
+        reasons.extend(context.explain_one(x))
         reasons.append("model-score")
+    if not faults and not degraded:
+        context.learn_one(x, verdict.score)
+    context.alarms += int(verdict.is_anomaly or bool(faults))
     outputs = [
         Output(
             AUDIO_FEATURES,
@@ -224,27 +268,17 @@ def analyse_chunk(
                 is_anomaly=verdict.is_anomaly or bool(faults),
                 warming_up=verdict.warming_up,
                 reasons=reasons,
-                model_version=detector.version,
+                model_version=context.version,
                 replay=False,
             ),
         ),
     ]
     return ChunkAnalysis(
-        state=replace(state, seq=headers.seq), outputs=outputs, x=x, verdict=verdict, faults=faults
+        memory=StreamMemory(replace(state, seq=headers.seq), context),
+        outputs=outputs,
+        faults=faults,
+        verdict=verdict,
     )
-
-
-def learn_saved_chunk(detector: AnomalyDetector, saved: list[tuple[str, str, Any]]) -> None:
-    """Learn a chunk from the outputs saved with it (its features and score), as its first
-    analysis would have: only a chunk without a measured fault is normal audio."""
-    payloads = {topic: value for topic, _key, value in saved}
-    features, anomaly = payloads.get(AUDIO_FEATURES), payloads.get(ANOMALY)
-    if features is None or anomaly is None:
-        return
-    if any(features["quality"].get(name) for name in AUDIO_FAULTS):
-        return
-    x = {name: float(features["features"][name]) for name in AUDIO_MODEL_FEATURES}
-    detector.learn_one(x, float(anomaly["score"]))
 
 
 def warm_up(extractor: StreamingExtractor) -> None:

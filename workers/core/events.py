@@ -1,23 +1,27 @@
 """What the worker makes of one listening event, given its state after the event (pure).
 
-The behaviour detector scores the listener, then learns (prequential); the popularity
-model learns the delayed label of a window the event closed, then forecasts the track's
-next window. A replay (the record re-read after a crash) is scored again and learns
-nothing, and so does an event handled in degraded mode.
+The tenant's models live with the state and learnt the event in the same atomic step
+(``ListeningState.models``): here the listener's verdict is explained and the track's
+next window forecast, and both payloads are built. A replay (the record read again after
+a crash) learnt nothing the second time, and says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.core.behaviour import behaviour
 from workers.core.listening import ListeningEvent
-from workers.core.listening_state import ListeningState
-from workers.core.models import AnomalyDetector, PopularityModel
+from workers.core.listening_state import ForecasterStats, ListeningState
+from workers.core.models.popularity import PopularityModel
 from workers.core.payloads import anomaly_payload, popularity_payload
 from workers.core.records import ANOMALY, POPULARITY, Output
 
-__all__ = ["EventJudgement", "judge_event"]
+__all__ = ["DETECTOR_VERSION", "EXPLAIN_LEVEL", "EventJudgement", "forecaster", "judge_event"]
+
+#: the listening detector (``RankDetector``) as kept by the store
+DETECTOR_VERSION = "tailrank6-store-v2"
+#: a feature explains an alarm when it ranks at least this far in its suspicious tail
+EXPLAIN_LEVEL = 0.95
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,25 +30,33 @@ class EventJudgement:
     anomalous: bool
 
 
-def judge_event(
-    event: ListeningEvent,
-    state: ListeningState,
-    *,
-    detector: AnomalyDetector,
-    popularity: PopularityModel,
-    window_s: int,
-    learn: bool,
-) -> EventJudgement:
-    """Score the listener and the track after ``event``; learn only when ``learn``."""
-    learn = learn and not state.replay
-    features = behaviour(state.user, state.current)
-    verdict = detector.step(features, learn=learn)
-    reasons = detector.explain_one(features) if verdict.is_anomaly else []
+def forecaster(stats: ForecasterStats) -> PopularityModel:
+    """The tenant's popularity forecaster, from the statistics the store returned."""
+    return PopularityModel(
+        a=list(stats.a),
+        b=list(stats.b),
+        trained=stats.trained,
+        mae=stats.mae,
+        naive_mae=stats.naive_mae,
+    )
+
+
+def judge_event(event: ListeningEvent, state: ListeningState, *, window_s: int) -> EventJudgement:
+    """The listener's verdict and the track's forecast after ``event``."""
+    assert state.models is not None, "the store judges every event it applies"
+    verdict, features = state.models.verdict, state.models.features
+    reasons = (
+        [
+            name
+            for name, rank in sorted(verdict.ranks.items(), key=lambda kv: -kv[1])
+            if rank >= EXPLAIN_LEVEL
+        ]
+        if verdict.is_anomaly
+        else []
+    )
     if verdict.is_anomaly:
         reasons.append("model-score")
-    if state.closed is not None and learn:
-        closed, before, before_that = state.closed
-        popularity.learn_one(current=before, previous=before_that, next_plays=closed.plays)
+    popularity = forecaster(state.models.forecaster)
     window_ms = window_s * 1000
     window_start = (event.ts // window_ms) * window_ms
     elapsed = (event.ts - window_start + 1) / window_ms
@@ -66,7 +78,7 @@ def judge_event(
                 is_anomaly=verdict.is_anomaly,
                 warming_up=verdict.warming_up,
                 reasons=reasons,
-                model_version=detector.version,
+                model_version=DETECTOR_VERSION,
                 replay=state.replay,
                 features=features,
             ),

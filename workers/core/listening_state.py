@@ -4,10 +4,21 @@ after it. Pure data, shared by the core (features, models) and the state store p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from workers.core.records import Position
 
-__all__ = ["ListeningState", "ListeningUpdate", "UserState", "WindowCounts"]
+if TYPE_CHECKING:
+    from workers.core.models.tailrank import RankVerdict
+
+__all__ = [
+    "ForecasterStats",
+    "ListeningState",
+    "ListeningUpdate",
+    "ModelsAfter",
+    "UserState",
+    "WindowCounts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +74,30 @@ class UserState:
 
 
 @dataclass(frozen=True, slots=True)
+class ForecasterStats:
+    """The tenant's popularity forecaster as the store holds it (``PopularityModel``)."""
+
+    trained: int
+    mae: float
+    naive_mae: float
+    a: tuple[float, ...]
+    b: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelsAfter:
+    """What the tenant's models made of an event, in the store, in the same atomic step:
+    the listener's behaviour features and verdict, and the forecaster after any label."""
+
+    features: dict[str, float]
+    verdict: RankVerdict
+    forecaster: ForecasterStats
+    #: the tenant's detector: inputs learnt and alarms raised so far
+    detector_inputs: int = 0
+    detector_alarms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ListeningState:
     """The state after one event: the user's and the track's current and previous windows.
 
@@ -83,3 +118,5 @@ class ListeningState:
     late: bool = False
     #: the event was ahead of the clock: kept out of the track's live window
     early: bool = False
+    #: the models' view of the event (None only in tests that build states by hand)
+    models: ModelsAfter | None = None

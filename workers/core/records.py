@@ -15,6 +15,7 @@ from workers.core.errors import Reason, Rejected
 from workers.core.tenants import TENANT_PATTERN
 
 if TYPE_CHECKING:
+    from workers.core.listening_state import ModelsAfter
     from workers.core.payloads import Payload
 
 __all__ = [
@@ -184,6 +185,8 @@ class Outcome:
     #: event time: the event was beyond the lateness bound, or ahead of the clock
     late: bool = False
     early: bool = False
+    #: listening: what the tenant's store-kept models made of the event
+    models: ModelsAfter | None = None
 
 
 def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None) -> Output:

@@ -40,10 +40,21 @@ class StackError(RuntimeError):
     """A stack component could not be found or did not start."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_port(run: int = 1) -> int:
+    """A free port on loopback; with ``run``, the first of that many free in a row."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = int(s.getsockname()[1])
+        if first + run > 65536:
+            continue
+        try:
+            for port in range(first + 1, first + run):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
 
 
 def wait_for_port(

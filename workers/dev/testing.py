@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from workers.dev.stack import free_port
@@ -16,7 +17,17 @@ __all__ = ["WorkerProcess", "metric_value"]
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], *, log: Path, metrics_port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        log: Path,
+        metrics_port: int | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
+        """``args``: more arguments to ``run`` (``["--processes", "2"]``: the children's
+        metrics ports follow ``metrics_port``)."""
+        self.args = list(args)
         self.metrics_port = metrics_port or free_port()
         self.env = {**os.environ, **env, "WORKERS_METRICS_PORT": str(self.metrics_port)}
         self.log = log
@@ -24,7 +35,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "run"],
+            [sys.executable, "-m", "workers", "run", *self.args],
             env=self.env,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -72,8 +83,9 @@ class WorkerProcess:
         return int(self.process.returncode)
 
     def kill(self) -> None:
+        """SIGKILL to the worker and whatever it started (``--processes``: its children)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 

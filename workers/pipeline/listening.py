@@ -1,6 +1,7 @@
 """The listening step: a batch of event records in, per record its anomaly score and
-popularity outlook (or a dead letter) out. The state of the whole batch is one call to the
-store (one Redis round trip); the rest is ``core`` (parse, judge)."""
+popularity outlook (or a dead letter) out. The state of the whole batch, and the tenants'
+models judging and learning each event, are one call to the store (one Redis round trip);
+the rest is ``core`` (parse, explain, forecast)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from workers.core.errors import Rejected
 from workers.core.events import judge_event
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening import MAX_SKEW_MS, ListeningEvent, parse_event, to_update
-from workers.core.models.kinds import LISTENING_MODEL, POPULARITY_MODEL
 from workers.core.records import Outcome, Record, Stopwatch, check_tenant, dead_letter
-from workers.state.model_cache import ModelRegistry
 from workers.state.protocol import Refused, StateStore
 
 __all__ = ["ListeningStep"]
@@ -24,13 +23,11 @@ class ListeningStep:
         *,
         tenants: Iterable[str],
         store: StateStore,
-        models: ModelRegistry,
         window_s: int,
         skew_ms: int = MAX_SKEW_MS,
     ) -> None:
         self._tenants = frozenset(tenants)
         self._store = store
-        self._models = models
         self._window_s = window_s
         self._skew_ms = skew_ms
 
@@ -76,6 +73,7 @@ class ListeningStep:
                 for i, event in parsed
             ],
             now_ms=now_ms,
+            learn=not degraded,
         )
         batch_watch.lap("state")
         state_share = batch_watch.stages["state"] / max(1, len(parsed))
@@ -86,17 +84,8 @@ class ListeningStep:
             if isinstance(state, Refused):
                 self._reject(outcome, Rejected(state.reason, state.detail))
                 continue
-            outcome.late, outcome.early = state.late, state.early
-            judged = judge_event(
-                event,
-                state,
-                detector=await self._models.get(event.tenant, LISTENING_MODEL),
-                popularity=await self._models.get(event.tenant, POPULARITY_MODEL),
-                window_s=self._window_s,
-                learn=not degraded,
-            )
-            self._models.touched(event.tenant, LISTENING_MODEL)
-            self._models.touched(event.tenant, POPULARITY_MODEL)
+            outcome.late, outcome.early, outcome.models = state.late, state.early, state.models
+            judged = judge_event(event, state, window_s=self._window_s)
             watch.lap("model")
             outcome.outputs.extend(judged.outputs)
             outcome.anomalies = int(judged.anomalous)

@@ -33,7 +33,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record
 from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
 from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
-from workers.runtime.engine import Headers, RecordHandler, TopicPartitionLike
+from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
 from workers.runtime.kafka import last_fetch_age_s, to_record
 from workers.runtime.security import kafka_auth
 from workers.runtime.settings import Settings
@@ -50,9 +50,11 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.engine = engine
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.engine.rebalances.revoked()
         await self.engine.on_revoked(set(revoked))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.engine.rebalances.assigned()
         log.info("assigned %d partitions", len(assigned))
 
 
@@ -68,6 +70,7 @@ class DirectEngine(mode.Service):
         #: per partition, the offset this worker last committed (or started from)
         self._committed: dict[TopicPartition, int] = {}
         self._settlement: Settlement | None = None
+        self.rebalances = RebalanceClock()
         #: each output topic's max.message.bytes (Kafka's default until read)
         self._limits: dict[str, int] = {}
         self._lock = asyncio.Lock()  # held while a batch is processed
@@ -112,13 +115,14 @@ class DirectEngine(mode.Service):
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{s.group_id}-{os.getpid()}",
             group_id=s.group_id,
+            group_instance_id=s.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=s.fetch_max_wait_ms,
             max_poll_records=s.batch_max,
             max_partition_fetch_bytes=8 * 1024 * 1024,
             session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, s.session_timeout_s / 3) * 1000),
+            heartbeat_interval_ms=int(min(1.0, s.session_timeout_s / 3) * 1000),
             rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
             partition_assignment_strategy=(RoundRobinPartitionAssignor,),
             **auth,

@@ -10,7 +10,9 @@ records in hand first.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from workers.core.records import Record
@@ -21,7 +23,14 @@ if TYPE_CHECKING:
 
     from workers.runtime.settings import Settings
 
-__all__ = ["Engine", "Headers", "RecordHandler", "TopicPartitionLike", "build_engine"]
+__all__ = [
+    "Engine",
+    "Headers",
+    "RebalanceClock",
+    "RecordHandler",
+    "TopicPartitionLike",
+    "build_engine",
+]
 
 Headers = list[tuple[str, bytes]]
 
@@ -34,6 +43,27 @@ class TopicPartitionLike(Protocol):
 
     @property
     def partition(self) -> int: ...
+
+
+@dataclass
+class RebalanceClock:
+    """Rebalances a worker went through and the seconds it spent in them, from the moment
+    its partitions were revoked to the moment it was given its new ones: the pause a
+    rebalance costs this worker (``workers_rebalance_seconds_total``)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    _since: float | None = None
+
+    def revoked(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
+
+    def assigned(self) -> None:
+        if self._since is not None:
+            self.count += 1
+            self.seconds += time.monotonic() - self._since
+            self._since = None
 
 
 class RecordHandler(UndeliveredHandler, Protocol):
@@ -67,6 +97,10 @@ class Engine(Protocol):
 
     def blocked(self) -> dict[tuple[str, int], str]:
         """Partitions stopped because an output could not be delivered in any form, and why."""
+
+    @property
+    def rebalances(self) -> RebalanceClock:
+        """The rebalances this worker went through and the time they took it."""
 
     def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
         """Consume until SIGTERM/SIGINT. ``shell`` (HTTP, timers) starts before consuming

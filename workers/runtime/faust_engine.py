@@ -31,7 +31,7 @@ from workers.core.records import (
 )
 from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
 from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
-from workers.runtime.engine import Headers, RecordHandler, TopicPartitionLike
+from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
 from workers.runtime.faust_transport import Transport
 from workers.runtime.security import faust_credentials, kafka_auth
 from workers.runtime.settings import Settings
@@ -116,9 +116,10 @@ def create_app(settings: Settings) -> FaustApp:
         topic_allow_declare=settings.create_topics,
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.group_instance_id,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 3),
         broker_commit_interval=settings.commit_interval_s,
         producer_linger=settings.producer_linger_ms / 1000.0,
         producer_acks=-1,
@@ -170,6 +171,15 @@ class FaustEngine:
         )
         self.app.before_stop = self.drain
         self._started = False
+        self.rebalances = RebalanceClock()
+        self.app.on_partitions_revoked.connect(self._revoked)
+        self.app.on_partitions_assigned.connect(self._assigned)
+
+    async def _revoked(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        self.rebalances.revoked()
+
+    async def _assigned(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
+        self.rebalances.assigned()
 
     def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
         self._handler = handler

@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class ShellService(mode.Service):
-    """HTTP endpoints and the worker's timers; stopped after the engine, it then writes the
-    last checkpoint and closes the store."""
+    """HTTP endpoints and the worker's timers; stopped after the engine, it then closes the
+    store."""
 
     def __init__(self, worker: Worker, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -33,7 +33,6 @@ class ShellService(mode.Service):
 
     async def on_start(self) -> None:
         await self.http.start()
-        self.add_future(self._every(self.worker.settings.checkpoint_interval_s, "checkpoint"))
         self.add_future(self._every(1.0, "watch_overload"))
 
     async def _every(self, seconds: float, name: str) -> None:
@@ -48,7 +47,7 @@ class ShellService(mode.Service):
 
 def run(settings: Settings) -> None:
     """The production worker, until SIGTERM/SIGINT: the engine drains and commits before the
-    shell checkpoints and closes the store."""
+    shell closes the store."""
     engine = build_engine(settings)
     worker = Worker(settings, engine=engine)
     worker.warm_up()

@@ -8,9 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from workers.core.models.protocol import Model
+from workers.core.models.protocol import ModelQuality
 
-__all__ = ["LATENCY_BUCKETS", "LagCollector", "Metrics", "ModelCollector"]
+__all__ = ["LATENCY_BUCKETS", "LagCollector", "Metrics", "ModelCollector", "RebalanceCollector"]
 
 #: Seconds; fine below the 10 ms budget, coarse above it.
 LATENCY_BUCKETS = (
@@ -42,11 +42,11 @@ class Metrics:
         self,
         registry: CollectorRegistry | None = None,
         *,
-        live_models: LiveModels | None = None,
-        not_restored: NotRestored | None = None,
+        models: ModelQualities | None = None,
         lags: PartitionLags | None = None,
         stalls: PartitionStalls | None = None,
         blocked: BlockedPartitions | None = None,
+        rebalances: Rebalances | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
@@ -138,25 +138,14 @@ class Metrics:
         self.assigned_partitions = Gauge(
             "workers_assigned_partitions", "Input partitions assigned to this worker.", registry=r
         )
-        self.models_live = Gauge(
-            "workers_models_live", "Per-tenant models held in memory.", registry=r
-        )
-        self.model_checkpoints = Counter(
-            "workers_model_checkpoints", "Model snapshots written to the state store.", registry=r
-        )
-        self.model_restores = Gauge(
-            "workers_model_restores",
-            "Models restored from snapshots since start (not created fresh).",
-            registry=r,
-        )
         self.state_errors = Counter(
             "workers_state_errors",
             "State store failures (each retried with backoff, never dropped).",
             ["operation"],
             registry=r,
         )
-        if live_models is not None:
-            r.register(ModelCollector(live_models, not_restored or (lambda: {})))
+        if models is not None:
+            r.register(ModelCollector(models))
         self.outputs_refused = Counter(
             "workers_outputs_refused",
             "Outputs the broker refused for good (too large for the topic, not authorised), "
@@ -166,13 +155,35 @@ class Metrics:
         )
         if lags is not None:
             r.register(LagCollector(lags, stalls or (lambda: ()), blocked or (lambda: {})))
+        if rebalances is not None:
+            r.register(RebalanceCollector(rebalances))
 
 
-LiveModels = Callable[[], Iterable[tuple[str, str, Model]]]
+ModelQualities = Callable[[], Iterable[tuple[str, str, ModelQuality]]]
 PartitionLags = Callable[[], Iterable[tuple[str, int, int]]]
 PartitionStalls = Callable[[], Iterable[tuple[str, int, float]]]
 BlockedPartitions = Callable[[], Mapping[tuple[str, int], str]]
-NotRestored = Callable[[], Mapping[str, int]]
+#: rebalances so far and the seconds they took (revocation to the next assignment)
+Rebalances = Callable[[], tuple[int, float]]
+
+
+class RebalanceCollector(Collector):
+    """The rebalances this worker went through (its first join included) and the seconds it
+    spent in them without partitions: the pause a rebalance costs, per worker."""
+
+    def __init__(self, rebalances: Rebalances) -> None:
+        self._rebalances = rebalances
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        count, seconds = self._rebalances()
+        yield CounterMetricFamily(
+            "workers_rebalances", "Rebalances this worker went through.", value=count
+        )
+        yield CounterMetricFamily(
+            "workers_rebalance_seconds",
+            "Seconds spent in rebalances, from revocation to the next assignment.",
+            value=seconds,
+        )
 
 
 class LagCollector(Collector):
@@ -212,29 +223,24 @@ class LagCollector(Collector):
 
 
 class ModelCollector(Collector):
-    """Model quality, read from the live models at scrape time.
+    """The tenants' store-kept models, as the latest event this worker saw left them.
 
     Labels are ``tenant`` and ``model`` (kind): bounded by the tenant allow-list
-    (``WORKERS_TENANTS``) times three kinds. Counters live in the models' snapshots, so
-    they survive restarts and move with a tenant to another worker.
+    (``WORKERS_TENANTS``) times two kinds. The models are one per tenant, in the state
+    store, so every worker reports the same figures: aggregate with ``max``, not ``sum``.
+    Audio streams each carry their own model; their alarms are in ``workers_anomalies``.
     """
 
-    def __init__(self, live_models: LiveModels, not_restored: NotRestored) -> None:
-        self._live_models = live_models
-        self._not_restored = not_restored
+    def __init__(self, models: ModelQualities) -> None:
+        self._models = models
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["tenant", "model"]
-        seen = CounterMetricFamily(
-            "workers_model_inputs", "Inputs a model has learnt.", labels=labels
+        seen = GaugeMetricFamily(
+            "workers_model_inputs", "Inputs (or labels) a tenant's model has learnt.", labels=labels
         )
-        alarms = CounterMetricFamily(
-            "workers_model_alarms", "Inputs a detector flagged anomalous.", labels=labels
-        )
-        drifts = CounterMetricFamily(
-            "workers_model_drifts",
-            "Drifts detected (ADWIN) and handled per the model's policy.",
-            labels=labels,
+        alarms = GaugeMetricFamily(
+            "workers_model_alarms", "Inputs a tenant's detector flagged anomalous.", labels=labels
         )
         threshold = GaugeMetricFamily(
             "workers_model_threshold",
@@ -248,15 +254,13 @@ class ModelCollector(Collector):
         )
         mae = GaugeMetricFamily(
             "workers_model_mae",
-            "Rolling mean absolute error of the popularity forecast "
+            "Mean absolute error of the popularity forecast over its last 1,000 labels "
             "(plays per window), and of the naive forecast for comparison.",
             labels=[*labels, "forecast"],
         )
-        for tenant, kind, model in self._live_models():
+        for tenant, kind, quality in self._models():
             key = [tenant, kind]
-            quality = model.quality()
             seen.add_metric(key, quality.inputs)
-            drifts.add_metric(key, quality.drifts)
             if quality.alarms is not None:
                 alarms.add_metric(key, quality.alarms)
             if quality.threshold is not None:
@@ -266,13 +270,4 @@ class ModelCollector(Collector):
             if quality.mae is not None and quality.naive_mae is not None:
                 mae.add_metric([*key, "model"], quality.mae)
                 mae.add_metric([*key, "naive"], quality.naive_mae)
-        refused = CounterMetricFamily(
-            "workers_snapshots_not_restored",
-            "Model snapshots not restored, per reason: stale (another River or model version, "
-            "or corrupt: replaced at the next checkpoint), or refused (plaintext, misplaced, "
-            "unauthenticated, forbidden-global: kept in place, the tenant runs a fresh model).",
-            labels=["reason"],
-        )
-        for reason, count in sorted(self._not_restored().items()):
-            refused.add_metric([reason], count)
-        yield from (seen, alarms, drifts, threshold, warming, mae, refused)
+        yield from (seen, alarms, threshold, warming, mae)

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.core.records import tenant_topic
 from workers.core.tenants import validate_tenant
-from workers.state.protocol import StateLimits
+from workers.state.protocol import ModelParams, StateLimits
 
 __all__ = ["Settings"]
 
@@ -34,6 +34,10 @@ class Settings(BaseSettings):
 
     # --- extensions (documented in README "Settings") ---
     group_id: str = "workers"
+    #: Static group membership (Kafka's group.instance.id, e.g. the pod's name): a worker
+    #: restarted under the same id within the session timeout gets its partitions back at
+    #: once, without a rebalance of the others. Unset: dynamic membership.
+    group_instance_id: str | None = None
     #: "direct": an aiokafka consumer loop feeding the core (workers/engine.py); "faust":
     #: Faust agents. Same guarantees; direct is what meets the latency budget (BENCHMARKS.md).
     engine: Literal["direct", "faust"] = "direct"
@@ -50,8 +54,6 @@ class Settings(BaseSettings):
     model_sample_rate: int = Field(default=22050, ge=16000, le=48000)
     #: Popularity window, in event time.
     popularity_window_s: int = Field(default=3600, ge=60)
-    #: Seconds between model checkpoints to Redis (also written on shutdown).
-    checkpoint_interval_s: float = Field(default=30.0, gt=0)
     #: Listening events are processed in micro-batches: up to batch_max at once, an event
     #: waiting at most batch_wait_ms for others (one Redis round trip per batch).
     batch_max: int = Field(default=256, ge=1, le=10_000)
@@ -59,17 +61,11 @@ class Settings(BaseSettings):
     #: Overload policy (workers/overload.py): degrade past this consumer lag, recover below.
     overload_lag_enter: int = Field(default=5000, ge=1)
     overload_lag_leave: int = Field(default=1000, ge=0)
-    #: Share of inputs each tenant's anomaly detectors may alarm on (the adaptive threshold is
-    #: the 1 - rate quantile of recent scores). Reports put fake streams at 1-10 % of streams.
+    #: Share of inputs a tenant's listening detector, and each audio stream's model, may alarm
+    #: on (the adaptive threshold is the 1 - rate quantile of recent scores). Reports put fake
+    #: streams at 1-10 % of streams.
     alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)
     alarm_rate_audio: float = Field(default=0.02, gt=0, lt=0.5)
-    #: Encrypt model snapshots at rest: "kid:base64(32 bytes)" pairs, comma-separated; the first
-    #: encrypts, all decrypt (rotation). Unset: snapshots are stored unencrypted.
-    snapshot_keys: SecretStr | None = None
-    #: Live per-tenant models kept in memory (least recently used beyond that are checkpointed
-    #: and dropped). Measured trained sizes in memory: audio 1.2 MB, listening 0.45 MB,
-    #: popularity 0.38 MB, so 3,000 models (1,000 active tenants) take ~2 GB (BENCHMARKS.md).
-    max_live_models: int = Field(default=3000, ge=10)
     #: /ready turns 503 when no fetch for any assigned partition was answered for this long
     #: (the broker is unreachable: partitions may still look assigned, but nothing flows).
     ready_fetch_stale_s: float = Field(default=10.0, gt=0)
@@ -115,6 +111,11 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    #: The Redis URL names one node of a Redis Cluster (the client discovers the others).
+    redis_cluster: bool = False
+    #: Replicas that must have each state change before the worker goes on (Redis WAIT on
+    #: the node that took it): 1 makes a failover lose nothing; 0 trusts the master alone.
+    redis_wait_replicas: int = Field(default=0, ge=0, le=5)
     #: Redis ACL user (Redis 6+); a `rediss://` URL turns TLS on, verified against this CA.
     redis_username: str | None = None
     redis_password: SecretStr | None = None
@@ -171,6 +172,7 @@ class Settings(BaseSettings):
             state_ttl_s=self.state_ttl_s,
             lateness_ms=self.allowed_lateness_s * 1000,
             new_ids_per_day=self.tenant_new_ids_per_day,
+            models=ModelParams(alarm_rate=self.alarm_rate_listening),
         )
 
     @property

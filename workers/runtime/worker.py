@@ -1,4 +1,4 @@
-"""The worker: wires the store, the models, the pipeline and the metrics once, and is the
+"""The worker: wires the store, the pipeline and the metrics once, and is the
 engine's record handler (records in, outputs to the producer, counted).
 
 It is handed its engine (``engine.py``); it never builds one and never reaches into it
@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from prometheus_client import CollectorRegistry
 
 from workers.core.errors import Reason
-from workers.core.models import AnomalyDetector
-from workers.core.models.kinds import model_factories
+from workers.core.events import forecaster
+from workers.core.listening_state import ModelsAfter
+from workers.core.models.protocol import ModelQuality
 from workers.core.payloads import encode
 from workers.core.records import (
     AUDIO_CHUNKS,
@@ -36,9 +37,7 @@ from workers.runtime.overload import OverloadPolicy
 from workers.runtime.publishing import Message, replacements
 from workers.runtime.security import redis_options
 from workers.runtime.settings import Settings
-from workers.state import RedisStore, StateStore, StateUnavailable
-from workers.state.keyring import Keyring
-from workers.state.model_cache import ModelRegistry
+from workers.state import RedisStore, StateStore
 
 __all__ = ["Worker"]
 
@@ -46,7 +45,7 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    """Everything one worker process runs besides its engine: store, models, pipeline,
+    """Everything one worker process runs besides its engine: store, pipeline,
     metrics, and the policy that reads them (overload, readiness)."""
 
     def __init__(
@@ -62,48 +61,36 @@ class Worker:
         self.store: StateStore = store or RedisStore.from_url(
             settings.redis_url.get_secret_value(),
             limits=settings.state_limits(),
+            cluster=settings.redis_cluster,
+            wait_replicas=settings.redis_wait_replicas,
             **redis_options(settings),
-        )
-        self.models = ModelRegistry(
-            self.store,
-            model_factories(
-                alarm_rate_listening=settings.alarm_rate_listening,
-                alarm_rate_audio=settings.alarm_rate_audio,
-            ),
-            max_models=settings.max_live_models,
-            keyring=(
-                Keyring.parse(settings.snapshot_keys.get_secret_value())
-                if settings.snapshot_keys is not None
-                else None
-            ),
         )
         self._positions: dict[tuple[str, int], int] = {}
         self._progress_at: dict[tuple[str, int], float] = {}
+        #: the tenants' store-kept models, as the latest event this worker saw left them
+        self._models_seen: dict[str, ModelsAfter] = {}
         self._tenants = frozenset(settings.tenants)
         self.metrics = Metrics(
             registry,
-            live_models=self.models.live,
-            not_restored=lambda: self.models.not_restored,
+            models=self.model_quality,
             lags=self.partition_lags,
             stalls=self.partition_stalls,
             blocked=engine.blocked,
+            rebalances=lambda: (engine.rebalances.count, engine.rebalances.seconds),
         )
         # computed at scrape time, so they are never stale after a rebalance
         self.metrics.assigned_partitions.set_function(lambda: len(self.engine.assignment()))
         self.metrics.ready.set_function(lambda: float(self.is_ready()))
-        self.metrics.models_live.set_function(lambda: len(self.models))
-        self.metrics.model_restores.set_function(lambda: self.models.restored)
         self.pipeline = RecordPipeline(
             audio=AudioStep(
                 tenants=settings.tenants,
                 store=self.store,
-                models=self.models,
                 model_rate=settings.model_sample_rate,
+                alarm_rate=settings.alarm_rate_audio,
             ),
             listening=ListeningStep(
                 tenants=settings.tenants,
                 store=self.store,
-                models=self.models,
                 window_s=settings.popularity_window_s,
                 skew_ms=settings.clock_skew_s * 1000,
             ),
@@ -116,16 +103,12 @@ class Worker:
         )
 
     def warm_up(self) -> None:
-        """Touch every code path once (schemas, FFT, resampler, models) before reporting ready."""
+        """Touch every code path once (schemas, FFT, resampler) before reporting ready."""
         from workers.core.schemas import SCHEMAS
 
         started = time.perf_counter()
         _ = SCHEMAS.validators
         self.pipeline.audio.warm_up()
-        for factory in model_factories().values():
-            model = factory()
-            if isinstance(model, AnomalyDetector):
-                model.step({"x": 0.5})
         self.warmed = True
         log.info("warm-up done in %.2f s", time.perf_counter() - started)
 
@@ -146,6 +129,27 @@ class Worker:
             if position is not None and highwater is not None:
                 lags.append((tp.topic, tp.partition, max(0, int(highwater) - position - 1)))
         return lags
+
+    def model_quality(self) -> list[tuple[str, str, ModelQuality]]:
+        """(tenant, model, quality) of the tenants' listening models, for the metrics."""
+        out = []
+        for tenant, models in self._models_seen.items():
+            verdict = models.verdict
+            out.append(
+                (
+                    tenant,
+                    "listening-anomaly",
+                    ModelQuality(
+                        inputs=models.detector_inputs,
+                        drifts=0,
+                        alarms=models.detector_alarms,
+                        threshold=verdict.threshold,
+                        warming_up=verdict.warming_up,
+                    ),
+                )
+            )
+            out.append((tenant, "popularity", forecaster(models.forecaster).quality()))
+        return out
 
     def partition_stalls(self) -> list[tuple[str, int, float]]:
         """(topic, partition, seconds) since a partition with records waiting last moved."""
@@ -233,6 +237,8 @@ class Worker:
             time.perf_counter() - record.received - latency
         )
         m.latency_seconds.labels(topic_in).observe(latency)
+        if outcome.models is not None and outcome.tenant in self._tenants:
+            self._models_seen[outcome.tenant] = outcome.models
         if outcome.late:
             m.late_events.labels(topic_in).inc()
         if outcome.early:
@@ -261,22 +267,8 @@ class Worker:
             )
         self.metrics.degraded.set(int(degraded))
 
-    async def checkpoint(self) -> None:
-        try:
-            saved = await self.models.checkpoint()
-        except StateUnavailable as exc:
-            self.metrics.state_errors.labels("checkpoint").inc()
-            log.warning("model checkpoint failed (%s); will retry next interval", exc)
-            return
-        except Exception:  # a model that cannot be saved must not stop the timer
-            self.metrics.state_errors.labels("checkpoint").inc()
-            log.exception("model checkpoint failed; will retry next interval")
-            return
-        self.metrics.model_checkpoints.inc(saved)
-
     async def shutdown(self) -> None:
-        """After the engine stopped: last checkpoint, then close the store."""
-        await self.checkpoint()
+        """After the engine stopped: close the store (the models live in it)."""
         await self.store.close()
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "DEADLETTERS_TAG",
     "USER_KINDS",
     "deadletter_ledger",
+    "detector",
+    "detector_window",
     "erased",
     "model",
     "prefix",
@@ -105,8 +107,18 @@ def stream_outputs(tenant: str, partition: int, stream_id: str) -> str:
 
 
 def model(tenant: str, kind: str) -> str:
-    """String: a model snapshot."""
+    """Hash: a tenant's store-kept model (the popularity forecaster's statistics)."""
     return _key(tenant, "model", kind)
+
+
+def detector(tenant: str, name: str) -> str:
+    """Hash: a store-kept detector's counters (learning sequence, inputs seen, alarms)."""
+    return _key(tenant, "detector", name)
+
+
+def detector_window(tenant: str, name: str, feature: str) -> str:
+    """Sorted set: a store-kept detector's rank window of one feature (or of its scores)."""
+    return _key(tenant, "detector-window", name, feature)
 
 
 def quota(tenant: str, day: int) -> str:

@@ -7,11 +7,27 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from workers.core.behaviour import BOT_DIRECTIONS
 from workers.core.errors import Reason
-from workers.core.listening_state import ListeningState, UserState, WindowCounts
+from workers.core.listening_state import (
+    ForecasterStats,
+    ListeningState,
+    ModelsAfter,
+    UserState,
+    WindowCounts,
+)
+from workers.core.models.tailrank import RankVerdict
 from workers.state.protocol import Refused
 
-__all__ = ["APPLIED", "COUNTS", "OWN_RETRY", "REPLAY", "USER_FIELDS", "decode_listening"]
+__all__ = [
+    "APPLIED",
+    "COUNTS",
+    "OWN_RETRY",
+    "REPLAY",
+    "USER_FIELDS",
+    "decode_listening",
+    "decode_models",
+]
 
 USER_FIELDS = (
     "events",
@@ -48,14 +64,15 @@ def decode_listening(reply: Sequence[Any]) -> ListeningState | Refused:
         why = _text(reply[1])
         return Refused(_REFUSALS.get(why, Reason.STATE_ERROR), _text(reply[2]))
     flags = int(reply[1])
-    values = [int(v) for v in reply[2:]]
-    user_values, values = values[: len(USER_FIELDS)], values[len(USER_FIELDS) :]
-    hours, values = tuple(values[:24]), values[24:]
-    distinct, rolled, values = values[0], values[1], values[2:]
-    width = len(COUNTS)
-    counts = [WindowCounts(*values[i : i + width]) for i in range(0, 5 * width, width)]
+    width, n_user = len(COUNTS), len(USER_FIELDS)
+    ints = [int(v) for v in reply[2 : 2 + n_user + 24 + 2 + 5 * width]]
+    user_values, rest = ints[:n_user], ints[n_user:]
+    hours, rest = tuple(rest[:24]), rest[24:]
+    distinct, rolled, rest = rest[0], rest[1], rest[2:]
+    counts = [WindowCounts(*rest[i : i + width]) for i in range(0, 5 * width, width)]
     counters: dict[str, Any] = dict(zip(USER_FIELDS, user_values, strict=True))
     user = replace(UserState(hours=hours, distinct_tracks=distinct), **counters)
+    models = reply[2 + n_user + 24 + 2 + 5 * width :]
     return ListeningState(
         user=user,
         current=counts[0],
@@ -65,4 +82,34 @@ def decode_listening(reply: Sequence[Any]) -> ListeningState | Refused:
         replay=status == REPLAY,
         late=bool(flags & LATE),
         early=bool(flags & EARLY),
+        models=decode_models(models) if models else None,
+    )
+
+
+def decode_models(reply: Sequence[Any]) -> ModelsAfter:
+    """The models' part of the reply: detector verdict, features and ranks, forecaster."""
+    names = list(BOT_DIRECTIONS)
+    n = len(names)
+    score, percentile, threshold = (float(_text(v)) for v in reply[:3])
+    warming, alarm, seen, alarms = (int(v) for v in reply[3:7])
+    x = [float(_text(v)) for v in reply[7 : 7 + n]]
+    ranks = [float(_text(v)) for v in reply[7 + n : 7 + 2 * n]]
+    rest = reply[7 + 2 * n :]
+    trained, mae, naive = int(rest[0]), float(_text(rest[1])), float(_text(rest[2]))
+    stats = [float(_text(v)) for v in rest[3:]]
+    return ModelsAfter(
+        features=dict(zip(names, x, strict=True)),
+        verdict=RankVerdict(
+            score=score,
+            percentile=percentile,
+            threshold=threshold,
+            is_anomaly=bool(alarm),
+            warming_up=bool(warming),
+            ranks=dict(zip(names, ranks, strict=True)),
+        ),
+        forecaster=ForecasterStats(
+            trained=trained, mae=mae, naive_mae=naive, a=tuple(stats[:10]), b=tuple(stats[10:14])
+        ),
+        detector_inputs=seen,
+        detector_alarms=alarms,
     )

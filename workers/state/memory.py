@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import secrets
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
+from workers.core.behaviour import BOT_DIRECTIONS, behaviour
 from workers.core.errors import Reason
-from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.core.listening_state import (
+    ForecasterStats,
+    ListeningState,
+    ListeningUpdate,
+    ModelsAfter,
+)
+from workers.core.models.popularity import PopularityModel
+from workers.core.models.tailrank import RankDetector
 from workers.core.records import Position
 from workers.state import keys
 from workers.state.listening_reply import (
@@ -49,16 +57,20 @@ class MemoryStore:
     )
     ledgers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
+    #: per tenant: the listening detector and the popularity forecaster (what Redis keeps)
+    detectors: dict[str, RankDetector] = field(default_factory=dict)
+    forecasters: dict[str, PopularityModel] = field(default_factory=dict)
+
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate], *, now_ms: int
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
     ) -> list[ListeningState | Refused]:
-        return [self._apply(update, now_ms) for update in updates]
+        return [self._apply(update, now_ms, learn) for update in updates]
 
     def _seen_days(self, now_ms: int) -> list[int]:
         today = now_ms // (DAY_S * 1000)
         return [today, today + 1, *(today - i for i in range(1, self.limits.replay_days))]
 
-    def _apply(self, u: ListeningUpdate, now_ms: int) -> ListeningState | Refused:
+    def _apply(self, u: ListeningUpdate, now_ms: int, learn: bool) -> ListeningState | Refused:
         t, uid, limits = u.tenant, u.user_id, self.limits
         days = self._seen_days(now_ms)
         marker = f"{u.position}|{self.incarnation}"
@@ -103,7 +115,46 @@ class MemoryStore:
         ]
         for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
             reply.extend(int(meta.get(f"{window}:{c}", 0)) for c in COUNTS)
-        return decode_listening(reply)
+        state = decode_listening(reply)
+        assert isinstance(state, ListeningState)
+        return replace(state, models=self._models(u, state, learn=learn and status == APPLIED))
+
+    def _models(self, u: ListeningUpdate, state: ListeningState, *, learn: bool) -> ModelsAfter:
+        """detector.lua and forecaster.lua, by the reference models they mirror."""
+        params = self.limits.models
+        detector = self.detectors.setdefault(
+            u.tenant,
+            RankDetector(
+                BOT_DIRECTIONS,
+                top_k=params.top_k,
+                window=params.window,
+                alarm_rate=params.alarm_rate,
+                warmup=params.warmup,
+            ),
+        )
+        forecaster = self.forecasters.setdefault(
+            u.tenant, PopularityModel(forgetting=params.forgetting)
+        )
+        x = behaviour(state.user, state.current)
+        verdict = detector.judge(x)
+        if learn:
+            detector.learn_one(x, verdict)
+            if state.closed is not None:
+                closed, before, before_that = state.closed
+                forecaster.learn_one(current=before, previous=before_that, next_plays=closed.plays)
+        return ModelsAfter(
+            detector_inputs=detector.seen,
+            detector_alarms=detector.alarms,
+            features=x,
+            verdict=verdict,
+            forecaster=ForecasterStats(
+                trained=forecaster.trained,
+                mae=forecaster.mae,
+                naive_mae=forecaster.naive_mae,
+                a=tuple(forecaster.a),
+                b=tuple(forecaster.b),
+            ),
+        )
 
     def _mutate(
         self,
@@ -211,13 +262,6 @@ class MemoryStore:
             ledger.add(position.offset)
             ledger.difference_update({o for o in ledger if o < position.committed})
         return noted
-
-    async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
-        return self.blobs.get(keys.model(tenant, kind))
-
-    async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
-        for (tenant, kind), blob in snapshots.items():
-            self.blobs[keys.model(tenant, kind)] = blob
 
     async def ping(self) -> bool:
         return True

@@ -12,8 +12,8 @@ was written: every change is applied entirely or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from workers.core.errors import Reason
@@ -22,6 +22,7 @@ from workers.core.records import Position
 
 __all__ = [
     "KeptChunk",
+    "ModelParams",
     "Refused",
     "StateLimits",
     "StateStore",
@@ -62,6 +63,22 @@ class KeptChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelParams:
+    """How the tenants' store-kept models are set (``RankDetector``, ``PopularityModel``)."""
+
+    #: share of listening events a tenant's detector may alarm on (adaptive threshold)
+    alarm_rate: float = 0.05
+    #: events a tenant's detector learns before it may alarm
+    warmup: int = 200
+    #: features whose ranks make the score (the most extreme ones)
+    top_k: int = 6
+    #: rank window of each feature and of the scores
+    window: int = 1000
+    #: the forecaster's forgetting factor per label
+    forgetting: float = 1.0 - 1.0 / 2000
+
+
+@dataclass(frozen=True, slots=True)
 class StateLimits:
     """Retention and quotas: how long each kind of state lives and how much a tenant gets.
 
@@ -88,6 +105,8 @@ class StateLimits:
     tracks_per_user: int = 500
     #: chunk outputs kept per stream and partition until their offsets are committed
     outputs_per_stream: int = 5000
+    #: the store-kept models
+    models: ModelParams = field(default_factory=ModelParams)
 
     @property
     def replay_days(self) -> int:
@@ -100,11 +119,13 @@ class StateStore(Protocol):
     incarnation: str
 
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate], *, now_ms: int
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
     ) -> list[ListeningState | Refused]:
-        """Apply events, each atomically and once. A record applied before is answered with
-        the state as it is (``replay`` set unless this process applied it); the same
-        ``event_id`` from another record is ``Refused(DUPLICATE_EVENT)``."""
+        """Apply events, each atomically and once, and let the tenant's models judge each
+        one and learn it (unless ``learn`` is off: overload) in the same step. A record
+        applied before is answered with the state as it is (``replay`` set unless this
+        process applied it) and learnt nothing; the same ``event_id`` from another record is
+        ``Refused(DUPLICATE_EVENT)``."""
 
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         """The state saved after the stream's latest chunk, if any."""
@@ -131,10 +152,6 @@ class StateStore(Protocol):
     async def note_dead_letters(self, letters: Sequence[tuple[str | None, Position]]) -> list[bool]:
         """Remember that the records at these positions (of topics owned by the given tenant,
         or shared) became dead letters; True for each one noted for the first time."""
-
-    async def load_snapshot(self, tenant: str, kind: str) -> bytes | None: ...
-
-    async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None: ...
 
     async def ping(self) -> bool: ...
 

@@ -1,7 +1,11 @@
 """The Redis state store: Lua scripts (atomic, one round trip) and pipelined batches.
 
-Works the same on one server and on Redis Cluster: every multi-key script touches one
-tenant's keys only, all under the tenant's hash tag (one slot).
+Works the same on one server and on Redis Cluster (``RedisCluster`` client): every
+multi-key script touches one tenant's keys only, all under the tenant's hash tag (one
+slot), and a batch's pipeline is split by node. With ``wait_replicas``, every write is
+followed by ``WAIT`` on the node that took it, on the same connection, so a change counts
+as done only once that many replicas have it: a failover (a replica promoted after its
+master died) then loses nothing the worker went on from.
 """
 
 from __future__ import annotations
@@ -9,13 +13,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.cluster import RedisCluster
 
+from workers.core.behaviour import BOT_DIRECTIONS
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.records import Position
@@ -32,6 +38,8 @@ from workers.state.protocol import (
 
 __all__ = ["RedisStore", "is_transient"]
 
+#: the store-kept listening detector's name in its keys
+LISTENING = "listening"
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -75,8 +83,10 @@ def _translated(
     return call
 
 
-def _script(name: str) -> str:
-    return resources.files("workers.state").joinpath(name).read_text()
+def _script(*names: str) -> str:
+    """Lua sources under ``state/lua``, joined into one script (helpers first)."""
+    folder = resources.files("workers.state").joinpath("lua")
+    return "\n".join(folder.joinpath(name).read_text() for name in names)
 
 
 class _Script:
@@ -88,42 +98,97 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def load(self, client: aioredis.Redis) -> None:
+    async def load(self, client: aioredis.Redis | RedisCluster) -> None:
         await client.script_load(self.source)
 
 
 class RedisStore:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         *,
         limits: StateLimits | None = None,
         incarnation: str | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 500,
     ) -> None:
         self._client = client
         self.limits = limits or StateLimits()
         self.incarnation = incarnation or secrets.token_hex(4)
-        self._listening = _Script(_script("listening.lua"))
-        self._stream = _Script(_script("stream.lua"))
+        self._cluster = isinstance(client, RedisCluster)
+        self._wait = (wait_replicas, wait_timeout_ms)
+        self._listening = _Script(
+            _script("common.lua", "detector.lua", "forecaster.lua", "listening.lua")
+        )
+        self._stream = _Script(_script("common.lua", "stream.lua"))
 
     @classmethod
-    def from_url(cls, url: str, *, limits: StateLimits | None = None, **options: Any) -> RedisStore:
-        """``options``: ACL user and TLS files (``security.redis_options``)."""
-        client = aioredis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, health_check_interval=10, **options
-        )
-        return cls(client, limits=limits)
+    def from_url(
+        cls,
+        url: str,
+        *,
+        limits: StateLimits | None = None,
+        cluster: bool = False,
+        wait_replicas: int = 0,
+        **options: Any,
+    ) -> RedisStore:
+        """``options``: ACL user and TLS files (``security.redis_options``); ``cluster``: the
+        URL names one node of a Redis Cluster, which the client discovers from it."""
+        timeouts: dict[str, Any] = {"socket_timeout": 5, "socket_connect_timeout": 5}
+        client: aioredis.Redis | RedisCluster
+        if cluster:
+            client = RedisCluster.from_url(url, **timeouts, **options)
+        else:
+            client = aioredis.Redis.from_url(url, health_check_interval=10, **timeouts, **options)
+        return cls(client, limits=limits, wait_replicas=wait_replicas)
+
+    async def _pipeline(
+        self, commands: list[tuple[Any, ...]], slot_keys: Sequence[str]
+    ) -> list[Any]:
+        """Run commands (``(name, *args)``) in one pipeline, answers per command; with
+        ``wait_replicas``, then WAIT on every node a key of ``slot_keys`` lives on."""
+        if self._cluster:
+            await self._client.initialize()  # type: ignore[union-attr]
+        replicas, timeout = self._wait
+        async with self._client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            waits = 0
+            if replicas:
+                if self._cluster:
+                    cluster = self._client
+                    assert isinstance(cluster, RedisCluster)
+                    nodes = {}
+                    for key in slot_keys:
+                        node = cluster.get_node_from_key(key)
+                        if node is not None:
+                            nodes[node.name] = node
+                    for node in nodes.values():
+                        pipe.execute_command("WAIT", replicas, timeout, target_nodes=node)
+                    waits = len(nodes)
+                else:
+                    pipe.execute_command("WAIT", replicas, timeout)
+                    waits = 1
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        for acknowledged in replies[len(replies) - waits :]:
+            if isinstance(acknowledged, Exception) or int(acknowledged) < replicas:
+                raise StateUnavailable(
+                    f"a write reached {acknowledged!r} of {replicas} replicas in {timeout} ms"
+                )
+        return replies[: len(replies) - waits]
 
     @_translated
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate], *, now_ms: int
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
     ) -> list[ListeningState | Refused]:
         if not updates:
             return []
-        replies = await self._apply_listening(updates, now_ms)
+        commands = [self._listening_command(u, now_ms, learn) for u in updates]
+        slots = [keys.user(u.tenant, u.user_id) for u in updates]
+        replies = await self._pipeline(commands, slots)
         if any(isinstance(reply, rx.NoScriptError) for reply in replies):
             await self._listening.load(self._client)  # Redis restarted or was flushed
-            replies = await self._apply_listening(updates, now_ms)
+            replies = await self._pipeline(commands, slots)
         results: list[ListeningState | Refused] = []
         for reply in replies:
             if isinstance(reply, Exception):
@@ -134,51 +199,55 @@ class RedisStore:
                 results.append(decode_listening(reply))
         return results
 
-    async def _apply_listening(self, updates: Sequence[ListeningUpdate], now_ms: int) -> list[Any]:
-        limits, today = self.limits, now_ms // (DAY_S * 1000)
+    def _listening_command(self, u: ListeningUpdate, now_ms: int, learn: bool) -> tuple[Any, ...]:
+        limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
         other_days = [today + 1, *(today - i for i in range(1, limits.replay_days))]
-        # One pipeline for the whole batch: one round trip however many events. Errors come
-        # back per event, so one bad event does not hide the others' results.
-        async with self._client.pipeline(transaction=False) as pipe:
-            for u in updates:
-                t, uid = u.tenant, u.user_id
-                event_keys = [
-                    keys.seen(t, today, uid),
-                    keys.user(t, uid),
-                    keys.user_tracks(t, uid),
-                    keys.user_plays(t, uid),
-                    keys.track(t, u.track_id),
-                    keys.track_listeners(t, u.window, u.track_id),
-                    keys.erased(t, uid),
-                    keys.quota(t, today),
-                    *(keys.seen(t, day, uid) for day in other_days),
-                ]
-                args: list[str | int] = [
-                    u.type,
-                    u.ms_played,
-                    u.track_id,
-                    u.hour,
-                    u.ts,
-                    uid,
-                    u.window,
-                    limits.replay_memory_s + DAY_S,
-                    limits.window_s * 6,
-                    int(u.near_30s),
-                    int(u.completed),
-                    str(u.position),
-                    self.incarnation,
-                    limits.state_ttl_s,
-                    u.record_time_ms,
-                    limits.lateness_ms,
-                    int(u.early),
-                    limits.new_ids_per_day,
-                    2 * DAY_S,
-                    limits.tracks_per_user,
-                    u.event_id,
-                ]
-                pipe.evalsha(self._listening.sha, len(event_keys), *event_keys, *args)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
-        return replies
+        t, uid = u.tenant, u.user_id
+        event_keys = [
+            keys.seen(t, today, uid),
+            keys.user(t, uid),
+            keys.user_tracks(t, uid),
+            keys.user_plays(t, uid),
+            keys.track(t, u.track_id),
+            keys.track_listeners(t, u.window, u.track_id),
+            keys.erased(t, uid),
+            keys.quota(t, today),
+            keys.detector(t, LISTENING),
+            keys.detector_window(t, LISTENING, "score"),
+            *(keys.detector_window(t, LISTENING, name) for name in BOT_DIRECTIONS),
+            keys.model(t, "popularity"),
+            *(keys.seen(t, day, uid) for day in other_days),
+        ]
+        args: list[str | int | float] = [
+            u.type,
+            u.ms_played,
+            u.track_id,
+            u.hour,
+            u.ts,
+            uid,
+            u.window,
+            limits.replay_memory_s + DAY_S,
+            limits.window_s * 6,
+            int(u.near_30s),
+            int(u.completed),
+            str(u.position),
+            self.incarnation,
+            limits.state_ttl_s,
+            u.record_time_ms,
+            limits.lateness_ms,
+            int(u.early),
+            limits.new_ids_per_day,
+            2 * DAY_S,
+            limits.tracks_per_user,
+            u.event_id,
+            int(learn),
+            params.alarm_rate,
+            params.warmup,
+            params.top_k,
+            params.window,
+            params.forgetting,
+        ]
+        return ("EVALSHA", self._listening.sha, len(event_keys), *event_keys, *args)
 
     @_translated
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
@@ -218,15 +287,15 @@ class RedisStore:
             limits.new_ids_per_day,
             2 * DAY_S,
         )
-        try:
-            reply = await self._client.evalsha(self._stream.sha, 3, *stream_keys, *args)
-        except rx.NoScriptError:
+        command = ("EVALSHA", self._stream.sha, 3, *stream_keys, *args)
+        (reply,) = await self._pipeline([command], stream_keys[:1])
+        if isinstance(reply, rx.NoScriptError):
             await self._stream.load(self._client)
-            reply = await self._client.evalsha(self._stream.sha, 3, *stream_keys, *args)
-        except rx.ResponseError as exc:
-            if is_transient(exc):
-                raise
-            return Refused(Reason.STATE_ERROR, f"{type(exc).__name__}: {exc}")
+            (reply,) = await self._pipeline([command], stream_keys[:1])
+        if isinstance(reply, Exception):
+            if is_transient(reply):
+                raise reply
+            return Refused(Reason.STATE_ERROR, f"{type(reply).__name__}: {reply}")
         if int(reply[0]) < 0:
             reason = Reason.QUOTA_EXCEEDED if _text(reply[1]) == "quota" else Reason.STATE_ERROR
             return Refused(reason, _text(reply[2]))
@@ -254,14 +323,16 @@ class RedisStore:
     async def note_dead_letters(self, letters: Sequence[tuple[str | None, Position]]) -> list[bool]:
         if not letters:
             return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for owner, position in letters:
-                key = keys.deadletter_ledger(owner, position.topic, position.partition)
-                pipe.zadd(key, {str(position.offset): position.offset}, nx=True)
-                if position.committed >= 0:
-                    pipe.zremrangebyscore(key, "-inf", f"({position.committed}")
-                pipe.expire(key, self.limits.replay_memory_s)
-            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        commands: list[tuple[Any, ...]] = []
+        ledgers = []
+        for owner, position in letters:
+            key = keys.deadletter_ledger(owner, position.topic, position.partition)
+            ledgers.append(key)
+            commands.append(("ZADD", key, "NX", position.offset, str(position.offset)))
+            if position.committed >= 0:
+                commands.append(("ZREMRANGEBYSCORE", key, "-inf", f"({position.committed}"))
+            commands.append(("EXPIRE", key, self.limits.replay_memory_s))
+        replies = await self._pipeline(commands, ledgers)
         noted, i = [], 0
         for _, position in letters:
             reply = replies[i]
@@ -273,22 +344,6 @@ class RedisStore:
             else:
                 noted.append(int(reply) == 1)
         return noted
-
-    @_translated
-    async def load_snapshot(self, tenant: str, kind: str) -> bytes | None:
-        blob = await self._client.get(keys.model(tenant, kind))
-        if blob is None:
-            return None
-        return blob.encode() if isinstance(blob, str) else bytes(blob)
-
-    @_translated
-    async def save_snapshots(self, snapshots: Mapping[tuple[str, str], bytes]) -> None:
-        if not snapshots:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for (tenant, kind), blob in snapshots.items():
-                pipe.set(keys.model(tenant, kind), blob)
-            await pipe.execute()
 
     @_translated
     async def ping(self) -> bool:

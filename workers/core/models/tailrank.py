@@ -22,8 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from workers.core.models.calibration import ScoreCalibrator
+from workers.core.models.protocol import ModelQuality
 
-__all__ = ["TailRankScorer"]
+__all__ = ["RankDetector", "RankVerdict", "TailRankScorer"]
 
 
 @dataclass
@@ -58,3 +59,76 @@ class TailRankScorer:
         """The features at or past ``level`` in their suspicious tail, most extreme first."""
         ranked = sorted(self._tail_ranks(x).items(), key=lambda item: item[1], reverse=True)
         return [name for name, rank in ranked if rank >= level]
+
+
+@dataclass(frozen=True, slots=True)
+class RankVerdict:
+    """A listener judged against the tenant's recent listeners."""
+
+    score: float
+    percentile: float
+    threshold: float
+    is_anomaly: bool
+    warming_up: bool
+    #: each feature's rank in its suspicious tail (0..1), in ``directions`` order
+    ranks: dict[str, float]
+
+
+@dataclass
+class RankDetector:
+    """Tail-rank scoring with an adaptive threshold: what the store keeps per tenant.
+
+    The rank windows of every feature and of the scores, a warm-up count and the alarms;
+    ``state/lua/detector.lua`` is the same computation in Lua, run by the listening script
+    against windows kept in Redis, so the tenant has one detector whichever worker scores.
+    No drift detector: the rolling windows follow a change within ``window`` inputs.
+    """
+
+    directions: Mapping[str, int]
+    top_k: int = 6
+    window: int = 1000
+    alarm_rate: float = 0.05
+    warmup: int = 200
+    scorer: TailRankScorer = field(init=False)
+    calibrator: ScoreCalibrator = field(init=False)
+    seen: int = 0
+    alarms: int = 0
+    version: str = "tailrank6-store-v2"
+
+    def __post_init__(self) -> None:
+        self.directions = dict(self.directions)
+        self.scorer = TailRankScorer(self.directions, top_k=self.top_k, window=self.window)
+        self.calibrator = ScoreCalibrator(window=self.window)
+
+    def judge(self, x: Mapping[str, float]) -> RankVerdict:
+        ranks = self.scorer._tail_ranks(x)
+        score = self.scorer.score_one(x)
+        threshold = self.calibrator.quantile(1.0 - self.alarm_rate)
+        warming = self.seen < self.warmup
+        limit = 1.0 if threshold is None else threshold
+        return RankVerdict(
+            score=score,
+            percentile=self.calibrator.rank(score),
+            threshold=limit,
+            is_anomaly=(not warming) and score > limit,
+            warming_up=warming,
+            ranks=ranks,
+        )
+
+    def learn_one(self, x: Mapping[str, float], verdict: RankVerdict) -> None:
+        self.calibrator.update(verdict.score)
+        self.scorer.learn_one(x)
+        self.seen += 1
+        self.alarms += int(verdict.is_anomaly)
+
+    def explain_one(self, x: Mapping[str, float], *, level: float = 0.95) -> list[str]:
+        return self.scorer.explain_one(x, level=level)
+
+    def quality(self) -> ModelQuality:
+        return ModelQuality(
+            inputs=self.seen,
+            drifts=0,
+            alarms=self.alarms,
+            threshold=self.judge({}).threshold,
+            warming_up=self.seen < self.warmup,
+        )

@@ -18,7 +18,7 @@ from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 from workers.runtime.admin import create_topics
 
-__all__ = ["start_live_forwarder", "throughput"]
+__all__ = ["forwarder_throughput", "new_outputs_reader", "start_live_forwarder", "throughput"]
 
 
 def _forward(
@@ -86,10 +86,8 @@ async def _count(
     return seen, first, last
 
 
-async def _count_new_outputs(
-    bootstrap: str, worker: WorkerProcess, n: int
-) -> tuple[int, float, float]:
-    """Start reading ANOMALY at its end, then start ``worker``: count what it produces."""
+async def new_outputs_reader(bootstrap: str) -> Any:
+    """A started consumer of ANOMALY positioned at its end: it reads only what comes next."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
@@ -103,6 +101,14 @@ async def _count_new_outputs(
     await consumer.seek_to_end()
     for tp in consumer.assignment():
         await consumer.position(tp)
+    return consumer
+
+
+async def _count_new_outputs(
+    bootstrap: str, worker: WorkerProcess, n: int
+) -> tuple[int, float, float]:
+    """Start reading ANOMALY at its end, then start ``worker``: count what it produces."""
+    consumer = await new_outputs_reader(bootstrap)
     worker.start()
     seen, first, last = 0, 0.0, 0.0
     deadline = time.time() + 600
@@ -143,8 +149,9 @@ def start_live_forwarder(stack: Stack) -> Any:
     return forwarder
 
 
-def throughput(stack: Stack, n: int, console: Console) -> dict[str, Any]:
-    """Saturated throughput from a backlog of ``n`` events: the worker against the floor."""
+def forwarder_throughput(stack: Stack, n: int, console: Console) -> dict[str, Any]:
+    """Saturated throughput of the plain consume-and-forward loop from a backlog of ``n``
+    events it pre-loads."""
     bootstrap = stack.broker.bootstrap
     with console.status(f"floor: pre-loading {n} events, then a plain consume-and-forward loop…"):
         asyncio.run(_preload(bootstrap, n))
@@ -157,7 +164,13 @@ def throughput(stack: Stack, n: int, console: Console) -> dict[str, Any]:
         ready.wait(60)
         seen, first, last = asyncio.run(_count(bootstrap, "floor.out", n, timeout=300))
         forwarder.terminate()
-        floor = {"records": seen, "seconds": last - first, "per_second": seen / (last - first)}
+        return {"records": seen, "seconds": last - first, "per_second": seen / (last - first)}
+
+
+def throughput(stack: Stack, n: int, console: Console) -> dict[str, Any]:
+    """Saturated throughput from a backlog of ``n`` events: the worker against the floor."""
+    bootstrap = stack.broker.bootstrap
+    floor = forwarder_throughput(stack, n, console)
     with console.status("worker: the same backlog through a fresh worker group…"):
         worker = WorkerProcess(
             {

@@ -12,12 +12,6 @@
 --       9 incarnation  10 quota (new ids a day, 0: none)  11 quota_ttl_s
 -- Returns {1, previous seq or -1} when saved, {0, previous seq} when the seq is not newer,
 -- {-1, why, detail} when refused (why: quota | state).
-local function integer(value)
-  if type(value) ~= 'string' or #value > 18 or not string.match(value, '^%-?%d+$') then
-    return nil
-  end
-  return tonumber(value)
-end
 for _, i in ipairs({1, 3, 6, 7, 8, 10, 11}) do
   if integer(ARGV[i]) == nil then return {-1, 'state', 'argument ' .. i .. ' is not an integer'} end
 end

@@ -7,18 +7,27 @@
 --   1 {t}:seen:{today}:{uid} (hash event_id -> "position|incarnation"; written here)
 --   2 {t}:user:{uid}  3 {t}:user-tracks:{uid} (HLL)  4 {t}:user-plays:{uid} (hash)
 --   5 {t}:track:{track}  6 {t}:track-listeners:{window}:{track} (HLL)
---   7 {t}:erased:{uid}  8 {t}:quota:{today}
---   9.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
+--   7 {t}:erased:{digest of uid}  8 {t}:quota:{today}
+--   9 {t}:detector:listening (hash: seq, seen, alarms)  10 its score window (zset)
+--   11-20 its behaviour feature windows (zsets, FEATURE_NAMES' order)
+--   21 {t}:model:popularity (hash: the forecaster's statistics)
+--   22.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
 -- ARGV: 1 type  2 ms_played  3 track_id  4 hour  5 ts  6 user_id  7 window
 --       8 seen_ttl_s  9 window_ttl_s  10 near_30s (0/1)  11 completed (0/1)
 --       12 position (topic:partition:offset)  13 incarnation of the calling worker
 --       14 state_ttl_s  15 record time (ms, the Kafka timestamp)  16 lateness (ms)
 --       17 early (0/1: ts beyond the worker's clock + skew)  18 quota (new ids a day, 0: none)
 --       19 quota_ttl_s  20 tracks kept per user in {t}:user-plays
---       21 event_id
+--       21 event_id  22 learn (0/1: 0 when degraded)  23 alarm_rate  24 warmup  25 top_k
+--       26 window (of the detector)  27 forgetting (of the forecaster)
+-- The models learn in this same script, from the event that teaches them, so a record is
+-- learnt exactly once, whichever worker reads it how often (detector.lua, forecaster.lua).
 -- Returns {0, why, detail} when refused (why: duplicate | erased | quota | state), else
 --   {status, flags, user fields..., hours 0-23, distinct_tracks, rolled_from,
---    counts(w), counts(w-1), counts(r), counts(r-1), counts(r-2)}
+--    counts(w), counts(w-1), counts(r), counts(r-1), counts(r-2),
+--    score, percentile, threshold, warming (0/1), alarm (0/1), inputs learnt, alarms,
+--    features x10, ranks x10,
+--    forecaster: trained, mae, naive_mae, a x10, b x4} (floats as strings)
 --   status 1: applied now; 2: applied before by another record read (a replay);
 --   3: applied before by this same worker (a retry whose reply was lost)
 --   flags: 1 late (beyond the lateness bound), 2 early (held out of the live window)
@@ -31,14 +40,6 @@ local HOURS = {}
 for h = 0, 23 do HOURS[h + 1] = 'h' .. h end
 
 local function refuse(why, detail) return {0, why, detail} end
-
--- an integer as Redis counts them (HINCRBY refuses "1e3", "1.0" or 20 digits)
-local function integer(value)
-  if type(value) ~= 'string' or #value > 18 or not string.match(value, '^%-?%d+$') then
-    return nil
-  end
-  return tonumber(value)
-end
 
 -- arguments
 local kind, track, event_id = ARGV[1], ARGV[3], ARGV[21]
@@ -62,6 +63,17 @@ if not (ARGV[10] == '0' or ARGV[10] == '1') or not (ARGV[11] == '0' or ARGV[11] 
   return refuse('state', 'flags must be 0 or 1')
 end
 local early = ARGV[17] == '1'
+
+for i = 9, 21 do
+  local wanted = (i == 9 or i == 21) and 'hash' or 'zset'
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= wanted then
+    return refuse('state', 'key ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. wanted)
+  end
+end
+local learning = ARGV[22] == '1'
+local alarm_rate, warmup, top_k = tonumber(ARGV[23]), tonumber(ARGV[24]), tonumber(ARGV[25])
+local detector_window, forgetting = tonumber(ARGV[26]), tonumber(ARGV[27])
 
 -- Every key is read before anything is written: a key of another type (written by someone
 -- else) makes a read fail with WRONGTYPE, and the script stops with nothing changed. The
@@ -98,7 +110,7 @@ end
 -- the same record again (a replay, or this worker's own retry), or the same event twice
 local status = 1
 for i = 1, #KEYS do
-  if i == 1 or i >= 9 then
+  if i == 1 or i >= 22 then
     local seen = redis.call('HGET', KEYS[i], event_id)
     if seen then
       local position, incarnation = string.match(seen, '^(.*)|([^|]*)$')
@@ -188,19 +200,57 @@ if status == 1 then
 end
 
 local out = {status, flags}
-for _, v in ipairs(redis.call('HMGET', user, unpack(FIELDS))) do
-  out[#out + 1] = tonumber(v or 0)
+local u = {}
+for i, v in ipairs(redis.call('HMGET', user, unpack(FIELDS))) do
+  u[FIELDS[i]] = tonumber(v or 0)
+  out[#out + 1] = u[FIELDS[i]]
 end
-for _, v in ipairs(redis.call('HMGET', user, unpack(HOURS))) do
-  out[#out + 1] = tonumber(v or 0)
+local hours = {}
+for i, v in ipairs(redis.call('HMGET', user, unpack(HOURS))) do
+  hours[i] = tonumber(v or 0)
+  out[#out + 1] = hours[i]
 end
-out[#out + 1] = redis.call('PFCOUNT', KEYS[3])
+local distinct = redis.call('PFCOUNT', KEYS[3])
+out[#out + 1] = distinct
 out[#out + 1] = rolled
 local windows = {}
 for _, w in ipairs({window, window - 1, rolled, rolled - 1, rolled - 2}) do
   for _, c in ipairs(COUNTS) do windows[#windows + 1] = w .. ':' .. c end
 end
-for _, v in ipairs(redis.call('HMGET', meta, unpack(windows))) do
-  out[#out + 1] = tonumber(v or 0)
+local counts = redis.call('HMGET', meta, unpack(windows))
+for i, v in ipairs(counts) do
+  counts[i] = tonumber(v or 0)
+  out[#out + 1] = counts[i]
 end
+
+-- the listener, judged against the tenant's recent listeners, then learnt (first read only)
+local window_keys = {}
+for i = 1, 10 do window_keys[i] = KEYS[10 + i] end
+local x = behaviour(u, hours, distinct, counts[1], counts[2], counts[6])
+local detector = detector_state(KEYS[9])
+local j = judge(detector, KEYS[10], window_keys, x, top_k, alarm_rate, warmup, detector_window)
+local alarm = (not j.warming) and j.score > j.threshold
+if status == 1 and learning then
+  learn(detector, KEYS[9], KEYS[10], window_keys, x, j.score, detector_window, alarm, state_ttl)
+end
+for _, v in ipairs({j.score, j.percentile, j.threshold}) do out[#out + 1] = num(v) end
+out[#out + 1] = j.warming and 1 or 0
+out[#out + 1] = alarm and 1 or 0
+out[#out + 1] = detector.seen
+out[#out + 1] = detector.alarms
+for _, v in ipairs(x) do out[#out + 1] = num(v) end
+for _, v in ipairs(j.ranks) do out[#out + 1] = num(v) end
+
+-- the popularity forecaster learns the delayed label of the window this event closed
+local model = load_forecaster(KEYS[21])
+if status == 1 and learning and rolled >= 0 then
+  -- counts 13-18: the window that closed (r); 19-24: the one before it; 25-30: before that
+  learn_forecaster(KEYS[21], model, counts[19], counts[25], counts[13], forgetting, 1000)
+  redis.call('EXPIRE', KEYS[21], state_ttl)
+end
+out[#out + 1] = model.trained
+out[#out + 1] = num(model.mae)
+out[#out + 1] = num(model.naive_mae)
+for _, v in ipairs(model.a) do out[#out + 1] = num(v) end
+for _, v in ipairs(model.b) do out[#out + 1] = num(v) end
 return out
