@@ -18,6 +18,7 @@ Erasure names keys, never patterns: ``SCAN MATCH {t}:user:a*`` would also find `
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 
@@ -49,6 +50,7 @@ __all__ = [
 DEADLETTERS_TAG = "_workers"
 
 
+@functools.lru_cache(maxsize=4096)  # a worker serves few tenants; checked once each
 def prefix(tenant: str) -> str:
     """The key prefix of one tenant, e.g. ``{acme}:``."""
     return "{" + validate_tenant(tenant) + "}:"
