@@ -10,14 +10,10 @@ master died) then loses nothing the worker went on from.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
-from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 from redis.asyncio.cluster import RedisCluster
@@ -36,106 +32,18 @@ from workers.state.protocol import (
     StateUnavailable,
     StreamSaved,
 )
+from workers.state.redis_client import (
+    Script,
+    is_transient,
+    pack_with_hiredis,
+    script_source,
+    translated,
+)
 
 __all__ = ["RedisStore", "is_transient"]
 
 #: the store-kept listening detector's name in its keys
 LISTENING = "listening"
-P = ParamSpec("P")
-T = TypeVar("T")
-
-#: Replies Redis gives while it cannot serve for now: loading, busy with a script, a replica
-#: not yet promoted, a cluster reconfiguring. Waiting fixes them; nothing about the call does.
-_TRANSIENT_REPLIES = ("BUSY", "LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for failures a retry can fix: the connection, a timeout, a server loading or
-    failing over, out of memory, a missing permission (an operator fixes those)."""
-    if isinstance(
-        exc,
-        rx.ConnectionError
-        | rx.TimeoutError
-        | rx.ClusterDownError
-        | rx.TryAgainError
-        | rx.ReadOnlyError
-        | rx.OutOfMemoryError
-        | rx.NoPermissionError
-        | OSError,
-    ):
-        return True
-    return isinstance(exc, rx.ResponseError) and str(exc).startswith(_TRANSIENT_REPLIES)
-
-
-def _translated(
-    method: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Transient failures leave as ``StateUnavailable``; the rest as they are."""
-
-    @functools.wraps(method)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except Exception as exc:
-            if is_transient(exc):
-                raise StateUnavailable(f"{type(exc).__name__}: {exc}") from exc
-            raise
-
-    return call
-
-
-class _HiredisPacking:
-    """Commands packed by hiredis (C) instead of redis-py's Python packer, which re-joins
-    its buffer once per argument: 49 µs against 5 µs for one listening event's EVALSHA of
-    ~60 arguments (measured), the largest cost of a batch in the worker after the socket."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        if isinstance(args[0], str) and " " in args[0]:  # "SCRIPT LOAD": two words
-            args = (*args[0].split(), *args[1:])
-        return [hiredis.pack_command(args)]
-
-
-_PACKING: dict[type, type] = {}
-
-
-def _packing(base: type[Any]) -> type[Any]:
-    """``base`` with the C packer (one class per base, however many clients)."""
-    if issubclass(base, _HiredisPacking):
-        return base
-    if base not in _PACKING:
-        _PACKING[base] = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
-    return _PACKING[base]
-
-
-def _pack_with_hiredis(client: aioredis.Redis | RedisCluster) -> None:
-    """Give ``client``'s connections (TLS ones too; every node's, on a cluster) the C packer."""
-    if isinstance(client, RedisCluster):
-        kwargs = client.nodes_manager.connection_kwargs
-        kwargs["connection_class"] = _packing(kwargs.get("connection_class", aioredis.Connection))
-        for node in client.nodes_manager.startup_nodes.values():
-            node.connection_class = _packing(node.connection_class)
-    else:
-        pool = client.connection_pool
-        pool.connection_class = _packing(pool.connection_class)
-
-
-def _script(*names: str) -> str:
-    """Lua sources under ``state/lua``, joined into one script (helpers first)."""
-    folder = resources.files("workers.state").joinpath("lua")
-    return "\n".join(folder.joinpath(name).read_text() for name in names)
-
-
-class _Script:
-    """A Lua script called by SHA. redis-py's registered scripts send SCRIPT EXISTS before
-    every pipeline: a second round trip per event (measured). Here the script is loaded
-    once, and again only when Redis answers NOSCRIPT (it restarted or was flushed)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-    async def load(self, client: aioredis.Redis | RedisCluster) -> None:
-        await client.script_load(self.source)
 
 
 class RedisStore:
@@ -149,15 +57,15 @@ class RedisStore:
         wait_timeout_ms: int = 500,
     ) -> None:
         self._client = client
-        _pack_with_hiredis(client)  # new connections of this client pack in C
+        pack_with_hiredis(client)  # new connections of this client pack in C
         self.limits = limits or StateLimits()
         self.incarnation = incarnation or secrets.token_hex(4)
         self._cluster = isinstance(client, RedisCluster)
         self._wait = (wait_replicas, wait_timeout_ms)
-        self._listening = _Script(
-            _script("common.lua", "detector.lua", "forecaster.lua", "listening.lua")
+        self._listening = Script(
+            script_source("common.lua", "detector.lua", "forecaster.lua", "listening.lua")
         )
-        self._stream = _Script(_script("common.lua", "stream.lua"))
+        self._stream = Script(script_source("common.lua", "stream.lua"))
         self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
 
     @classmethod
@@ -215,7 +123,7 @@ class RedisStore:
                 )
         return replies[: len(replies) - waits]
 
-    @_translated
+    @translated
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
     ) -> list[ListeningState | Refused]:
@@ -302,14 +210,14 @@ class RedisStore:
         )
         return ("EVALSHA", self._listening.sha, len(event_keys), *event_keys, *args)
 
-    @_translated
+    @translated
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         state = await self._client.hget(keys.stream(tenant, stream), "state")
         if state is None:
             return None
         return state.encode() if isinstance(state, str) else bytes(state)
 
-    @_translated
+    @translated
     async def save_stream(
         self,
         tenant: str,
@@ -354,7 +262,7 @@ class RedisStore:
             return Refused(reason, _text(reply[2]))
         return StreamSaved(accepted=int(reply[0]) == 1, previous=int(reply[1]))
 
-    @_translated
+    @translated
     async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
         key = keys.stream_outputs(tenant, position.partition, stream)
         try:
@@ -372,7 +280,7 @@ class RedisStore:
                 return KeptChunk(outputs=outputs, own=incarnation.decode() == self.incarnation)
         return None
 
-    @_translated
+    @translated
     async def note_dead_letters(self, letters: Sequence[tuple[str | None, Position]]) -> list[bool]:
         if not letters:
             return []
@@ -398,7 +306,7 @@ class RedisStore:
                 noted.append(int(reply) == 1)
         return noted
 
-    @_translated
+    @translated
     async def ping(self) -> bool:
         return bool(await self._client.ping())
 
