@@ -37,6 +37,7 @@ __all__ = [
     "dead_letter",
     "received",
     "tenant_topic",
+    "topic_kind",
     "topic_owner",
 ]
 
@@ -71,6 +72,16 @@ def topic_owner(name: str) -> str | None:
         if owner != name and TENANT_PATTERN.fullmatch(owner):
             return owner
     return None
+
+
+def topic_kind(topic: str) -> str:
+    """The logical topic of a (possibly per-tenant) topic.
+
+    >>> topic_kind("acme.audio.chunks"), topic_kind("listening.events")
+    ('audio.chunks', 'listening.events')
+    """
+    owner = topic_owner(topic)
+    return topic if owner is None else topic[len(owner) + 1 :]
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.consumer.consumer import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record
+from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record, topic_kind
 from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
 from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
 from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
 from workers.runtime.kafka import last_fetch_age_s, to_record
+from workers.runtime.lanes import Lane, Lanes
 from workers.runtime.security import kafka_auth
 from workers.runtime.settings import Settings
 
@@ -73,7 +74,9 @@ class DirectEngine(mode.Service):
         self.rebalances = RebalanceClock()
         #: each output topic's max.message.bytes (Kafka's default until read)
         self._limits: dict[str, int] = {}
-        self._lock = asyncio.Lock()  # held while a batch is processed
+        self.lanes: Lanes | None = None
+        #: partitions not fetched while their lane's backlog is high
+        self._held_back: set[TopicPartition] = set()
         self._stopping = False
         self._consuming: asyncio.Task[None] | None = None
 
@@ -129,26 +132,41 @@ class DirectEngine(mode.Service):
         )
         self.consumer.subscribe(s.topics(*INPUT_TOPICS), listener=_Rebalance(self))
         await self.consumer.start()
+        assert self._handler is not None
+        handle = self._handler.handle
+        self.lanes = Lanes(
+            {
+                kind: Lane(
+                    kind,
+                    lambda records: handle(records, self._mark_done),
+                    batch_max=s.batch_max,
+                    on_error=self.crash,
+                )
+                for kind in INPUT_TOPICS
+            }
+        )
+        self.lanes.start()
         self._consuming = asyncio.create_task(self._consume(), name="consume")
         self.add_future(self._commit_every_interval())
 
     async def on_stop(self) -> None:
-        """Finish the batch in hand and take no more, flush, commit, close."""
+        """Finish the batches in hand and take no more, flush, commit, close."""
         self._stopping = True
         if self._consuming is not None:
+            with contextlib.suppress(Exception):
+                await self._consuming  # returns within one poll
+        if self.lanes is not None:
+            # records fetched but not started stay uncommitted: the next owner reads them
+            self.lanes.drop(lambda _: True)
             try:
-                await asyncio.wait_for(
-                    asyncio.shield(self._consuming), self.settings.drain_timeout_s
-                )
+                async with asyncio.timeout(self.settings.drain_timeout_s):
+                    async with self.lanes.held():
+                        pass
             except TimeoutError:
                 log.warning(
                     "stopping with records unfinished: they stay uncommitted and are replayed"
                 )
-                self._consuming.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._consuming
-            except Exception:
-                log.exception("consume loop failed")
+            await self.lanes.stop()
         for _ in range(3):  # resends and replacements are acknowledged by the next flush
             with contextlib.suppress(KafkaError):
                 await self._commit()
@@ -207,23 +225,38 @@ class DirectEngine(mode.Service):
 
     async def _consume_batches(self) -> None:
         assert self.consumer is not None
-        assert self._handler is not None
+        assert self.lanes is not None
         while not self._stopping:
+            self._hold_back_busy_lanes()
             batches = await self.consumer.getmany(
                 timeout_ms=_POLL_MS, max_records=self.settings.batch_max
             )
             if not batches or self._stopping:
                 continue  # records taken after the stop began stay uncommitted: replayed
-            async with self._lock:
-                assigned = self.consumer.assignment()
-                records: list[Record] = []
-                for tp, messages in batches.items():
-                    if tp not in assigned or not messages:  # revoked while fetched
-                        continue
-                    # where this worker started on the partition: nothing below is re-read
-                    committed = self._committed.setdefault(tp, messages[0].offset)
-                    records.extend(to_record(m, committed=committed) for m in messages)
-                await self._handler.handle(records, self._mark_done)
+            assigned = self.consumer.assignment()
+            for tp, messages in batches.items():
+                if tp not in assigned or not messages:  # revoked while fetched
+                    continue
+                # where this worker started on the partition: nothing below is re-read
+                committed = self._committed.setdefault(tp, messages[0].offset)
+                self.lanes.put(to_record(m, committed=committed) for m in messages)
+
+    def _hold_back_busy_lanes(self) -> None:
+        """Stop fetching the partitions of a lane with a high backlog; fetch them again once
+        it is down to a batch (partitions stopped for an undeliverable output stay so)."""
+        assert self.consumer is not None
+        assert self.lanes is not None
+        busy, free = self.lanes.backlogged(), self.lanes.drained()
+        blocked = self._settlement.blocked if self._settlement is not None else {}
+        for tp in self.consumer.assignment():
+            kind = topic_kind(tp.topic)
+            if kind in busy and tp not in self._held_back:
+                self.consumer.pause(tp)
+                self._held_back.add(tp)
+            elif kind in free and tp in self._held_back:
+                self._held_back.discard(tp)
+                if (tp.topic, tp.partition) not in blocked:
+                    self.consumer.resume(tp)
 
     def _mark_done(self, record: Record, sent: list[Sent]) -> None:
         assert self._settlement is not None
@@ -261,7 +294,12 @@ class DirectEngine(mode.Service):
         self._committed.update(offsets)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self._lock:  # the batch in hand finishes first
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        if self.lanes is None:
+            return
+        self.lanes.drop(lambda r: (r.topic, r.partition) in gone)  # the next owner's now
+        self._held_back -= revoked
+        async with self.lanes.held():  # the batches in hand finish first
             with contextlib.suppress(KafkaError):
                 await self._commit(revoked)
             if self._settlement is not None:

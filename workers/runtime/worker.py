@@ -25,7 +25,7 @@ from workers.core.records import (
     Outcome,
     Record,
     tenant_topic,
-    topic_owner,
+    topic_kind,
 )
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
@@ -270,9 +270,3 @@ class Worker:
     async def shutdown(self) -> None:
         """After the engine stopped: close the store (the models live in it)."""
         await self.store.close()
-
-
-def topic_kind(topic: str) -> str:
-    """The logical topic of a (possibly per-tenant) topic: bounded metric labels."""
-    owner = topic_owner(topic)
-    return topic if owner is None else topic[len(owner) + 1 :]
