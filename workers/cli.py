@@ -87,7 +87,8 @@ def _bench(args: argparse.Namespace) -> int:
         elif target == "latency":
             from workers.dev.benchmarks import latency
 
-            latency.run(quick=args.quick, out_dir=Path(args.out))
+            systems = tuple(args.systems.split(",")) if args.systems else latency.SYSTEMS
+            latency.run(quick=args.quick, systems=systems, out_dir=Path(args.out))
         elif target == "scale":
             from workers.dev.benchmarks import scale
 
@@ -259,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
     bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")
+    bench.add_argument(
+        "--systems",
+        help="latency: which systems, comma-separated (default: "
+        "floor,floor-rdkafka,worker,faust,quix)",
+    )
     bench.add_argument("--out", default="bench-results", help="directory for JSON results")
     bench.set_defaults(func=_bench)
     args = parser.parse_args(argv)

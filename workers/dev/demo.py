@@ -30,9 +30,11 @@ from workers.dev.client import (
     pcm_bytes,
     start_producer,
 )
+from workers.dev.forwarder import Forwarder
 from workers.dev.loadgen import AudioSource, ListeningPopulation
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
+from workers.runtime.admin import create_topics
 
 __all__ = [
     "BAD_EVERY_S",
@@ -49,6 +51,9 @@ STREAMS_PER_TENANT = 4
 EVENTS_PER_SECOND = 300
 BAD_EVERY_S = 1.0
 BUDGET_MS = 10.0
+#: the floor's topics: the same load, beside the worker's, on the same broker
+FLOOR = "floor."
+FLOOR_OUT = FLOOR + "out"
 
 
 def _bad_inputs() -> itertools.cycle[tuple[str, str, bytes | None, bytes, list[tuple[str, bytes]]]]:
@@ -108,6 +113,8 @@ def _bad_inputs() -> itertools.cycle[tuple[str, str, bytes | None, bytes, list[t
 
 @dataclass
 class Tally:
+    #: the topic where the outputs that are timed arrive
+    outputs: str = ANOMALY
     started: float = field(default_factory=time.monotonic)
     sent: Counter[str] = field(default_factory=Counter)
     bad_sent: int = 0
@@ -127,7 +134,7 @@ class Tally:
         if r.topic == DEADLETTER:
             self.reasons[r.header("error") or "?"] += 1
             return
-        if r.topic != ANOMALY:
+        if r.topic != self.outputs:
             return
         body = r.json()
         kind, tenant = str(body["kind"]), str(body["tenant"])
@@ -147,7 +154,7 @@ class Tally:
 
     def accounted(self) -> int:
         """Inputs that ended as their outputs (one anomaly each) or as one dead letter."""
-        return self.received[ANOMALY] + self.received[DEADLETTER]
+        return self.received[self.outputs] + self.received[DEADLETTER]
 
 
 def _pct(values: list[float], q: float) -> str:
@@ -164,21 +171,23 @@ def _progress(t: Tally, phase: str) -> Table:
     table.add_column("outputs read")
     table.add_column("", justify="right")
     inputs = [
-        ("audio.chunks", t.sent[AUDIO_CHUNKS]),
-        ("listening.events", t.sent[LISTENING_EVENTS]),
+        ("audio chunks", t.sent[AUDIO_CHUNKS]),
+        ("listening events", t.sent[LISTENING_EVENTS]),
         ("bad on purpose", t.bad_sent),
         ("accounted for", t.accounted()),
     ]
-    outputs = [(topic, t.received[topic]) for topic in OUTPUT_TOPICS]
-    outputs.append(("anomalies", sum(t.anomalies.values())))
+    topics = OUTPUT_TOPICS if t.outputs == ANOMALY else (t.outputs,)
+    outputs = [(topic, t.received[topic]) for topic in topics]
+    if t.outputs == ANOMALY:
+        outputs.append(("anomalies", sum(t.anomalies.values())))
     for (a, n), (b, m) in itertools.zip_longest(inputs, outputs, fillvalue=("", "")):
         table.add_row(a, str(n), b, str(m))
-    worker = t.worker_ms["audio"] + t.worker_ms["listening"]
-    table.add_row("", "", "worker p50 / p99 ms", f"{_pct(worker, 50)} / {_pct(worker, 99)}")
+    inside = t.worker_ms["audio"] + t.worker_ms["listening"]
+    table.add_row("", "", "in process p50 / p99 ms", f"{_pct(inside, 50)} / {_pct(inside, 99)}")
     return table
 
 
-def _summary(t: Tally) -> Group:
+def _counts(t: Tally) -> Table:
     counts = Table(title="Inputs and outputs", title_justify="left")
     counts.add_column("what")
     counts.add_column("count", justify="right")
@@ -195,29 +204,52 @@ def _summary(t: Tally) -> Group:
     )
     for reason, n in sorted(t.reasons.items()):
         counts.add_row(f"dead letters: {reason}", str(n))
-    latency = Table(title=f"Latency (target {BUDGET_MS:.0f} ms per event)", title_justify="left")
-    for col in ("path", "p50 ms", "p99 ms", "max ms", "≤ target at p99"):
+    return counts
+
+
+def _q(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def _summary(t: Tally, floor: Tally) -> Group:
+    latency = Table(
+        title=f"Latency, ms (budget {BUDGET_MS:.0f} ms per event)", title_justify="left"
+    )
+    for col in ("path", "p50", "p99", "max", "× floor p50", "× floor p99", "p99 ≤ budget"):
         latency.add_column(col, justify="right")
     for kind in ("audio", "listening"):
-        for label, values in (("in worker", t.worker_ms[kind]), ("end to end", t.e2e_ms[kind])):
-            p99 = float(np.percentile(values, 99)) if values else float("nan")
+        base = floor.e2e_ms[kind]
+        rows = (
+            ("floor", base, False),
+            ("worker", t.e2e_ms[kind], True),
+            ("in worker", t.worker_ms[kind], False),
+        )
+        for label, values, compare in rows:
             latency.add_row(
-                f"{kind} {label}",
+                f"{kind} · {label}",
                 _pct(values, 50),
                 _pct(values, 99),
                 f"{max(values):.2f}" if values else "-",
-                "yes" if p99 <= BUDGET_MS else "no",
+                f"{_q(values, 50) / _q(base, 50):.2f}" if compare and base else "",
+                f"{_q(values, 99) / _q(base, 99):.2f}" if compare and base else "",
+                "yes" if _q(values, 99) <= BUDGET_MS else "no",
             )
-    return Group(counts, latency)
+    own = " · ".join(
+        f"{kind} {_q(t.e2e_ms[kind], 50) - _q(floor.e2e_ms[kind], 50):.1f} ms"
+        for kind in ("audio", "listening")
+    )
+    note = (
+        "floor, worker: end to end (sent → output read); in worker: fetched → output handed "
+        "to the producer. The floor is a do-nothing consume → produce loop with the worker's "
+        "client and settings, on the same broker, under the same load, in this run: what "
+        "any process pays here before doing any work. The worker's own share at p50 (worker "
+        f"minus floor): {own}."
+    )
+    return Group(_counts(t), latency, note)
 
 
-async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
-    tally = Tally()
-    producer = await start_producer(stack.broker.bootstrap)
-    collector = Collector(stack.broker.bootstrap)
-    collector.on_message = tally.on_message
-    await collector.start()
-    sources = [
+def _sources() -> list[AudioSource]:
+    return [
         AudioSource(
             tenant,
             f"{tenant}-live-{i}",
@@ -229,6 +261,18 @@ async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
         for n, tenant in enumerate(TENANTS)
         for i in range(STREAMS_PER_TENANT)
     ]
+
+
+async def _load(stack: Stack, seconds: float, console: Console, *, floor: bool = False) -> Tally:
+    """Real-time audio streams and listening events for ``seconds`` (to the floor's topics,
+    without the bad inputs, if ``floor``), then until every input is accounted for."""
+    prefix = FLOOR if floor else ""
+    tally = Tally(outputs=FLOOR_OUT if floor else ANOMALY)
+    producer = await start_producer(stack.broker.bootstrap)
+    collector = Collector(stack.broker.bootstrap, (FLOOR_OUT,) if floor else OUTPUT_TOPICS)
+    collector.on_message = tally.on_message
+    await collector.start()
+    sources = _sources()
     populations = [
         ListeningPopulation(tenant, seed=n, users=150) for n, tenant in enumerate(TENANTS)
     ]
@@ -238,32 +282,37 @@ async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
         }
     event_streams = [population.events() for population in populations]
     bad = _bad_inputs()
-    seq = 0
+    seqs = [0] * len(sources)
     sent_events = 0
-    next_bad = 0.0
+    next_bad = float("inf") if floor else 0.0
     next_draw = 0.0
+    phase = "floor" if floor else "worker"
     start = time.monotonic()
-    with Live(_progress(tally, "load"), console=console, auto_refresh=False) as live:
+    with Live(_progress(tally, phase), console=console, auto_refresh=False) as live:
         while (elapsed := time.monotonic() - start) < seconds:
-            if elapsed >= seq * 0.5:  # every stream sends its next 0.5 s chunk, in real time
-                for source in sources:
-                    samples, _fault = source.chunk(seq)
-                    headers = audio_headers(
-                        tenant=source.tenant,
-                        stream=source.stream,
-                        seq=seq,
-                        sample_rate=source.sample_rate,
-                        channels=source.channels,
-                    )
-                    tally.sent_at[("audio", source.tenant, f"{source.stream}/{seq}")] = time.time()
-                    await producer.send(
-                        AUDIO_CHUNKS,
-                        pcm_bytes(samples),
-                        key=f"{source.tenant}/{source.stream}".encode(),
-                        headers=headers,
-                    )
-                    tally.sent[AUDIO_CHUNKS] += 1
-                seq += 1
+            # every stream sends its next 0.5 s chunk in real time; live streams start at
+            # different moments, so their chunks are spread over the half second
+            for n, source in enumerate(sources):
+                seq = seqs[n]
+                if elapsed < seq * 0.5 + n * 0.5 / len(sources):
+                    continue
+                samples, _fault = source.chunk(seq)
+                headers = audio_headers(
+                    tenant=source.tenant,
+                    stream=source.stream,
+                    seq=seq,
+                    sample_rate=source.sample_rate,
+                    channels=source.channels,
+                )
+                tally.sent_at[("audio", source.tenant, f"{source.stream}/{seq}")] = time.time()
+                await producer.send(
+                    prefix + AUDIO_CHUNKS,
+                    pcm_bytes(samples),
+                    key=f"{source.tenant}/{source.stream}".encode(),
+                    headers=headers,
+                )
+                tally.sent[AUDIO_CHUNKS] += 1
+                seqs[n] += 1
             due = int(elapsed * EVENTS_PER_SECOND)
             while sent_events < due:
                 event = next(event_streams[sent_events % len(event_streams)]).fields
@@ -271,7 +320,9 @@ async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
                 tally.sent_at[
                     ("listening", str(event["tenant"]), f"{event['user_id']}/{event['event_id']}")
                 ] = time.time()
-                await producer.send(LISTENING_EVENTS, event_value(**event), key=key.encode())
+                await producer.send(
+                    prefix + LISTENING_EVENTS, event_value(**event), key=key.encode()
+                )
                 tally.sent[LISTENING_EVENTS] += 1
                 sent_events += 1
             if elapsed >= next_bad:
@@ -281,18 +332,30 @@ async def _load(stack: Stack, seconds: float, console: Console) -> Tally:
                 tally.bad_sent += 1
                 next_bad += BAD_EVERY_S
             if time.monotonic() >= next_draw:
-                live.update(_progress(tally, "load"), refresh=True)
+                live.update(_progress(tally, phase), refresh=True)
                 next_draw = time.monotonic() + 0.25
             await asyncio.sleep(0.005)
         await producer.flush()
         deadline = time.monotonic() + 20
         while tally.accounted() < tally.inputs and time.monotonic() < deadline:
-            live.update(_progress(tally, "draining"), refresh=True)
+            live.update(_progress(tally, f"{phase}: draining"), refresh=True)
             await asyncio.sleep(0.1)
-        live.update(_progress(tally, "done"), refresh=True)
+        live.update(_progress(tally, f"{phase}: done"), refresh=True)
     await collector.stop()
     await producer.stop()
     return tally
+
+
+def _floor(stack: Stack, seconds: float, console: Console) -> Tally:
+    """The same load through the do-nothing forwarder, on the floor's own topics."""
+    topics = [FLOOR + AUDIO_CHUNKS, FLOOR + LISTENING_EVENTS]
+    asyncio.run(create_topics(stack.broker.bootstrap, [*topics, FLOOR_OUT], partitions=4))
+    with console.status("the floor: a do-nothing consume → produce loop joins its group…"):
+        forwarder = Forwarder(stack.broker.bootstrap, topics, FLOOR_OUT, "demo-floor").start()
+    try:
+        return asyncio.run(_load(stack, seconds, console, floor=True))
+    finally:
+        forwarder.stop()
 
 
 def run_demo(*, seconds: float = 20.0) -> int:
@@ -311,13 +374,16 @@ def run_demo(*, seconds: float = 20.0) -> int:
         log=stack.workdir / "worker.log",
     )
     try:
+        # the floor first, with no worker running: on the emptier broker, so the worker is
+        # compared with the best the floor does, and nothing else takes the CPU meanwhile
+        floor = _floor(stack, seconds / 2, console)
         worker.start()
         with console.status("starting a worker process (warm-up, joining the consumer group)…"):
             ready_s = worker.wait_ready(timeout=90)
         console.print(f"worker ready in {ready_s:.1f} s (metrics on {worker.url('/metrics')})")
         tally = asyncio.run(_load(stack, seconds, console))
-        console.print(_summary(tally))
         code = worker.terminate()
+        console.print(_summary(tally, floor))
         console.print(
             f"worker stopped gracefully (exit {code}); total {time.monotonic() - started:.0f} s"
         )

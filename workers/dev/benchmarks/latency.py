@@ -33,13 +33,14 @@ from rich.console import Console
 from workers.core.records import ANOMALY, AUDIO_CHUNKS, LISTENING_EVENTS
 from workers.dev.benchmarks.common import percentiles
 from workers.dev.benchmarks.latency_report import report
+from workers.dev.benchmarks.systems import KINDS, SYSTEMS, Running, running
 from workers.dev.client import audio_headers, pcm_bytes
 from workers.dev.loadgen import AudioSource, ListeningPopulation
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 from workers.runtime.metrics import LATENCY_BUCKETS
 
-__all__ = ["CHUNK_S", "TENANTS", "Step", "cpu_seconds", "run"]
+__all__ = ["CHUNK_S", "SYSTEMS", "TENANTS", "Step", "cpu_seconds", "run"]
 
 TENANTS = ("bench-a", "bench-b", "bench-c")
 CHUNK_S = 0.5
@@ -283,59 +284,42 @@ async def _measure(
 
 
 @contextlib.contextmanager
-def _fresh_stack(
-    console: Console, *, worker: bool
-) -> Iterator[tuple[Stack, WorkerProcess | None, dict[str, int]]]:
-    """A new embedded stack (and a ready worker), stopped afterwards; pids to account CPU."""
+def _fresh_stack(console: Console) -> Iterator[tuple[Stack, dict[str, int]]]:
+    """A new embedded stack, stopped afterwards; its pids, to account CPU."""
     with console.status("starting a fresh embedded stack…"):
         stack = Stack().start(partitions=4)
-    process: WorkerProcess | None = None
     try:
         assert stack.broker.process is not None
         assert stack.redis.process is not None
-        pids = {"broker": stack.broker.process.pid, "redis": stack.redis.process.pid}
-        if worker:
-            process = WorkerProcess(
-                {
-                    **stack.env(),
-                    "WORKERS_TENANTS": ",".join(TENANTS),
-                    "WORKERS_REBALANCE_TIMEOUT_S": "3",
-                    "WORKERS_LOG_LEVEL": "warning",
-                },
-                log=stack.workdir / "worker.log",
-            )
-            process.start()
-            with console.status("waiting for the worker…"):
-                process.wait_ready(120)
-            assert process.process is not None
-            pids["worker"] = process.process.pid
-        yield stack, process, pids
+        yield stack, {"broker": stack.broker.process.pid, "redis": stack.redis.process.pid}
     finally:
-        if process is not None:
-            process.terminate()
         stack.stop()
 
 
 def _sweep(
     stack: Stack,
-    worker: WorkerProcess | None,
+    system: Running,
     pids: dict[str, int],
     plan: list[Step],
     console: Console,
-    *,
-    label: str = "",
 ) -> list[dict[str, Any]]:
     results = []
+    label = system.name
     for step in plan:
-        if worker is not None:
-            _drain(worker, console)  # a step starts on an idle worker: no backlog carried over
+        if system.worker is not None:
+            _drain(system.worker, console)  # a step starts idle: no backlog carried over
+        else:
+            time.sleep(2.0)
         what = f"{step.rate:g} events/s" if step.kind == "listening" else f"{step.rate:g} streams"
-        with console.status(f"{label or step.kind}: {what} for {step.seconds:g} s…"):
-            result = asyncio.run(_measure(stack.broker.bootstrap, step, worker, pids))
+        with console.status(f"{label}: {step.kind} {what} for {step.seconds:g} s…"):
+            result = asyncio.run(
+                _measure(stack.broker.bootstrap, step, system.worker, {**pids, label: system.pid})
+            )
+        result["system"] = label
         results.append(result)
         e = result["end_to_end"]
         console.print(
-            f"  {label or step.kind:9s} {what:>16s}: end-to-end "
+            f"  {label:6s} {step.kind:9s} {what:>16s}: end-to-end "
             f"p50 {e.get('p50_ms', float('nan')):6.2f} "
             f"p99 {e.get('p99_ms', float('nan')):7.2f} ms  "
             f"({result['received']}/{result['expected']} outputs)  CPU ms/record "
@@ -345,52 +329,37 @@ def _sweep(
 
 
 def run(
-    *, quick: bool = False, out_dir: Path = Path("bench-results"), console: Console | None = None
+    *,
+    quick: bool = False,
+    systems: tuple[str, ...] = SYSTEMS,
+    out_dir: Path = Path("bench-results"),
+    console: Console | None = None,
 ) -> dict[str, Any]:
+    """The open-loop sweep of each system (listening rates; audio streams where it has an
+    audio path), then each one's saturated throughput from the same backlog. Every sweep
+    and every backlog on a fresh broker: the embedded broker keeps every record in memory
+    and its fetch cost grows with what it holds (measured: after the audio sweep's ~1 GB,
+    a listening record cost it several times the CPU it costs on a fresh broker)."""
     console = console or Console()
     seconds = 4.0 if quick else 10.0
-    listening_rates = [500, 2000] if quick else [250, 500, 1000, 1500, 2000, 3000, 5000]
-    audio_streams = [10, 40] if quick else [25, 50, 100, 150]
+    rates = [500, 2000] if quick else [250, 500, 1000, 1500, 2000, 3000, 5000]
+    streams = [10, 40] if quick else [25, 50, 100, 150]
     out_dir.mkdir(parents=True, exist_ok=True)
-    from workers.dev.benchmarks.floor import start_live_forwarder
-    from workers.dev.benchmarks.floor import throughput as measure_throughput
+    from workers.dev.benchmarks.floor import saturation
 
-    # Each sweep gets a fresh broker: the embedded broker keeps every record in memory and
-    # its fetch cost grows with what it holds (measured: after the audio sweep's ~1 GB, a
-    # listening record cost it several times the CPU it costs on a fresh broker).
-    with _fresh_stack(console, worker=True) as (stack, worker, pids):
-        steps = _sweep(
-            stack,
-            worker,
-            pids,
-            [Step("audio", s, seconds, f"a{s}") for s in audio_streams],
-            console,
-        )
-    with _fresh_stack(console, worker=True) as (stack, worker, pids):
-        steps += _sweep(
-            stack,
-            worker,
-            pids,
-            [Step("listening", r, seconds, f"l{r}") for r in listening_rates],
-            console,
-        )
-    # the floor: the same open-loop load through a plain consume-and-forward loop, on a
-    # fresh broker too: what the broker and one Python hop allow at each rate
-    with _fresh_stack(console, worker=False) as (stack, _, pids):
-        with console.status("floor: a plain consume-and-forward loop joins…"):
-            forwarder = start_live_forwarder(stack)
-        try:
-            floor_steps = _sweep(
-                stack,
-                None,
-                {**pids, "forwarder": forwarder.pid},
-                [Step("listening", r, seconds, f"f{r}") for r in listening_rates],
-                console,
-                label="floor",
-            )
-        finally:
-            forwarder.terminate()
-    with _fresh_stack(console, worker=False) as (stack, _, _pids):  # the same backlog for both
-        throughput = measure_throughput(stack, 5_000 if quick else 40_000, console)
-
-    return report(steps, floor_steps, throughput, out_dir=out_dir, console=console)
+    steps: list[dict[str, Any]] = []
+    for name in systems:
+        peer = name not in ("worker", "floor")  # in --quick, the first step only
+        for kind, sizes in (("audio", streams), ("listening", rates)):
+            if kind not in KINDS[name]:
+                continue
+            plan = [Step(kind, size, seconds, f"{name[0]}{kind[0]}{size}") for size in sizes]
+            with _fresh_stack(console) as (stack, pids), contextlib.ExitStack() as up:
+                with console.status(f"{name}: starting on a fresh stack…"):
+                    system = up.enter_context(running(name, stack, tenants=TENANTS))
+                steps += _sweep(stack, system, pids, plan[:1] if quick and peer else plan, console)
+    throughput = {}
+    for name in systems:
+        with _fresh_stack(console) as (stack, _pids):
+            throughput[name] = saturation(name, stack, 5_000 if quick else 40_000, console)
+    return report(steps, throughput, out_dir=out_dir, console=console)

@@ -68,21 +68,21 @@ def roc(
 
 
 def rate_vs_p99(
-    series: Mapping[str, Sequence[tuple[float, float]]],
+    series: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]],
     path: Path,
     *,
     budget_ms: float,
-    floor: Sequence[tuple[float, float]] = (),
 ) -> Path:
-    """End-to-end p99 against offered load, one panel per kind of input; ``floor`` (a plain
-    consume-and-forward loop under the same load) drawn on the listening panel."""
+    """End-to-end p99 against offered load, one panel per kind of input (``series``: kind ->
+    system -> points), one line per system; the floor (``floor``) dotted."""
     fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 4), dpi=110)
-    for ax, (kind, points) in zip(np.atleast_1d(axes), series.items(), strict=True):
-        xs, ys = zip(*points, strict=True) if points else ((), ())
-        ax.plot(xs, ys, marker="o", label="worker")
-        if kind == "listening" and floor:
-            fx, fy = zip(*floor, strict=True)
-            ax.plot(fx, fy, marker="s", linestyle=":", label="pass-through floor")
+    for ax, (kind, systems) in zip(np.atleast_1d(axes), series.items(), strict=True):
+        for system, points in systems.items():
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            style = {"linestyle": ":", "marker": "s"} if system == "floor" else {"marker": "o"}
+            ax.plot(xs, ys, label=system, **style)  # type: ignore[arg-type]
         ax.axhline(
             budget_ms, color="red", linestyle="--", linewidth=1, label=f"budget {budget_ms:g} ms"
         )

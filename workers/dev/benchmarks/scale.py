@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.dev.benchmarks.common import write_results
-from workers.dev.benchmarks.floor import _preload, forwarder_throughput, new_outputs_reader
+from workers.dev.benchmarks.floor import forwarder_throughput, new_outputs_reader, preload
 from workers.dev.benchmarks.latency import TENANTS, cpu_seconds
 from workers.dev.stack import Stack, free_port
 from workers.dev.testing import WorkerProcess
@@ -122,7 +122,7 @@ def run(
     for processes in (1, 2, 3):
         with _fresh_stack(console) as stack:
             with console.status(f"{processes} process(es): pre-loading {n} events…"):
-                asyncio.run(_preload(stack.broker.bootstrap, n))
+                asyncio.run(preload(stack.broker.bootstrap, n))
             with console.status(f"{processes} process(es): draining the backlog…"):
                 fleets.append(asyncio.run(_through_workers(stack, processes, n)))
     with _fresh_stack(console) as stack:

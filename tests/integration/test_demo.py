@@ -1,0 +1,30 @@
+"""``make demo``, the main job, as a user runs it: a summary with the worker beside the floor."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+
+def test_the_demo_accounts_for_every_input_and_shows_the_floor() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "workers", "demo", "--seconds", "6"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "COLUMNS": "160"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    accounted = re.search(r"inputs accounted for\s*│\s*(\d+) / (\d+)", out)
+    assert accounted is not None, out[-3000:]
+    assert accounted.group(1) == accounted.group(2)  # each input: its outputs or a dead letter
+    for kind in ("audio", "listening"):
+        for path in ("floor", "worker", "in worker"):
+            row = re.search(rf"{kind} · {path}\s*│\s*([\d.]+)\s*│\s*([\d.]+)", out)
+            assert row is not None, (kind, path, out[-3000:])
+    assert "own share at" in " ".join(out.split())
+    assert "worker stopped gracefully (exit 0)" in out
