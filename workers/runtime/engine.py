@@ -1,7 +1,9 @@
 """The Engine protocol: what the worker needs from the Kafka side, whichever client runs it.
 
-Two implementations: ``DirectEngine`` (``direct.py``: one aiokafka consumer loop, the
-default) and ``FaustEngine`` (``faust_engine.py``: Faust agents). The worker is handed an
+Three implementations: ``DirectEngine`` (``direct.py``: one aiokafka consumer loop, the
+default), ``RdkafkaEngine`` (``rdkafka_engine.py``: librdkafka through confluent-kafka;
+both share their lanes and guarantees, ``consuming.py``) and ``FaustEngine``
+(``faust_engine.py``: Faust agents). The worker is handed an
 engine, never builds one; an engine is handed a ``RecordHandler`` (the worker) when it runs.
 Both keep the same guarantees (RELIABILITY.md): offsets are committed only for records
 whose every output the broker acknowledged (``delivery.py``), and a stop finishes the
@@ -113,6 +115,10 @@ def build_engine(settings: Settings) -> Engine:
         from workers.runtime.faust_engine import FaustEngine
 
         return FaustEngine(settings)
+    if settings.engine == "rdkafka":
+        from workers.runtime.rdkafka_engine import RdkafkaEngine
+
+        return RdkafkaEngine(settings)
     from workers.runtime.direct import DirectEngine
 
     return DirectEngine(settings)

@@ -7,6 +7,7 @@ credentials' ``repr`` names the user only).
 
 from __future__ import annotations
 
+import os
 import ssl
 from typing import Any
 
@@ -16,7 +17,13 @@ from faust.types.auth import CredentialsT
 
 from workers.runtime.settings import Settings
 
-__all__ = ["faust_credentials", "kafka_auth", "kafka_ssl_context", "redis_options"]
+__all__ = [
+    "faust_credentials",
+    "kafka_auth",
+    "kafka_ssl_context",
+    "rdkafka_config",
+    "redis_options",
+]
 
 
 def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
@@ -63,6 +70,32 @@ def kafka_auth(settings: Settings) -> dict[str, Any]:
             "sasl_plain_password": settings.kafka_sasl_password.get_secret_value(),
         }
     return auth
+
+
+def rdkafka_config(settings: Settings) -> dict[str, Any]:
+    """librdkafka's connection settings (the rdkafka engine's consumer and producer)."""
+    s = settings
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(s.bootstrap_servers),
+        "client.id": f"{s.group_id}-{os.getpid()}",
+        "security.protocol": s.kafka_security_protocol.lower(),
+        "socket.nagle.disable": True,
+    }
+    for name, path in (
+        ("ssl.ca.location", s.kafka_ssl_cafile),
+        ("ssl.certificate.location", s.kafka_ssl_certfile),
+        ("ssl.key.location", s.kafka_ssl_keyfile),
+    ):
+        if path is not None:
+            config[name] = str(path)
+    if s.kafka_security_protocol.startswith("SASL_"):
+        assert s.kafka_sasl_password is not None  # checked by Settings
+        config |= {
+            "sasl.mechanism": s.kafka_sasl_mechanism,
+            "sasl.username": s.kafka_sasl_username,
+            "sasl.password": s.kafka_sasl_password.get_secret_value(),
+        }
+    return config
 
 
 def redis_options(settings: Settings) -> dict[str, Any]:

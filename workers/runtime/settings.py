@@ -38,9 +38,10 @@ class Settings(BaseSettings):
     #: restarted under the same id within the session timeout gets its partitions back at
     #: once, without a rebalance of the others. Unset: dynamic membership.
     group_instance_id: str | None = None
-    #: "direct": an aiokafka consumer loop feeding the core (workers/engine.py); "faust":
-    #: Faust agents. Same guarantees; direct is what meets the latency budget (BENCHMARKS.md).
-    engine: Literal["direct", "faust"] = "direct"
+    #: "direct": an aiokafka consumer loop feeding the core (runtime/direct.py); "rdkafka":
+    #: librdkafka (confluent-kafka) with its consumer in a thread (runtime/rdkafka_engine.py);
+    #: "faust": Faust agents. Same guarantees; BENCHMARKS.md compares them.
+    engine: Literal["direct", "rdkafka", "faust"] = "direct"
     #: Consumer fetch wait: Faust hard-codes 1500 ms, which costs a whole hop of latency.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
     producer_linger_ms: int = Field(default=1, ge=0, le=1000)

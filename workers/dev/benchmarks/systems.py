@@ -2,7 +2,8 @@
 
 - ``floor``: the do-nothing consume → produce loop (``workers.dev.forwarder``) on aiokafka,
   the worker's client; ``floor-rdkafka``: the same loop on librdkafka (confluent-kafka);
-- ``worker``: this worker (direct engine);
+- ``worker``: this worker (direct engine, aiokafka); ``worker-rdkafka``: this worker on
+  librdkafka (``WORKERS_ENGINE=rdkafka``);
 - ``faust``: this worker's pipeline under Faust agents (``WORKERS_ENGINE=faust``);
 - ``quix``: the listening path as a Quix Streams application
   (``workers.dev.benchmarks.quix_peer``).
@@ -32,12 +33,13 @@ from workers.dev.testing import WorkerProcess
 
 __all__ = ["KINDS", "SYSTEMS", "Running", "running"]
 
-SYSTEMS = ("floor", "floor-rdkafka", "worker", "faust", "quix")
+SYSTEMS = ("floor", "floor-rdkafka", "worker", "worker-rdkafka", "faust", "quix")
 #: the paths each system serves (the Quix Streams peer has no audio path)
 KINDS = {
     "floor": ("listening", "audio"),
     "floor-rdkafka": ("listening",),
     "worker": ("listening", "audio"),
+    "worker-rdkafka": ("listening", "audio"),
     "faust": ("listening", "audio"),
     "quix": ("listening",),
 }
@@ -59,8 +61,8 @@ def _worker(stack: Stack, name: str, group: str, tenants: tuple[str, ...]) -> Wo
         "WORKERS_REBALANCE_TIMEOUT_S": "3",
         "WORKERS_LOG_LEVEL": "warning",
     }
-    if name == "faust":
-        env["WORKERS_ENGINE"] = "faust"
+    if name in ("faust", "worker-rdkafka"):
+        env["WORKERS_ENGINE"] = "faust" if name == "faust" else "rdkafka"
     return WorkerProcess(env, log=stack.workdir / f"{group}.log")
 
 
@@ -130,7 +132,7 @@ def running(
             yield Running(name, forwarder.pid)
         finally:
             forwarder.stop()
-    elif name in ("worker", "faust"):
+    elif name in ("worker", "worker-rdkafka", "faust"):
         process = _worker(stack, name, group, tenants).start()
         try:
             if not backlog:
