@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--systems",
         help="latency: which systems, comma-separated (default: "
-        "floor,floor-rdkafka,worker,worker-rdkafka,faust,quix)",
+        "floor,floor-aiokafka,worker,worker-aiokafka,faust,quix)",
     )
     bench.add_argument("--out", default="bench-results", help="directory for JSON results")
     bench.set_defaults(func=_bench)

@@ -78,7 +78,7 @@ async def test_sigterm_during_load_loses_nothing(stack: Stack, tmp_path: Path) -
         await producer.stop()
 
 
-@pytest.mark.parametrize("engine", ["direct", "faust"])
+@pytest.mark.parametrize("engine", ["rdkafka", "direct", "faust"])
 async def test_sigterm_with_a_batch_stuck_on_redis_commits_none_of_it(
     stack: Stack, tmp_path: Path, engine: str
 ) -> None:

@@ -194,29 +194,32 @@ async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack
     assert all(n.startswith(b"{_workers}:deadletters:") for n in ledger), ledger
 
 
-async def test_the_faust_engine_end_to_end(
-    stack: Stack, collector: Collector, tmp_path_factory: pytest.TempPathFactory
+@pytest.mark.parametrize("engine", ["faust", "direct"])
+async def test_the_other_engines_end_to_end(
+    stack: Stack, collector: Collector, tmp_path_factory: pytest.TempPathFactory, engine: str
 ) -> None:
-    """WORKERS_ENGINE=faust: the same contract through Faust agents (its own group)."""
-    faust_worker = start_worker(
+    """WORKERS_ENGINE=faust (Faust agents) and =direct (aiokafka): the same contract as the
+    default librdkafka engine (each in its own group)."""
+    p = engine[0]  # its own streams, listeners and events
+    other = start_worker(
         stack,
-        tmp_path_factory.mktemp("faust") / "worker.log",
-        WORKERS_ENGINE="faust",
-        WORKERS_GROUP_ID="faust-engine",
+        tmp_path_factory.mktemp(engine) / "worker.log",
+        WORKERS_ENGINE=engine,
+        WORKERS_GROUP_ID=f"{engine}-engine",
     )
     try:
-        assert metric_value(faust_worker.metrics(), "workers_assigned_partitions") == 8
-        await send_chunks(stack, "acme", "fe-s", 3, sr=16000, channels=1)
-        await send_events(stack, [event_body("beats", "fe-u", f"fe-{i}") for i in range(10)])
+        assert metric_value(other.metrics(), "workers_assigned_partitions") == 8
+        await send_chunks(stack, "acme", f"{p}e-s", 3, sr=16000, channels=1)
+        await send_events(stack, [event_body("beats", f"{p}e-u", f"{p}e-{i}") for i in range(10)])
         producer = await start_producer(stack.broker.bootstrap)
-        await producer.send(LISTENING_EVENTS, b"{nope", key=b"beats/fe-u")
+        await producer.send(LISTENING_EVENTS, b"{nope", key=f"beats/{p}e-u".encode())
         await producer.stop()
-        assert len(await collector.wait_for(keyed("acme/fe-s", AUDIO_FEATURES), 6)) >= 3
-        scores = await collector.wait_for(keyed("beats/fe-u", ANOMALY), 20)
-        assert {m.json()["ref"] for m in scores} == {f"fe-{i}" for i in range(10)}
-        letters = await collector.wait_for(keyed("beats/fe-u", DEADLETTER), 1)
+        assert len(await collector.wait_for(keyed(f"acme/{p}e-s", AUDIO_FEATURES), 6)) >= 3
+        scores = await collector.wait_for(keyed(f"beats/{p}e-u", ANOMALY), 20)
+        assert {m.json()["ref"] for m in scores} == {f"{p}e-{i}" for i in range(10)}
+        letters = await collector.wait_for(keyed(f"beats/{p}e-u", DEADLETTER), 1)
         assert [r.header("error") for r in letters][:1] == ["malformed-json"]
-        text = faust_worker.metrics()  # its own counts (the module's worker reads these too)
+        text = other.metrics()  # its own counts (the module's worker reads these too)
         assert (
             metric_value(
                 text,
@@ -233,4 +236,4 @@ async def test_the_faust_engine_end_to_end(
             >= 10
         )
     finally:
-        faust_worker.terminate()
+        other.terminate()

@@ -1,4 +1,4 @@
-"""The do-nothing floor: a plain aiokafka consume → produce loop, one output per input.
+"""The do-nothing floor: a plain consume → produce loop, one output per input.
 
 What the broker and one Python hop with the worker's client cost, measured on the same
 stack, in the same run, as the worker: ``make demo`` and ``bench latency`` print the worker
@@ -56,7 +56,7 @@ def echo(topic: str, value: bytes | None, headers: Sequence[tuple[str, bytes]]) 
     }
 
 
-def _run(
+def _run_aiokafka(
     bootstrap: str, sources: list[str], target: str, group: str, ready: Any, *, from_start: bool
 ) -> None:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -103,7 +103,7 @@ def _run(
 def _run_rdkafka(
     bootstrap: str, sources: list[str], target: str, group: str, ready: Any, *, from_start: bool
 ) -> None:
-    """The same loop on librdkafka (confluent-kafka): what the client library costs."""
+    """The loop on librdkafka (confluent-kafka), the client of the worker's default engine."""
     from confluent_kafka import Consumer, Producer
 
     s = Settings()
@@ -146,8 +146,8 @@ def _run_rdkafka(
 class Forwarder:
     """The floor in its own process (like the worker): ``start`` returns once it is
     assigned its partitions; ``stop`` ends it. It reads what is sent after it joined, or
-    (``from_start``) its topics from the beginning. ``client``: ``aiokafka`` (the worker's
-    client) or ``rdkafka`` (confluent-kafka, to show what the client library costs)."""
+    (``from_start``) its topics from the beginning. ``client``: ``rdkafka`` (librdkafka,
+    the worker's default client) or ``aiokafka`` (to show what the client library costs)."""
 
     def __init__(
         self,
@@ -157,11 +157,11 @@ class Forwarder:
         group: str,
         *,
         from_start: bool = False,
-        client: str = "aiokafka",
+        client: str = "rdkafka",
     ) -> None:
         self._ready = mp.get_context("spawn").Event()
         self.process = mp.get_context("spawn").Process(
-            target=_run if client == "aiokafka" else _run_rdkafka,
+            target=_run_aiokafka if client == "aiokafka" else _run_rdkafka,
             args=(bootstrap, list(sources), target, group, self._ready),
             kwargs={"from_start": from_start},
             daemon=True,

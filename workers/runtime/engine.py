@@ -1,7 +1,7 @@
 """The Engine protocol: what the worker needs from the Kafka side, whichever client runs it.
 
-Three implementations: ``DirectEngine`` (``direct.py``: one aiokafka consumer loop, the
-default), ``RdkafkaEngine`` (``rdkafka_engine.py``: librdkafka through confluent-kafka;
+Three implementations: ``RdkafkaEngine`` (``rdkafka_engine.py``: librdkafka through
+confluent-kafka, the default), ``DirectEngine`` (``direct.py``: one aiokafka consumer loop;
 both share their lanes and guarantees, ``consuming.py``) and ``FaustEngine``
 (``faust_engine.py``: Faust agents). The worker is handed an
 engine, never builds one; an engine is handed a ``RecordHandler`` (the worker) when it runs.
@@ -115,10 +115,10 @@ def build_engine(settings: Settings) -> Engine:
         from workers.runtime.faust_engine import FaustEngine
 
         return FaustEngine(settings)
-    if settings.engine == "rdkafka":
-        from workers.runtime.rdkafka_engine import RdkafkaEngine
+    if settings.engine == "direct":
+        from workers.runtime.direct import DirectEngine
 
-        return RdkafkaEngine(settings)
-    from workers.runtime.direct import DirectEngine
+        return DirectEngine(settings)
+    from workers.runtime.rdkafka_engine import RdkafkaEngine
 
-    return DirectEngine(settings)
+    return RdkafkaEngine(settings)

@@ -38,10 +38,11 @@ class Settings(BaseSettings):
     #: restarted under the same id within the session timeout gets its partitions back at
     #: once, without a rebalance of the others. Unset: dynamic membership.
     group_instance_id: str | None = None
-    #: "direct": an aiokafka consumer loop feeding the core (runtime/direct.py); "rdkafka":
-    #: librdkafka (confluent-kafka) with its consumer in a thread (runtime/rdkafka_engine.py);
-    #: "faust": Faust agents. Same guarantees; BENCHMARKS.md compares them.
-    engine: Literal["direct", "rdkafka", "faust"] = "direct"
+    #: "rdkafka": librdkafka (confluent-kafka), its consumer in a thread feeding the lanes
+    #: (runtime/rdkafka_engine.py); "direct": an aiokafka consumer loop in the event loop
+    #: (runtime/direct.py); "faust": Faust agents. Same guarantees; rdkafka costs the least
+    #: CPU per record (BENCHMARKS.md compares the three).
+    engine: Literal["rdkafka", "direct", "faust"] = "rdkafka"
     #: Consumer fetch wait: Faust hard-codes 1500 ms, which costs a whole hop of latency.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
     producer_linger_ms: int = Field(default=1, ge=0, le=1000)

@@ -1,9 +1,9 @@
 """The systems ``bench latency`` compares, each started the same way on a given stack.
 
-- ``floor``: the do-nothing consume → produce loop (``workers.dev.forwarder``) on aiokafka,
-  the worker's client; ``floor-rdkafka``: the same loop on librdkafka (confluent-kafka);
-- ``worker``: this worker (direct engine, aiokafka); ``worker-rdkafka``: this worker on
-  librdkafka (``WORKERS_ENGINE=rdkafka``);
+- ``floor``: the do-nothing consume → produce loop (``workers.dev.forwarder``) on librdkafka,
+  the worker's client; ``floor-aiokafka``: the same loop on aiokafka;
+- ``worker``: this worker (its default engine, librdkafka); ``worker-aiokafka``: this worker
+  on aiokafka (``WORKERS_ENGINE=direct``);
 - ``faust``: this worker's pipeline under Faust agents (``WORKERS_ENGINE=faust``);
 - ``quix``: the listening path as a Quix Streams application
   (``workers.dev.benchmarks.quix_peer``).
@@ -33,13 +33,13 @@ from workers.dev.testing import WorkerProcess
 
 __all__ = ["KINDS", "SYSTEMS", "Running", "running"]
 
-SYSTEMS = ("floor", "floor-rdkafka", "worker", "worker-rdkafka", "faust", "quix")
+SYSTEMS = ("floor", "floor-aiokafka", "worker", "worker-aiokafka", "faust", "quix")
 #: the paths each system serves (the Quix Streams peer has no audio path)
 KINDS = {
     "floor": ("listening", "audio"),
-    "floor-rdkafka": ("listening",),
+    "floor-aiokafka": ("listening",),
     "worker": ("listening", "audio"),
-    "worker-rdkafka": ("listening", "audio"),
+    "worker-aiokafka": ("listening", "audio"),
     "faust": ("listening", "audio"),
     "quix": ("listening",),
 }
@@ -61,8 +61,8 @@ def _worker(stack: Stack, name: str, group: str, tenants: tuple[str, ...]) -> Wo
         "WORKERS_REBALANCE_TIMEOUT_S": "3",
         "WORKERS_LOG_LEVEL": "warning",
     }
-    if name in ("faust", "worker-rdkafka"):
-        env["WORKERS_ENGINE"] = "faust" if name == "faust" else "rdkafka"
+    if name in ("faust", "worker-aiokafka"):
+        env["WORKERS_ENGINE"] = "faust" if name == "faust" else "direct"
     return WorkerProcess(env, log=stack.workdir / f"{group}.log")
 
 
@@ -123,7 +123,7 @@ def running(
             ANOMALY,
             group,
             from_start=backlog,
-            client="rdkafka" if name == "floor-rdkafka" else "aiokafka",
+            client="aiokafka" if name == "floor-aiokafka" else "rdkafka",
         ).start()
         assert forwarder.pid is not None
         try:
@@ -132,7 +132,7 @@ def running(
             yield Running(name, forwarder.pid)
         finally:
             forwarder.stop()
-    elif name in ("worker", "worker-rdkafka", "faust"):
+    elif name in ("worker", "worker-aiokafka", "faust"):
         process = _worker(stack, name, group, tenants).start()
         try:
             if not backlog:
