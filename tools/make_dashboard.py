@@ -111,6 +111,20 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         "s",
         [("{{instance}}", "increase(workers_rebalance_seconds_total[15m])")],
     ),
+    (
+        "Records per batch (adaptive: 1 when idle, up to WORKERS_BATCH_MAX loaded), p50 / p99",
+        "short",
+        [
+            (
+                "p50 {{topic}}",
+                "histogram_quantile(0.5, sum by (le, topic) (rate(workers_batch_records_bucket[5m])))",
+            ),
+            (
+                "p99 {{topic}}",
+                "histogram_quantile(0.99, sum by (le, topic) (rate(workers_batch_records_bucket[5m])))",
+            ),
+        ],
+    ),
 ]
 
 

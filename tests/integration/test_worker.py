@@ -171,9 +171,11 @@ async def test_health_ready_and_metrics(worker: WorkerProcess) -> None:
         "workers_deadletters_total",
         "workers_latency_seconds_bucket",
         "workers_stage_seconds_bucket",
+        "workers_batch_records_bucket",
     ):
         assert name in text
     assert metric_value(text, "workers_assigned_partitions") == 8
+    assert metric_value(text, "workers_batch_records_count", topic=AUDIO_CHUNKS) >= 1
     assert (
         metric_value(text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ok") >= 1
     )

@@ -88,6 +88,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.batch_records = Histogram(
+            "workers_batch_records",
+            "Records per batch a lane processed: one when idle, up to WORKERS_BATCH_MAX under "
+            "load (batches are what arrived while the lane was busy; no timer fills them).",
+            ["topic"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
+            registry=r,
+        )
         self.record_age = Histogram(
             "workers_record_age_seconds",
             "From a record's Kafka timestamp (its producer's clock) to the worker receiving it: "

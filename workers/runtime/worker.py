@@ -169,8 +169,10 @@ class Worker:
         events = sum(1 for r in records if r.kind == LISTENING_EVENTS)
         if events:
             m.records_in.labels(LISTENING_EVENTS).inc(events)
+            m.batch_records.labels(LISTENING_EVENTS).observe(events)
         if len(records) > events:
             m.records_in.labels(AUDIO_CHUNKS).inc(len(records) - events)
+            m.batch_records.labels(AUDIO_CHUNKS).observe(len(records) - events)
         async for outcome in self.pipeline.run(records, degraded=self.overload.degraded):
             done(outcome.record, await self._publish(outcome))
 
