@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -165,6 +166,17 @@ class Metrics:
             r.register(LagCollector(lags, stalls or (lambda: ()), blocked or (lambda: {})))
         if rebalances is not None:
             r.register(RebalanceCollector(rebalances))
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        """``metric.labels(*labels)``, bound once: ``labels`` costs ~1 µs a call (measured)
+        and the hot path asks for the same dozen children on every record. Only for labels
+        of bounded cardinality (topics, stages, reasons, allow-listed tenants)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
 
 ModelQualities = Callable[[], Iterable[tuple[str, str, ModelQuality]]]

@@ -168,11 +168,11 @@ class Worker:
         m = self.metrics
         events = sum(1 for r in records if r.kind == LISTENING_EVENTS)
         if events:
-            m.records_in.labels(LISTENING_EVENTS).inc(events)
-            m.batch_records.labels(LISTENING_EVENTS).observe(events)
+            m.child(m.records_in, LISTENING_EVENTS).inc(events)
+            m.child(m.batch_records, LISTENING_EVENTS).observe(events)
         if len(records) > events:
-            m.records_in.labels(AUDIO_CHUNKS).inc(len(records) - events)
-            m.batch_records.labels(AUDIO_CHUNKS).observe(len(records) - events)
+            m.child(m.records_in, AUDIO_CHUNKS).inc(len(records) - events)
+            m.child(m.batch_records, AUDIO_CHUNKS).observe(len(records) - events)
         async for outcome in self.pipeline.run(records, degraded=self.overload.degraded):
             done(outcome.record, await self._publish(outcome))
 
@@ -223,38 +223,38 @@ class Worker:
                     topic, output.key.encode(), value, list(output.headers) or None
                 )
             )
-            m.records_out.labels(output.topic).inc()
+            m.child(m.records_out, output.topic).inc()
         topic_in = record.kind  # metrics label the logical topic: bounded cardinality
         if outcome.rejected is not None:
-            m.records_processed.labels(topic_in, "deadletter").inc()
-            m.deadletters.labels(topic_in, outcome.rejected.reason.value).inc()
+            m.child(m.records_processed, topic_in, "deadletter").inc()
+            m.child(m.deadletters, topic_in, outcome.rejected.reason.value).inc()
         else:
-            m.records_processed.labels(topic_in, "ok").inc()
+            m.child(m.records_processed, topic_in, "ok").inc()
         if outcome.anomalies:
             kind = "audio" if topic_in == AUDIO_CHUNKS else "listening"
-            m.anomalies.labels(kind).inc(outcome.anomalies)
+            m.child(m.anomalies, kind).inc(outcome.anomalies)
         for stage, seconds in outcome.stages.items():
-            m.stage_seconds.labels(topic_in, stage).observe(seconds)
-        m.stage_seconds.labels(topic_in, "publish").observe(
+            m.child(m.stage_seconds, topic_in, stage).observe(seconds)
+        m.child(m.stage_seconds, topic_in, "publish").observe(
             time.perf_counter() - record.received - latency
         )
-        m.latency_seconds.labels(topic_in).observe(latency)
+        m.child(m.latency_seconds, topic_in).observe(latency)
         if outcome.models is not None and outcome.tenant in self._tenants:
             self._models_seen[outcome.tenant] = outcome.models
         if outcome.late:
-            m.late_events.labels(topic_in).inc()
+            m.child(m.late_events, topic_in).inc()
         if outcome.early:
-            m.early_events.labels(topic_in).inc()
+            m.child(m.early_events, topic_in).inc()
         if outcome.tenant in self._tenants:  # bounded: only allow-listed tenants get a series
-            m.tenant_latency_seconds.labels(outcome.tenant, topic_in).observe(latency)
+            m.child(m.tenant_latency_seconds, outcome.tenant, topic_in).observe(latency)
         if self.overload.degraded:
-            m.degraded_records.labels(topic_in).inc()
+            m.child(m.degraded_records, topic_in).inc()
         if record.timestamp_ms is not None:
-            m.record_age.labels(topic_in).observe(
+            m.child(m.record_age, topic_in).observe(
                 max(0.0, record.received_wall - record.timestamp_ms / 1000.0)
             )
         if latency_ms > self.settings.budget_ms:
-            m.over_budget.labels(topic_in).inc()
+            m.child(m.over_budget, topic_in).inc()
         return sent
 
     async def watch_overload(self) -> None:

@@ -4,7 +4,6 @@ the in-memory store builds the same reply, so both are read by one function."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from workers.core.behaviour import BOT_DIRECTIONS
@@ -71,7 +70,7 @@ def decode_listening(reply: Sequence[Any]) -> ListeningState | Refused:
     distinct, rolled, rest = rest[0], rest[1], rest[2:]
     counts = [WindowCounts(*rest[i : i + width]) for i in range(0, 5 * width, width)]
     counters: dict[str, Any] = dict(zip(USER_FIELDS, user_values, strict=True))
-    user = replace(UserState(hours=hours, distinct_tracks=distinct), **counters)
+    user = UserState(hours=hours, distinct_tracks=distinct, **counters)
     models = reply[2 + n_user + 24 + 2 + 5 * width :]
     return ListeningState(
         user=user,
@@ -90,13 +89,14 @@ def decode_models(reply: Sequence[Any]) -> ModelsAfter:
     """The models' part of the reply: detector verdict, features and ranks, forecaster."""
     names = list(BOT_DIRECTIONS)
     n = len(names)
-    score, percentile, threshold = (float(_text(v)) for v in reply[:3])
+    # float() and int() read bytes (Redis) and str (the in-memory store) alike
+    score, percentile, threshold = (float(v) for v in reply[:3])
     warming, alarm, seen, alarms = (int(v) for v in reply[3:7])
-    x = [float(_text(v)) for v in reply[7 : 7 + n]]
-    ranks = [float(_text(v)) for v in reply[7 + n : 7 + 2 * n]]
+    x = [float(v) for v in reply[7 : 7 + n]]
+    ranks = [float(v) for v in reply[7 + n : 7 + 2 * n]]
     rest = reply[7 + 2 * n :]
-    trained, mae, naive = int(rest[0]), float(_text(rest[1])), float(_text(rest[2]))
-    stats = [float(_text(v)) for v in rest[3:]]
+    trained, mae, naive = int(rest[0]), float(rest[1]), float(rest[2])
+    stats = [float(v) for v in rest[3:]]
     return ModelsAfter(
         features=dict(zip(names, x, strict=True)),
         verdict=RankVerdict(

