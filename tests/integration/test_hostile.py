@@ -208,9 +208,13 @@ async def test_hostile_but_valid_input(
 
         # 5. a near-future event cannot reset a track's live window; a back-filled one cannot
         # pin a listener's first event time back
+        # (each listener's events go to its own partition, which may be read in any order:
+        # each step waits for the previous one's outputs, so the order is the one sent)
         for i in range(3):
             await run.event(event_body("acme", f"h-fan{i}", f"live-{i}", track="h-live", ts=now))
+        await run.settled(timeout=30)
         await run.event(event_body("acme", "h-fan9", "early", track="h-live", ts=now + 23 * HOUR))
+        await run.settled(timeout=30)
         await run.event(event_body("acme", "h-fan3", "live-3", track="h-live", ts=now))
         await run.event(event_body("acme", "h-fan0", "backfill", ts=978_307_200_000))
         await run.good_traffic("after-time")
