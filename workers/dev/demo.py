@@ -158,7 +158,7 @@ class Tally:
 
 
 def _pct(values: list[float], q: float) -> str:
-    return f"{np.percentile(values, q):.2f}" if values else "-"
+    return f"{_q(values, q):.2f}" if values else "-"
 
 
 def _progress(t: Tally, phase: str) -> Table:

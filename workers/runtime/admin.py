@@ -14,6 +14,7 @@ __all__ = [
     "create_topics",
     "max_message_bytes",
     "output_limits",
+    "prepare_topics",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,3 +93,19 @@ async def output_limits(settings: Settings) -> dict[str, int]:
     except Exception as exc:
         log.warning("could not read the output topics' max.message.bytes (%s)", exc)
         return {}
+
+
+async def prepare_topics(settings: Settings) -> dict[str, int]:
+    """At an engine's start: every topic it uses created if missing (when asked to), then
+    the output topics' size limits read (``output_limits``)."""
+    from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS
+    from workers.runtime.security import kafka_auth
+
+    if settings.create_topics:
+        await create_topics(
+            settings.kafka_bootstrap,
+            settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
+            partitions=settings.topic_partitions,
+            auth=kafka_auth(settings),
+        )
+    return await output_limits(settings)

@@ -26,12 +26,11 @@ from typing import Any
 
 import mode
 
-from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, Record, topic_kind
-from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
+from workers.core.records import INPUT_TOPICS, Record, topic_kind
+from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, prepare_topics
 from workers.runtime.delivery import Sent, Settlement
 from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
 from workers.runtime.lanes import Lane, Lanes
-from workers.runtime.security import kafka_auth
 from workers.runtime.settings import Settings
 
 __all__ = ["TP", "CommitRefused", "LaneEngine"]
@@ -87,14 +86,7 @@ class LaneEngine(mode.Service):
 
     async def on_start(self) -> None:
         s = self.settings
-        if s.create_topics:
-            await create_topics(
-                s.kafka_bootstrap,
-                s.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
-                partitions=s.topic_partitions,
-                auth=kafka_auth(s),
-            )
-        self._limits = await output_limits(s)
+        self._limits = await prepare_topics(s)
         assert self._handler is not None
         handle = self._handler.handle
 
@@ -154,7 +146,10 @@ class LaneEngine(mode.Service):
         it is down to a batch (partitions stopped for an undeliverable output stay so)."""
         if self.lanes is None:
             return
-        busy, free = self.lanes.backlogged(), self.lanes.drained()
+        busy = self.lanes.backlogged()
+        if not busy and not self._held_back:
+            return  # the usual case, after every batch: nothing to pause or resume
+        free = self.lanes.drained()
         blocked = self._settlement.blocked if self._settlement is not None else {}
         pause, resume = [], []
         for tp in self._assigned():

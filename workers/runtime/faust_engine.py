@@ -23,17 +23,15 @@ from faust.types import TP, EventT, StreamT
 
 from workers.core.records import (
     AUDIO_CHUNKS,
-    INPUT_TOPICS,
     LISTENING_EVENTS,
-    OUTPUT_TOPICS,
     Record,
     received,
 )
-from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, create_topics, output_limits
+from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, prepare_topics
 from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
 from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
 from workers.runtime.faust_transport import Transport
-from workers.runtime.security import faust_credentials, kafka_auth
+from workers.runtime.security import faust_credentials
 from workers.runtime.settings import Settings
 
 __all__ = ["FaustApp", "FaustEngine", "InFlight"]
@@ -291,12 +289,4 @@ class _TopicsService(mode.Service):
         self.engine = engine
 
     async def on_start(self) -> None:
-        settings = self.engine.settings
-        if settings.create_topics:
-            await create_topics(
-                settings.kafka_bootstrap,
-                settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
-                partitions=settings.topic_partitions,
-                auth=kafka_auth(settings),
-            )
-        self.engine.limits = await output_limits(settings)
+        self.engine.limits = await prepare_topics(self.engine.settings)
