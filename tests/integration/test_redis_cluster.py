@@ -118,8 +118,16 @@ async def test_the_worker_on_a_redis_cluster_through_a_failover(
                 if str(m.json()["ref"]).startswith("rc-")
             )
 
+        def featured() -> set[tuple[str, int]]:
+            return {
+                (m.json()["tenant"], m.json()["seq"])
+                for m in collector.matching(lambda r: r.topic == AUDIO_FEATURES)
+            }
+
+        all_chunks = {(t, s) for t in tenants for s in range(N_EVENTS // 40)}
+        # each lane retries on its own backoff (capped at 2 s): wait for both, not the first
         for _ in range(600):
-            if len(scored()) >= N_EVENTS:
+            if len(scored()) >= N_EVENTS and featured() >= all_chunks:
                 break
             await asyncio.sleep(0.2)
         await asyncio.sleep(1.0)
@@ -128,11 +136,8 @@ async def test_the_worker_on_a_redis_cluster_through_a_failover(
         assert not collector.matching(lambda r: r.topic == DEADLETTER)
         for tenant in tenants:  # exact, on every master, the promoted replica included
             assert await event_total(cluster.url, tenant) == N_EVENTS // len(tenants), tenant
-        chunks = {
-            (m.json()["tenant"], m.json()["seq"])
-            for m in collector.matching(lambda r: r.topic == AUDIO_FEATURES)
-        }
-        assert chunks == {(t, s) for t in tenants for s in range(N_EVENTS // 40)}
+        chunks = featured()
+        assert chunks == all_chunks
         assert worker.status("/healthz") == 200
         survivors = [s for s in cluster.servers if s.process and s.process.poll() is None]
         roles = [redis.Redis(port=s.port).info("replication")["role"] for s in survivors]
