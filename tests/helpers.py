@@ -16,6 +16,7 @@ OUTPUT_SCHEMAS = {
     "audio.features": "audio.features",
     "predictions.anomaly": "prediction.anomaly",
     "predictions.popularity": "prediction.popularity",
+    "predictions.accounts": "prediction.accounts",
 }
 
 

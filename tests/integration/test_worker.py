@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from tests.helpers import event_body, schema_error, tone
 from tests.integration.conftest import start_worker
 from workers.core.records import (
+    ACCOUNTS,
     ANOMALY,
     AUDIO_CHUNKS,
     AUDIO_FEATURES,
@@ -83,7 +84,13 @@ async def test_both_agents_for_several_tenants(
         10,
         5,
     )
+    # each listener's account verdict: one at its first event, then only when it changes
+    verdicts = await collector.wait_for(keyed("acme/e2e-u1", ACCOUNTS), 1)
+    verdicts_b = await collector.wait_for(keyed("beats/e2e-u1", ACCOUNTS), 1)
+    assert verdicts[0].json()["user_id"] == "e2e-u1" and not verdicts[0].json()["is_bot"]
+    assert len(verdicts) < 10, "a verdict per change, not per event"
     check_schema(features + audio_scores + listening + popularity_a + popularity_b)
+    check_schema(verdicts + verdicts_b)
     assert sorted(m.json()["plays"] for m in popularity_a) == list(range(1, 11))
     assert max(m.json()["plays"] for m in popularity_b) == 5  # tenants counted apart
     assert all(m.json()["tenant"] == "beats" for m in popularity_b)

@@ -6,7 +6,14 @@ import pytest
 from tests.helpers import chunk_record, event_record, schema_error, tone
 from workers.core.chunks import StreamMemory
 from workers.core.errors import Reason
-from workers.core.records import ANOMALY, AUDIO_FEATURES, DEADLETTER, POPULARITY, Record
+from workers.core.records import (
+    ACCOUNTS,
+    ANOMALY,
+    AUDIO_FEATURES,
+    DEADLETTER,
+    POPULARITY,
+    Record,
+)
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
 from workers.state import MemoryStore
@@ -164,7 +171,8 @@ async def test_unknown_tenant_and_bad_key(audio: AudioStep) -> None:
 async def test_listening_event_gives_anomaly_and_popularity(listening: ListeningStep) -> None:
     (outcome,) = await listening.process_batch([event_record("acme", "u1", "e1")])
     assert outcome.rejected is None
-    assert [o.topic for o in outcome.outputs] == [ANOMALY, POPULARITY]
+    # a listener's first event also gives its first account verdict
+    assert [o.topic for o in outcome.outputs] == [ANOMALY, POPULARITY, ACCOUNTS]
     for output in outcome.outputs:
         assert schema_error(output.topic, {**output.value, "latency_ms": 1.0}) is None  # type: ignore[dict-item]
     assert outcome.outputs[1].value["plays"] == 1  # type: ignore[index]
@@ -184,7 +192,10 @@ async def test_batch_mixes_good_bad_and_duplicates_in_order(listening: Listening
         Reason.DUPLICATE_EVENT,
         None,
     ]
-    assert all(len(o.outputs) == (1 if o.rejected else 2) for o in outcomes)
+    assert all(
+        [o.topic for o in o.outputs][:2] == ([DEADLETTER] if o.rejected else [ANOMALY, POPULARITY])
+        for o in outcomes
+    )
 
 
 async def test_popularity_counts_plays_per_event_time_window(listening: ListeningStep) -> None:
@@ -224,7 +235,9 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
     (replayed,) = await restarted.process_batch([first])
     assert replayed.rejected is None
     assert [o.value["replay"] for o in replayed.outputs] == [True, True]  # type: ignore[index]
-    assert [o.value["replay"] for o in original.outputs] == [False, False]  # type: ignore[index]
+    # the account verdict went out with the original (and was noted): not again
+    assert [o.topic for o in original.outputs] == [ANOMALY, POPULARITY, ACCOUNTS]
+    assert [o.value["replay"] for o in original.outputs[:2]] == [False, False]  # type: ignore[index]
     assert replayed.outputs[1].value["plays"] == original.outputs[1].value["plays"] == 1  # type: ignore[index]
     assert store.hashes["{acme}:user:u1"]["events"] == 1
     # the same event_id from another record is a genuine duplicate

@@ -13,6 +13,7 @@ NAMES = [
     "audio.features",
     "prediction.anomaly",
     "prediction.popularity",
+    "prediction.accounts",
     "deadletter.headers",
 ]
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 from workers.core.listening import ListeningEvent
 from workers.core.listening_state import ForecasterStats, ListeningState
+from workers.core.models.accounts import ACCOUNT_VERSION, AccountEvidence, judge_account
 from workers.core.models.popularity import PopularityModel
-from workers.core.payloads import anomaly_payload, popularity_payload
-from workers.core.records import ANOMALY, POPULARITY, Output
+from workers.core.payloads import account_payload, anomaly_payload, popularity_payload
+from workers.core.records import ACCOUNTS, ANOMALY, POPULARITY, Output
 
 __all__ = ["DETECTOR_VERSION", "EXPLAIN_LEVEL", "EventJudgement", "forecaster", "judge_event"]
 
@@ -28,6 +29,8 @@ EXPLAIN_LEVEL = 0.95
 class EventJudgement:
     outputs: list[Output]
     anomalous: bool
+    #: the account verdict published with these outputs (the store remembers it), if any
+    account_marker: str | None = None
 
 
 def forecaster(stats: ForecasterStats) -> PopularityModel:
@@ -100,4 +103,31 @@ def judge_event(event: ListeningEvent, state: ListeningState, *, window_s: int) 
             ),
         ),
     ]
-    return EventJudgement(outputs=outputs, anomalous=verdict.is_anomaly)
+    evidence = state.models.account or AccountEvidence()
+    account = judge_account(
+        evidence, verdict.ranks, listens=evidence.listens, warming=verdict.warming_up
+    )
+    if account.publish:
+        outputs.append(
+            Output(
+                ACCOUNTS,
+                f"{event.tenant}/{event.user_id}",
+                account_payload(
+                    tenant=event.tenant,
+                    user_id=event.user_id,
+                    score=account.score,
+                    is_bot=account.is_bot,
+                    evidence=account.evidence,
+                    group=account.group,
+                    as_of=event.ts,
+                    listens=evidence.listens,
+                    ref=event.event_id,
+                    version=ACCOUNT_VERSION,
+                ),
+            )
+        )
+    return EventJudgement(
+        outputs=outputs,
+        anomalous=verdict.is_anomaly,
+        account_marker=account.marker if account.publish else None,
+    )

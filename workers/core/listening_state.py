@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from workers.core.records import Position
 
 if TYPE_CHECKING:
+    from workers.core.models.accounts import AccountEvidence
     from workers.core.models.tailrank import RankVerdict
 
 __all__ = [
@@ -95,6 +96,8 @@ class ModelsAfter:
     #: the tenant's detector: inputs learnt and alarms raised so far
     detector_inputs: int = 0
     detector_alarms: int = 0
+    #: the listener's account evidence after the event (``accounts.fold_evidence``)
+    account: AccountEvidence | None = None
 
 
 @dataclass(frozen=True, slots=True)

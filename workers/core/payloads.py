@@ -22,10 +22,12 @@ import orjson
 from workers.core.listening_state import WindowCounts
 
 __all__ = [
+    "AccountPayload",
     "AnomalyPayload",
     "FeaturesPayload",
     "Payload",
     "PopularityPayload",
+    "account_payload",
     "anomaly_payload",
     "as_replay",
     "encode",
@@ -89,8 +91,52 @@ class PopularityPayload(TypedDict):
     replay: bool
 
 
+class AccountPayload(TypedDict):
+    """``predictions.accounts`` (schema ``prediction.accounts.json``)."""
+
+    schema: Literal["predictions.accounts/v1"]
+    tenant: str
+    user_id: str
+    score: float
+    is_bot: bool
+    evidence: list[str]
+    group: str | None
+    as_of: int
+    listens: int
+    ref: str
+    model_version: str
+
+
 #: What a step hands the publisher; a replay re-emits a saved payload as a plain mapping.
-Payload = FeaturesPayload | AnomalyPayload | PopularityPayload | dict[str, Any]
+Payload = FeaturesPayload | AnomalyPayload | PopularityPayload | AccountPayload | dict[str, Any]
+
+
+def account_payload(
+    *,
+    tenant: str,
+    user_id: str,
+    score: float,
+    is_bot: bool,
+    evidence: list[str],
+    group: str | None,
+    as_of: int,
+    listens: int,
+    ref: str,
+    version: str,
+) -> AccountPayload:
+    return {
+        "schema": "predictions.accounts/v1",
+        "tenant": tenant,
+        "user_id": user_id,
+        "score": round(score, 4),
+        "is_bot": is_bot,
+        "evidence": evidence,
+        "group": group,
+        "as_of": as_of,
+        "listens": listens,
+        "ref": ref,
+        "model_version": version,
+    }
 
 
 def features_payload(

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from workers.core.payloads import Payload
 
 __all__ = [
+    "ACCOUNTS",
     "ANOMALY",
     "AUDIO_CHUNKS",
     "AUDIO_FEATURES",
@@ -46,9 +47,10 @@ LISTENING_EVENTS = "listening.events"
 AUDIO_FEATURES = "audio.features"
 ANOMALY = "predictions.anomaly"
 POPULARITY = "predictions.popularity"
+ACCOUNTS = "predictions.accounts"
 DEADLETTER = "events.deadletter"
 INPUT_TOPICS = (AUDIO_CHUNKS, LISTENING_EVENTS)
-OUTPUT_TOPICS = (AUDIO_FEATURES, ANOMALY, POPULARITY, DEADLETTER)
+OUTPUT_TOPICS = (AUDIO_FEATURES, ANOMALY, POPULARITY, ACCOUNTS, DEADLETTER)
 
 
 def tenant_topic(tenant: str, topic: str) -> str:

@@ -5,16 +5,20 @@ the rest is ``core`` (parse, explain, forecast)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from workers.core.errors import Rejected
 from workers.core.events import judge_event
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening import MAX_SKEW_MS, ListeningEvent, parse_event, to_update
 from workers.core.records import Outcome, Record, Stopwatch, check_tenant, dead_letter
-from workers.state.protocol import Refused, StateStore
+from workers.state.protocol import Refused, StateStore, StateUnavailable
 
 __all__ = ["ListeningStep"]
+
+log = logging.getLogger(__name__)
 
 
 class ListeningStep:
@@ -40,6 +44,14 @@ class ListeningStep:
             self._reject(outcome, rejected)
             return None
         return event
+
+    async def _note_accounts(self, published: dict[tuple[str, str], str]) -> None:
+        """Remember the verdicts published. Best effort: if it fails, a listener's next
+        event publishes its verdict again (the topic is a changelog: harmless)."""
+        try:
+            await self._store.note_accounts([(t, u, m) for (t, u), m in published.items()])
+        except StateUnavailable as exc:
+            log.warning("account verdicts not noted (%s): they will be published again", exc)
 
     @staticmethod
     def _reject(outcome: Outcome, rejected: Rejected) -> None:
@@ -77,6 +89,7 @@ class ListeningStep:
         )
         batch_watch.lap("state")
         state_share = batch_watch.stages["state"] / max(1, len(parsed))
+        published: dict[tuple[str, str], str] = {}
         for (i, event), state in zip(parsed, states, strict=True):
             outcome, watch = outcomes[i], watches[i]
             watch.stages["state"] = state_share
@@ -85,10 +98,19 @@ class ListeningStep:
                 self._reject(outcome, Rejected(state.reason, state.detail))
                 continue
             outcome.late, outcome.early, outcome.models = state.late, state.early, state.models
+            marked = published.get((event.tenant, event.user_id))
+            if marked is not None and state.models and state.models.account:
+                # a verdict published earlier in this batch is not in the store's reply yet
+                account = replace(state.models.account, published=marked)
+                state = replace(state, models=replace(state.models, account=account))
             judged = judge_event(event, state, window_s=self._window_s)
             watch.lap("model")
             outcome.outputs.extend(judged.outputs)
             outcome.anomalies = int(judged.anomalous)
+            if judged.account_marker is not None:
+                published[(event.tenant, event.user_id)] = judged.account_marker
+        if published:
+            await self._note_accounts(published)
         for outcome, watch in zip(outcomes, watches, strict=True):
             outcome.stages = watch.stages
         return outcomes

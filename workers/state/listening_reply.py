@@ -15,6 +15,7 @@ from workers.core.listening_state import (
     UserState,
     WindowCounts,
 )
+from workers.core.models.accounts import AccountEvidence
 from workers.core.models.tailrank import RankVerdict
 from workers.state.protocol import Refused
 
@@ -96,7 +97,8 @@ def decode_models(reply: Sequence[Any]) -> ModelsAfter:
     ranks = [float(v) for v in reply[7 + n : 7 + 2 * n]]
     rest = reply[7 + 2 * n :]
     trained, mae, naive = int(rest[0]), float(rest[1]), float(rest[2])
-    stats = [float(v) for v in rest[3:]]
+    stats = [float(v) for v in rest[3:17]]
+    n, concentration, near30, group, group_hash, published = rest[17:23]
     return ModelsAfter(
         features=dict(zip(names, x, strict=True)),
         verdict=RankVerdict(
@@ -112,4 +114,12 @@ def decode_models(reply: Sequence[Any]) -> ModelsAfter:
         ),
         detector_inputs=seen,
         detector_alarms=alarms,
+        account=AccountEvidence(
+            listens=int(n),
+            concentration=float(concentration),
+            track_near30=float(near30),
+            group=_text(group),
+            group_hash=int(group_hash),
+            published=_text(published),
+        ),
     )

@@ -20,6 +20,7 @@ from workers.core.listening_state import (
     ListeningUpdate,
     ModelsAfter,
 )
+from workers.core.models.accounts import AccountEvidence, fold_evidence, track_hash
 from workers.core.models.popularity import PopularityModel
 from workers.core.models.tailrank import RankDetector
 from workers.core.records import Position
@@ -56,6 +57,8 @@ class MemoryStore:
         default_factory=lambda: defaultdict(dict)
     )
     ledgers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    #: per listener (user key): the account evidence listening.lua keeps in the user hash
+    accounts: dict[str, AccountEvidence] = field(default_factory=dict)
 
     #: per tenant: the listening detector and the popularity forecaster (what Redis keeps)
     detectors: dict[str, RankDetector] = field(default_factory=dict)
@@ -117,7 +120,18 @@ class MemoryStore:
             reply.extend(int(meta.get(f"{window}:{c}", 0)) for c in COUNTS)
         state = decode_listening(reply)
         assert isinstance(state, ListeningState)
-        return replace(state, models=self._models(u, state, learn=learn and status == APPLIED))
+        account = self.accounts.get(user_key, AccountEvidence())
+        if status == APPLIED and u.type in ("play", "skip"):
+            account = fold_evidence(account, state.current, u.track_id, track_hash(u.track_id))
+            self.accounts[user_key] = account
+        models = self._models(u, state, learn=learn and status == APPLIED)
+        return replace(state, models=replace(models, account=account))
+
+    async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
+        for tenant, user_id, marker in published:
+            user_key = keys.user(tenant, user_id)
+            if user_key in self.accounts:
+                self.accounts[user_key] = replace(self.accounts[user_key], published=marker)
 
     def _models(self, u: ListeningUpdate, state: ListeningState, *, learn: bool) -> ModelsAfter:
         """detector.lua and forecaster.lua, by the reference models they mirror."""

@@ -127,6 +127,10 @@ class StateStore(Protocol):
         process applied it) and learnt nothing; the same ``event_id`` from another record is
         ``Refused(DUPLICATE_EVENT)``."""
 
+    async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
+        """Remember each ``(tenant, user_id, marker)`` as the listener's verdict last
+        published (``AccountEvidence.published``); an erased listener stays erased."""
+
     async def load_stream(self, tenant: str, stream: str) -> bytes | None:
         """The state saved after the stream's latest chunk, if any."""
 

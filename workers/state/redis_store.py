@@ -21,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from workers.core.behaviour import BOT_DIRECTIONS
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.core.models.accounts import track_hash
 from workers.core.records import Position
 from workers.state import keys
 from workers.state.listening_reply import decode_listening
@@ -66,6 +67,12 @@ class RedisStore:
             script_source("common.lua", "detector.lua", "forecaster.lua", "listening.lua")
         )
         self._stream = Script(script_source("common.lua", "stream.lua"))
+        # the verdict last published for a listener: kept only while the listener is
+        # (an erasure in between must not bring a user hash back)
+        self._note_account = Script(
+            "if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then "
+            "redis.call('HSET', KEYS[1], 'ap', ARGV[1]) end return 1"
+        )
         self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
 
     @classmethod
@@ -214,6 +221,7 @@ class RedisStore:
             params.top_k,
             params.window,
             params.forgetting,
+            track_hash(u.track_id),
         )
         return ("EVALSHA", self._listening.sha, len(event_keys), *event_keys, *args)
 
@@ -312,6 +320,23 @@ class RedisStore:
             else:
                 noted.append(int(reply) == 1)
         return noted
+
+    @translated
+    async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
+        if not published:
+            return
+        users = [keys.user(tenant, user_id) for tenant, user_id, _ in published]
+        commands = [
+            ("EVALSHA", self._note_account.sha, 1, user, marker)
+            for user, (_, _, marker) in zip(users, published, strict=True)
+        ]
+        replies = await self._pipeline(commands, users)
+        if any(isinstance(reply, rx.NoScriptError) for reply in replies):
+            await self._note_account.load(self._client)
+            replies = await self._pipeline(commands, users)
+        for reply in replies:
+            if isinstance(reply, Exception) and is_transient(reply):
+                raise reply
 
     @translated
     async def ping(self) -> bool:

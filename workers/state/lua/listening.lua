@@ -20,6 +20,7 @@
 --       19 quota_ttl_s  20 tracks kept per user in {t}:user-plays
 --       21 event_id  22 learn (0/1: 0 when degraded)  23 alarm_rate  24 warmup  25 top_k
 --       26 window (of the detector)  27 forgetting (of the forecaster)
+--       28 the track's hash (accounts.track_hash: picks a farm's canonical target)
 -- The models learn in this same script, from the event that teaches them, so a record is
 -- learnt exactly once, whichever worker reads it how often (detector.lua, forecaster.lua).
 -- Returns {0, why, detail} when refused (why: duplicate | erased | quota | state), else
@@ -27,7 +28,9 @@
 --    counts(w), counts(w-1), counts(r), counts(r-1), counts(r-2),
 --    score, percentile, threshold, warming (0/1), alarm (0/1), inputs learnt, alarms,
 --    features x10, ranks x10,
---    forecaster: trained, mae, naive_mae, a x10, b x4} (floats as strings)
+--    forecaster: trained, mae, naive_mae, a x10, b x4,
+--    account evidence: listens, concentration, track_near30, group, group_hash,
+--    published} (floats as strings)
 --   status 1: applied now; 2: applied before by another record read (a replay);
 --   3: applied before by this same worker (a retry whose reply was lost)
 --   flags: 1 late (beyond the lateness bound), 2 early (held out of the live window)
@@ -35,6 +38,9 @@
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_played',
                 'first_ts', 'last_ts', 'top_track'}
 local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners', 'near30'}
+-- the account evidence (workers/core/models/accounts.py: fold_evidence and its constants)
+local ACCOUNT = {'an', 'ac', 'at', 'ag', 'ah', 'ap'}
+local ALPHA, GROUP_CONCENTRATION, GROUP_LISTENERS = 0.05, 3.0, 3
 local KEPT_WINDOWS = 4
 local HOURS = {}
 for h = 0, 23 do HOURS[h + 1] = 'h' .. h end
@@ -100,6 +106,13 @@ local problem = integers(user, {'events', plural, 'ms_played', 'near30', 'h' .. 
   or integers(meta, {'maxw', window .. ':' .. plural, window .. ':completions',
                      window .. ':near30'})
   or integers(KEYS[4], {track})
+  or integers(user, {'an', 'ah'})
+if not problem then
+  for _, v in ipairs(redis.call('HMGET', user, 'ac', 'at')) do
+    if v and tonumber(v) == nil then problem = 'account evidence of ' .. user .. ' is not a number' end
+  end
+end
+if integer(ARGV[28]) == nil then problem = 'track hash is not an integer' end
 if problem then return refuse('state', problem) end
 local erased_at = redis.call('GET', KEYS[7])
 local quota_used = redis.call('GET', KEYS[8])
@@ -223,6 +236,28 @@ for i, v in ipairs(counts) do
   out[#out + 1] = counts[i]
 end
 
+-- the listener's account evidence: what the played track's audience looks like (first read)
+local acct = redis.call('HMGET', user, unpack(ACCOUNT))
+local a_n, a_c, a_t = tonumber(acct[1] or '0'), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
+local a_g, a_h = acct[4] or '', tonumber(acct[5] or '-1')
+if status == 1 and (kind == 'play' or kind == 'skip') then
+  a_n = a_n + 1
+  local alpha = math.max(ALPHA, 1.0 / a_n)
+  local conc = 1.0
+  if counts[5] > 0 then conc = counts[1] / counts[5] end
+  local track_listens = counts[1] + counts[2]
+  local near30 = 0.0
+  if track_listens > 0 then near30 = counts[6] / track_listens end
+  a_c = a_c + alpha * (conc - a_c)
+  a_t = a_t + alpha * (near30 - a_t)
+  local h = tonumber(ARGV[28])
+  if counts[5] >= GROUP_LISTENERS and conc >= GROUP_CONCENTRATION and (a_h < 0 or h < a_h) then
+    a_g, a_h = track, h
+  end
+  redis.call('HSET', user, 'an', a_n, 'ac', num(a_c), 'at', num(a_t), 'ag', a_g,
+             'ah', string.format('%d', a_h))
+end
+
 -- the listener, judged against the tenant's recent listeners, then learnt (first read only)
 local window_keys = {}
 for i = 1, 10 do window_keys[i] = KEYS[10 + i] end
@@ -253,4 +288,7 @@ out[#out + 1] = num(model.mae)
 out[#out + 1] = num(model.naive_mae)
 for _, v in ipairs(model.a) do out[#out + 1] = num(v) end
 for _, v in ipairs(model.b) do out[#out + 1] = num(v) end
+for _, v in ipairs({a_n, num(a_c), num(a_t), a_g, string.format('%d', a_h), acct[6] or ''}) do
+  out[#out + 1] = v
+end
 return out
