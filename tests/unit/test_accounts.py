@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -48,8 +49,8 @@ def test_verdict_needs_evidence_and_does_not_flicker() -> None:
     on = judge_account(e, BOTLIKE, listens=200, warming=False)
     assert on.is_bot and on.publish and on.evidence[0] in BOTLIKE
     # once on, a score a little under ON keeps it on and publishes nothing new
-    e = AccountEvidence(listens=200, published=on.marker)
-    slightly = dict.fromkeys(BOTLIKE, 0.89)
+    e = AccountEvidence(listens=200, published="0.88|1")
+    slightly = dict.fromkeys(BOTLIKE, 0.89)  # a score between OFF and ON
     held = judge_account(e, slightly, listens=200, warming=False)
     assert held.is_bot and not held.publish
     off = judge_account(e, HUMAN, listens=200, warming=False)
@@ -81,3 +82,17 @@ def test_scores_stay_between_0_and_1(
         e = fold_evidence(e, counts, "t", 1)
     verdict = judge_account(e, ranks, listens=e.listens, warming=False)
     assert 0.0 <= verdict.score <= 1.0
+
+
+def test_every_population_writes_valid_events_in_time_order() -> None:
+    from workers.core.listening import parse_event
+    from workers.dev.benchmarks.accounts import populations
+
+    for events, truth, _ in populations(quick=True).values():
+        last = 0
+        for _ in range(3000):
+            body = next(events).fields
+            key = f"{body['tenant']}/{body['user_id']}".encode()
+            event = parse_event(orjson.dumps(body), key=key, now_ms=int(body["ts"]))  # type: ignore[call-overload]
+            assert event.user_id in truth and event.ts >= last
+            last = event.ts

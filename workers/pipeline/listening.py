@@ -102,8 +102,10 @@ class ListeningStep:
             if marked is not None and state.models and state.models.account:
                 # a verdict published earlier in this batch is not in the store's reply yet
                 account = replace(state.models.account, published=marked)
-                state = replace(state, models=replace(state.models, account=account))
-            judged = judge_event(event, state, window_s=self._window_s)
+                after = replace(state, models=replace(state.models, account=account))
+            else:
+                after = state
+            judged = judge_event(event, after, window_s=self._window_s)
             watch.lap("model")
             outcome.outputs.extend(judged.outputs)
             outcome.anomalies = int(judged.anomalous)

@@ -55,11 +55,14 @@ GROUP_LISTENERS = 3
 #: the verdict turns on at ON, off under OFF; never before MIN_LISTENS listens
 ON, OFF, MIN_LISTENS = 0.9, 0.85, 20
 #: a score this far from the last one published is published again
-MOVE = 0.1
-#: behaviour ranks (the detector's, against the tenant's recent listeners) used as evidence
-BEHAVIOUR = (
-    "near_30s_share",
-    "hour_spread",
+MOVE = 0.05
+#: evidence a farm cannot hide and people rarely show: plays stopped just past 30 s (its
+#: own and its tracks'), target tracks replayed by a few accounts, no sleep. Each on its own
+#: can make a verdict.
+SPECIFIC = ("near_30s_share", "hour_spread", "farm_concentration", "farm_tracks_near_30s")
+#: evidence heavy people show too (fans looping an album, sleep music, power listeners):
+#: volume, repeats, few skips, no likes. It adds to specific evidence, never replaces it.
+GENERAL = (
     "plays_per_hour",
     "skip_rate",
     "engagement",
@@ -67,8 +70,7 @@ BEHAVIOUR = (
     "top_track_share",
     "repeat_ratio",
 )
-#: the most telling pieces of evidence averaged into the score
-TOP_K = 4
+BEHAVIOUR = tuple(name for name in (*SPECIFIC, *GENERAL) if not name.startswith("farm_"))
 #: a piece of evidence is named in ``evidence`` from this level
 EXPLAIN = 0.9
 
@@ -140,6 +142,11 @@ def _farm_evidence(e: AccountEvidence) -> dict[str, float]:
     }
 
 
+def _top_mean(values: list[float], k: int) -> float:
+    top = sorted(values, reverse=True)[:k]
+    return sum(top) / len(top) if top else 0.0
+
+
 def judge_account(
     e: AccountEvidence, ranks: Mapping[str, float], *, listens: int, warming: bool
 ) -> AccountVerdict:
@@ -148,10 +155,11 @@ def judge_account(
     evidence = {name: ranks[name] for name in BEHAVIOUR if name in ranks and not warming}
     evidence.update(_farm_evidence(e))
     strongest = sorted(evidence.items(), key=lambda kv: kv[1], reverse=True)
-    top = [value for _, value in strongest[:TOP_K]]
-    raw = sum(top) / len(top) if top else 0.0
+    specific = _top_mean([evidence.get(name, 0.0) for name in SPECIFIC], 2)
+    general = _top_mean([evidence.get(name, 0.0) for name in GENERAL], 3)
+    raw = max(specific, (specific + general) / 2)
     # little evidence, little confidence: the score leans to the middle until it grows
-    confidence = listens / (listens + 10)
+    confidence = listens / (listens + 3)
     score = round(0.5 + (raw - 0.5) * confidence, 4)
     was_score, _, was_bot = e.published.partition("|")
     before = was_bot == "1"

@@ -1,5 +1,7 @@
 """``python -m workers bench models``: model quality and cost against named baselines.
 
+- Account verdicts: three independent listening populations (``bench/accounts.py``),
+  listener-level, against the best single hand rule on each.
 - Bot detection: a listening population with bot farms, streamed through the production
   ``ListeningStep`` (in-memory store); every event's published score is compared
   with the truth. Baseline: the single most telling rule, "share of plays ending just
@@ -29,6 +31,7 @@ from workers.core.listening_state import WindowCounts
 from workers.core.models import PopularityModel, RankDetector
 from workers.core.models.stream_context import dump_context
 from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Output, Record
+from workers.dev.benchmarks import accounts
 from workers.dev.benchmarks.common import percentiles, write_results
 from workers.dev.benchmarks.plots import roc
 from workers.dev.client import audio_headers, pcm_bytes
@@ -249,9 +252,12 @@ def run(
         bots = asyncio.run(_bots(6_000 if quick else 60_000, seed=1))
     with console.status("audio: streaming faulty audio through the processor…"):
         audio = asyncio.run(_audio(60 if quick else 500, seed=7))
+    with console.status("accounts: three populations through the processor…"):
+        verdicts = asyncio.run(accounts.run_all(quick))
     popularity = _popularity(seed=3)
     costs = _costs()
     results = {
+        "accounts": verdicts,
         "bots": bots,
         "audio": audio,
         "popularity": popularity,
@@ -324,5 +330,6 @@ def run(
         "",
     )
     console.print(table)
+    console.print(accounts.table(verdicts))
     console.print(f"results: {path}, plots: {out_dir}/models-*-roc.png")
     return results
