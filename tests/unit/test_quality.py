@@ -79,3 +79,22 @@ def test_silence_at_the_end_is_not_a_dropout() -> None:
     starting = TONE.copy()
     starting[:4000] = 0
     assert not flags(starting)["dropout"]
+
+
+@pytest.mark.parametrize("phase_ms", [0.0, 0.3, 0.6, 1.1])
+def test_a_cut_mid_waveform_is_a_dropout_at_any_phase(phase_ms: float) -> None:
+    start = 4000 + int(phase_ms * SR / 1000)
+    cut = TONE.copy()
+    cut[start : start + int(0.025 * SR)] = 0
+    assert flags(cut)["dropout"]
+
+
+def test_a_pause_that_fades_out_and_in_is_not_a_dropout() -> None:
+    """Speech: words fade out before a pause of digital silence and back in after it."""
+    paused = TONE.copy()
+    fade = int(0.03 * SR)
+    start, end = 3000, 3000 + int(0.08 * SR)
+    paused[start - fade : start, 0] *= np.linspace(1.0, 0.0, fade)
+    paused[start:end] = 0
+    paused[end : end + fade, 0] *= np.linspace(0.0, 1.0, fade)
+    assert not flags(paused)["dropout"]

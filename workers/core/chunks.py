@@ -48,6 +48,7 @@ __all__ = [
     "AUDIO_MODEL_FEATURES",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
+    "STREAM_RULES",
     "ChunkAnalysis",
     "ChunkHeaders",
     "StreamMemory",
@@ -55,6 +56,7 @@ __all__ = [
     "check_chunk",
     "header_text",
     "parse_headers",
+    "stream_rules",
     "warm_up",
 ]
 
@@ -190,6 +192,41 @@ class StreamMemory:
         return cls(framing, load_context(blob[start + size :], names=AUDIO_MODEL_FEATURES))
 
 
+#: Rules that judge a chunk against its own stream's recent sound (``stream_rules``).
+STREAM_RULES = ("dead_air", "noise_burst")
+#: chunks a stream must have had before its context can judge
+CONTEXT_MIN = 3
+#: dead air: a silent chunk (``silence``) in a stream whose recent level is above this
+LOUD_DB = -40.0
+#: a noise burst: the chunk is this much louder than the stream's recent level...
+BURST_DB = 1.0
+#: ...and noisier than its recent sound: its zero-crossing rate or spectral flatness this
+#: many recent deviations above the stream's mean
+BURST_SIGMAS = 4.0
+_RMS, _ZCR, _FLATNESS = (
+    AUDIO_MODEL_FEATURES.index(name) for name in ("rms_db", "zcr", "spectral_flatness")
+)
+
+
+def stream_rules(flags: Mapping[str, bool], x: np.ndarray, context: StreamContext) -> list[str]:
+    """The rules that fire on a chunk judged against the stream's recent sound: dead air in
+    a stream that was loud (a quiet intro is not), a burst of noise in one that was sounding
+    but not noisy (sound starting after a quiet intro is not)."""
+    if context.n < CONTEXT_MIN:
+        return []
+    fired = []
+    level = float(context.mean[_RMS])
+    if flags["silence"] and level > LOUD_DB:
+        fired.append("dead_air")
+    deviations = context.deviations(x)
+    noisier = any(
+        x[i] > context.mean[i] and deviations[i] >= BURST_SIGMAS for i in (_ZCR, _FLATNESS)
+    )
+    if level > LOUD_DB and x[_RMS] > level + BURST_DB and noisier:
+        fired.append("noise_burst")
+    return fired
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkAnalysis:
     """One chunk, analysed: the stream's next memory (having learnt it), the outputs."""
@@ -226,11 +263,12 @@ def analyse_chunk(
         resamplers.reset(key)
     mono = resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
     state, features = extractor.step(state, mono)
-    faults = [name for name in AUDIO_FAULTS if flags[name]]
     x = np.array([features[name] for name in AUDIO_MODEL_FEATURES])
+    fired = stream_rules(flags, x, memory.context)
+    faults = [name for name in AUDIO_FAULTS if flags[name]] + fired
     context = copy.deepcopy(memory.context)
     verdict = context.judge(x)
-    reasons = [name for name, on in flags.items() if on]
+    reasons = [name for name, on in flags.items() if on] + fired
     if verdict.is_anomaly:
         reasons.extend(context.explain_one(x))
         reasons.append("model-score")

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "ABRUPT_SHARE",
     "CLIP_LEVEL",
     "CLIP_RUN",
     "DC_OFFSET",
@@ -20,7 +21,7 @@ __all__ = [
     "RATE_CUTOFF_SHARE",
     "RATE_FLOOR_DB",
     "SILENCE_DBFS",
-    "inner_silence",
+    "abrupt_gap",
     "longest_run",
     "quality_flags",
     "rate_mismatch",
@@ -34,6 +35,11 @@ CLIP_RUN = 3
 #: A run of digital silence at least this long inside otherwise audible audio is a dropout.
 DROPOUT_MS = 20.0
 DROPOUT_LEVEL = 1e-4
+#: A dropout's edges: within EDGE_MS of the cut (and of the recovery) the signal is at least
+#: ABRUPT_SHARE of its RMS over the CONTEXT_MS next to it (a fade is far below it there).
+EDGE_MS, CONTEXT_MS, ABRUPT_SHARE = 1.0, 20.0, 0.5
+#: ...and the sound on both sides is the same (zero-crossing rates within this factor)
+CONTINUITY = 3.0
 DC_OFFSET = 0.05
 #: Rate mismatch: content that stops dead (everything above is this far below the peak)...
 RATE_FLOOR_DB = 90.0
@@ -49,11 +55,41 @@ def _runs(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArra
     return edges[::2], edges[1::2]
 
 
-def inner_silence(quiet: npt.NDArray[np.bool_], *, min_len: float) -> bool:
-    """A quiet run of at least ``min_len`` samples with sound before and after it."""
+def _same_sound(before: npt.NDArray[np.float32], after: npt.NDArray[np.float32]) -> bool:
+    """The sound after a gap is the one before it, as a dropout leaves it: zero-crossing
+    rates within a factor of ``CONTINUITY`` (a hiss before a stop consonant's closure and
+    a voiced burst after it are not)."""
+    rates = [
+        max(1e-3, float(np.mean(np.signbit(side[1:]) != np.signbit(side[:-1]))))
+        for side in (before, after)
+    ]
+    return max(rates) <= CONTINUITY * min(rates)
+
+
+def abrupt_gap(mono: npt.NDArray[np.float32], quiet: npt.NDArray[np.bool_], *, sr: int) -> bool:
+    """A dropout: a run of digital silence (at least ``DROPOUT_MS``) that cuts into a signal
+    that was there and ends as abruptly. Right at each edge (``EDGE_MS``) the signal is as
+    loud as it was just before (``CONTEXT_MS``: at least ``ABRUPT_SHARE`` of its RMS there),
+    where a pause between words or notes fades out first and in after."""
     starts, ends = _runs(quiet)
-    inside = (starts > 0) & (ends < quiet.shape[0])
-    return bool(((ends - starts)[inside] >= min_len).any())
+    n, min_len = quiet.shape[0], DROPOUT_MS * sr / 1000.0
+    edge, context = max(2, int(EDGE_MS * sr / 1000)), int(CONTEXT_MS * sr / 1000)
+    for start, end in zip(starts, ends, strict=True):
+        if end - start < min_len or start < edge or end + edge > n:
+            continue
+        before, after = mono[max(0, start - context) : start], mono[end : end + context]
+        rms_before = float(np.sqrt(np.mean(np.square(before, dtype=np.float64))))
+        rms_after = float(np.sqrt(np.mean(np.square(after, dtype=np.float64))))
+        cut = float(np.abs(mono[start - edge : start]).max())
+        back = float(np.abs(mono[end : end + edge]).max())
+        if (
+            min(rms_before, rms_after) > DROPOUT_LEVEL * 10
+            and cut >= ABRUPT_SHARE * rms_before
+            and back >= ABRUPT_SHARE * rms_after
+            and _same_sound(before, after)
+        ):
+            return True
+    return False
 
 
 def longest_run(mask: npt.NDArray[np.bool_]) -> int:
@@ -74,8 +110,8 @@ def quality_flags(
     full_scale = np.abs(samples) >= CLIP_LEVEL
     clipping = any(longest_run(full_scale[:, c]) >= CLIP_RUN for c in range(samples.shape[1]))
     quiet = np.abs(mono) < DROPOUT_LEVEL
-    # a drop to digital silence *and* a recovery: a fade to silence at the end is no dropout
-    dropout = (not silence) and inner_silence(quiet, min_len=DROPOUT_MS * sr / 1000.0)
+    # a cut to digital silence *and* an abrupt recovery: a pause that fades is no dropout
+    dropout = (not silence) and abrupt_gap(mono, quiet, sr=sr)
     dc_offset = abs(float(mono.mean())) > DC_OFFSET if mono.size else False
     return {
         "silence": bool(silence),

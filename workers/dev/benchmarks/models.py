@@ -2,6 +2,8 @@
 
 - Account verdicts: three independent listening populations (``bench/accounts.py``),
   listener-level, against the best single hand rule on each.
+- Audio on a corpus rendered by sox and espeak-ng (``bench/audio_corpus.py``): quality
+  flags and stream rules per injected fault, false flags on clean music and speech.
 - Bot detection: a listening population with bot farms, streamed through the production
   ``ListeningStep`` (in-memory store); every event's published score is compared
   with the truth. Baseline: the single most telling rule, "share of plays ending just
@@ -31,7 +33,7 @@ from workers.core.listening_state import WindowCounts
 from workers.core.models import PopularityModel, RankDetector
 from workers.core.models.stream_context import dump_context
 from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Output, Record
-from workers.dev.benchmarks import accounts
+from workers.dev.benchmarks import accounts, audio_corpus
 from workers.dev.benchmarks.common import percentiles, write_results
 from workers.dev.benchmarks.plots import roc
 from workers.dev.client import audio_headers, pcm_bytes
@@ -254,10 +256,13 @@ def run(
         audio = asyncio.run(_audio(60 if quick else 500, seed=7))
     with console.status("accounts: three populations through the processor…"):
         verdicts = asyncio.run(accounts.run_all(quick))
+    with console.status("audio corpus: rendering music (sox) and speech (espeak-ng)…"):
+        rendered = asyncio.run(audio_corpus.run_all(quick))
     popularity = _popularity(seed=3)
     costs = _costs()
     results = {
         "accounts": verdicts,
+        "audio_corpus": rendered,
         "bots": bots,
         "audio": audio,
         "popularity": popularity,
@@ -331,5 +336,9 @@ def run(
     )
     console.print(table)
     console.print(accounts.table(verdicts))
+    if rendered:
+        console.print(audio_corpus.table(rendered))
+    else:
+        console.print("audio corpus skipped: install sox and espeak-ng to render it")
     console.print(f"results: {path}, plots: {out_dir}/models-*-roc.png")
     return results
