@@ -29,6 +29,8 @@ def test_models_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:
     assert written["bots"]["roc_auc"] == results["bots"]["roc_auc"]
     assert "_curves" not in written["bots"]
     assert len(written["accounts"]) == 3  # the tuned-on population and two held out
+    for figures in written["popularity_baselines"].values():
+        assert set(figures["mae"]) == {"model", "naive", "seasonal", "holt-winters"}
     for figures in written["accounts"].values():
         assert 0.0 <= figures["roc_auc"] <= 1.0 and figures["bots"] > 0
     for name in ("models-bots-roc.png", "models-audio-roc.png"):

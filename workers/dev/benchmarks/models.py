@@ -4,6 +4,8 @@
   listener-level, against the best single hand rule on each.
 - Audio on a corpus rendered by sox and espeak-ng (``bench/audio_corpus.py``): quality
   flags and stream rules per injected fault, false flags on clean music and speech.
+- Popularity against naive, seasonal naive and River's Holt-Winters per track, on the
+  tuned-on generator and a held-out one (``bench/popularity.py``).
 - Bot detection: a listening population with bot farms, streamed through the production
   ``ListeningStep`` (in-memory store); every event's published score is compared
   with the truth. Baseline: the single most telling rule, "share of plays ending just
@@ -34,6 +36,7 @@ from workers.core.models import PopularityModel, RankDetector
 from workers.core.models.stream_context import dump_context
 from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Output, Record
 from workers.dev.benchmarks import accounts, audio_corpus
+from workers.dev.benchmarks import popularity as popularity_baselines
 from workers.dev.benchmarks.common import percentiles, write_results
 from workers.dev.benchmarks.plots import roc
 from workers.dev.client import audio_headers, pcm_bytes
@@ -259,10 +262,12 @@ def run(
     with console.status("audio corpus: rendering music (sox) and speech (espeak-ng)…"):
         rendered = asyncio.run(audio_corpus.run_all(quick))
     popularity = _popularity(seed=3)
+    baselines = popularity_baselines.run_all(quick)
     costs = _costs()
     results = {
         "accounts": verdicts,
         "audio_corpus": rendered,
+        "popularity_baselines": baselines,
         "bots": bots,
         "audio": audio,
         "popularity": popularity,
@@ -336,6 +341,7 @@ def run(
     )
     console.print(table)
     console.print(accounts.table(verdicts))
+    console.print(popularity_baselines.table(baselines))
     if rendered:
         console.print(audio_corpus.table(rendered))
     else:
