@@ -170,7 +170,7 @@ async def test_strict_isolation_each_tenant_on_its_own_topics(stack: Stack, tmp_
         )
         await producer.flush()
         mine = lambda r: b"/iso-" in (r.key or b"") or r.topic in outputs  # noqa: E731
-        await collector.wait_for(mine, 9, timeout=30)
+        await collector.wait_for(mine, 11, timeout=30)
         await asyncio.sleep(1.0)
         got = collector.matching(mine)
         where = sorted((r.topic, (r.key or b"").decode(), r.header("error") or "") for r in got)
@@ -178,10 +178,12 @@ async def test_strict_isolation_each_tenant_on_its_own_topics(stack: Stack, tmp_
             [
                 ("acme.predictions.anomaly", "acme/iso-u", ""),
                 ("acme.predictions.popularity", "acme/t1", ""),
+                ("acme.predictions.accounts", "acme/iso-u", ""),
                 ("acme.events.deadletter", "beats/iso-u", "tenant-mismatch"),
                 ("acme.events.deadletter", "acme/iso-u", "malformed-json"),
                 ("beats.predictions.anomaly", "beats/iso-u", ""),
                 ("beats.predictions.popularity", "beats/t1", ""),
+                ("beats.predictions.accounts", "beats/iso-u", ""),
                 ("beats.audio.features", "beats/iso-s", ""),
                 ("beats.predictions.anomaly", "beats/iso-s", ""),
                 ("beats.events.deadletter", "acme/iso-s", "tenant-mismatch"),

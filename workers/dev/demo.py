@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from workers.core.records import (
+    ACCOUNTS,
     ANOMALY,
     AUDIO_CHUNKS,
     DEADLETTER,
@@ -128,11 +129,17 @@ class Tally:
     sent_at: dict[tuple[str, str, str], float] = field(default_factory=dict)
     bot_users: set[tuple[str, str]] = field(default_factory=set)
     flagged: Counter[str] = field(default_factory=Counter)
+    #: each listener's latest account verdict (is_bot), as a consumer of the changelog
+    verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     def on_message(self, r: Received) -> None:
         self.received[r.topic] += 1
         if r.topic == DEADLETTER:
             self.reasons[r.header("error") or "?"] += 1
+            return
+        if r.topic == ACCOUNTS:
+            body = r.json()
+            self.verdicts[(str(body["tenant"]), str(body["user_id"]))] = bool(body["is_bot"])
             return
         if r.topic != self.outputs:
             return
@@ -201,6 +208,12 @@ def _counts(t: Tally) -> Table:
     counts.add_row("anomalies: listening", str(t.anomalies["listening"]))
     counts.add_row(
         "  flagged events from bots / humans", f"{t.flagged['bot']} / {t.flagged['human']}"
+    )
+    bots = [v for k, v in t.verdicts.items() if k in t.bot_users]
+    people = [v for k, v in t.verdicts.items() if k not in t.bot_users]
+    counts.add_row(
+        "account verdicts: bots / people judged bots",
+        f"{sum(bots)} of {len(bots)} / {sum(people)} of {len(people)}",
     )
     for reason, n in sorted(t.reasons.items()):
         counts.add_row(f"dead letters: {reason}", str(n))

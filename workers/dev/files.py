@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 
 from workers.core.records import (
+    ACCOUNTS,
     ANOMALY,
     AUDIO_CHUNKS,
     AUDIO_FEATURES,
@@ -167,6 +168,16 @@ def _row(topic: str, value: bytes, headers: dict[str, str]) -> list[str]:
             f"{body['predicted_plays_next']:.1f}",
             f"{body['latency_ms']:.2f}",
         ]
+    if topic == ACCOUNTS:
+        return [
+            body["tenant"],
+            body["user_id"],
+            f"{body['score']:.3f}",
+            "BOT" if body["is_bot"] else "",
+            str(body["group"] or ""),
+            ", ".join(body["evidence"][:3]),
+            f"{body['latency_ms']:.2f}",
+        ]
     if topic == AUDIO_FEATURES:
         f, q = body["features"], body["quality"]
         return [
@@ -185,6 +196,7 @@ def _row(topic: str, value: bytes, headers: dict[str, str]) -> list[str]:
 COLUMNS = {
     ANOMALY: ["tenant", "kind", "subject", "ref", "score", "", "reasons", "ms"],
     POPULARITY: ["tenant", "track", "plays", "previous", "predicted next", "ms"],
+    ACCOUNTS: ["tenant", "listener", "score", "", "farm", "evidence", "ms"],
     AUDIO_FEATURES: ["tenant", "stream", "seq", "rms dB", "centroid Hz", "LUFS", "quality", "ms"],
     DEADLETTER: ["error", "source", "offset", "detail"],
 }

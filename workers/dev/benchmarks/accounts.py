@@ -129,7 +129,9 @@ async def evaluate(
     farms: dict[str, dict[str, Any]] = {}
     for farm in sorted({truth[u].farm for u in users if truth[u].farm}):  # type: ignore[type-var]
         members = [u for u in users if truth[u].farm == farm]
-        groups = Counter(latest[u]["group"] for u in members if latest[u]["is_bot"])
+        groups = Counter(
+            latest[u]["group"] for u in members if latest[u]["is_bot"] and latest[u]["group"]
+        )
         farms[str(farm)] = {
             "accounts": len(members),
             "flagged": sum(latest[u]["is_bot"] for u in members),
