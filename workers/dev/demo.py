@@ -23,6 +23,7 @@ from workers.core.records import (
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
 )
+from workers.dev.bad_inputs import bad_inputs
 from workers.dev.client import (
     Collector,
     Received,
@@ -55,61 +56,6 @@ BUDGET_MS = 10.0
 #: the floor's topics: the same load, beside the worker's, on the same broker
 FLOOR = "floor."
 FLOOR_OUT = FLOOR + "out"
-
-
-def _bad_inputs() -> itertools.cycle[tuple[str, str, bytes | None, bytes, list[tuple[str, bytes]]]]:
-    """(label, topic, key, value, headers) of inputs that must each become one dead letter."""
-    good = dict(
-        tenant="aurora",
-        user_id="u1",
-        track_id="t1",
-        type="play",
-        ts=1_764_000_000_000,
-        ms_played=1000,
-    )
-    nan = np.full((100, 1), np.nan, dtype=np.float32)
-    hdr = audio_headers(tenant="aurora", stream="bad", seq=0, sample_rate=44100, channels=1)
-    return itertools.cycle(
-        [
-            ("malformed json", LISTENING_EVENTS, b"aurora/u1", b'{"event_id": ', []),
-            (
-                "unknown tenant",
-                LISTENING_EVENTS,
-                b"mallory/u1",
-                event_value(**{**good, "tenant": "mallory", "event_id": "x"}),
-                [],
-            ),
-            (
-                "schema-invalid",
-                LISTENING_EVENTS,
-                b"aurora/u1",
-                event_value(event_id="y", tenant="aurora"),
-                [],
-            ),
-            ("truncated pcm", AUDIO_CHUNKS, b"aurora/bad", b"\x01\x02\x03", hdr),
-            (
-                "NaN samples",
-                AUDIO_CHUNKS,
-                b"aurora/bad",
-                pcm_bytes(nan, encoding="f32le"),
-                audio_headers(
-                    tenant="aurora",
-                    stream="bad",
-                    seq=1,
-                    sample_rate=44100,
-                    channels=1,
-                    encoding="f32le",
-                ),
-            ),
-            (
-                "absurd sample rate",
-                AUDIO_CHUNKS,
-                b"aurora/bad",
-                b"\x00\x00" * 100,
-                audio_headers(tenant="aurora", stream="bad", seq=2, sample_rate=1, channels=1),
-            ),
-        ]
-    )
 
 
 @dataclass
@@ -294,7 +240,7 @@ async def _load(stack: Stack, seconds: float, console: Console, *, floor: bool =
             (population.tenant, f"u{u}") for u in range(population.users) if population.is_bot(u)
         }
     event_streams = [population.events() for population in populations]
-    bad = _bad_inputs()
+    bad = bad_inputs()
     seqs = [0] * len(sources)
     sent_events = 0
     next_bad = float("inf") if floor else 0.0
