@@ -33,6 +33,7 @@ from workers.core.behaviour import BOT_DIRECTIONS
 from workers.core.chunks import AUDIO_MODEL_FEATURES, StreamMemory
 from workers.core.listening_state import WindowCounts
 from workers.core.models import PopularityModel, RankDetector
+from workers.core.models.accounts import AccountEvidence, fold_evidence, judge_account
 from workers.core.models.stream_context import dump_context
 from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Output, Record
 from workers.dev.benchmarks import accounts, audio_corpus
@@ -234,17 +235,38 @@ def _costs() -> dict[str, Any]:
         popularity.predict_one(current=c, previous=p, elapsed=0.5)
         popularity.learn_one(current=c, previous=p, next_plays=int(rng.integers(0, 500)))
         pop_s.append(time.perf_counter() - start)
+    evidence, account_s = AccountEvidence(), []
+    ranks = dict(zip(BOT_DIRECTIONS, rng.random(len(BOT_DIRECTIONS)).tolist(), strict=True))
+    for i in range(3000):
+        window = WindowCounts(plays=int(rng.integers(1, 500)), listeners=20, near30=5)
+        start = time.perf_counter()
+        evidence = fold_evidence(evidence, window, f"t{i % 50}", i % 97)
+        judge_account(evidence, ranks, listens=evidence.listens, warming=False)
+        account_s.append(time.perf_counter() - start)
     return {
         "steps": {
             "listening-anomaly": percentiles(listening_s),
             "audio-anomaly": percentiles(audio_s),
             "popularity": percentiles(pop_s),
+            "account verdict": percentiles(account_s),
         },
         "state_bytes": {
             # a window of 1,000 values for each of 10 features and the scores, as floats
             "listening-anomaly (per tenant, as values)": 11 * 1000 * 8,
             "audio-anomaly (per stream)": len(dump_context(context)),
             "popularity (per tenant)": 14 * 8,
+            # fields an, ac, at, ag, ah, ap of the listener's hash, as Redis keeps them
+            "account evidence (per listener)": sum(
+                len(name) + len(value)
+                for name, value in {
+                    "an": "200",
+                    "ac": f"{2.0854123456789012:.17g}",
+                    "at": f"{0.3123456789012345:.17g}",
+                    "ag": "t" * 16,
+                    "ah": "4294967295",
+                    "ap": "0.9123|1",
+                }.items()
+            ),
         },
     }
 
