@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ __all__ = [
     "pcm_bytes",
     "start_producer",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def audio_headers(
@@ -113,6 +116,8 @@ class Collector:
             fetch_max_wait_ms=20,
         )
         self.received: list[Received] = []
+        #: errors the reading survived (a test that sees nothing can say why)
+        self.errors: list[str] = []
         self._task: asyncio.Task[None] | None = None
         self.on_message: Callable[[Received], None] | None = None
 
@@ -123,7 +128,15 @@ class Collector:
 
     async def _run(self) -> None:
         while True:
-            batches = await self._consumer.getmany(timeout_ms=100)
+            try:
+                batches = await self._consumer.getmany(timeout_ms=100)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broker hiccup must not end the reading silently
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+                log.warning("collector: %s; reading on", self.errors[-1])
+                await asyncio.sleep(0.2)
+                continue
             now = time.time()
             for messages in batches.values():
                 for m in messages:
