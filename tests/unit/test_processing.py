@@ -227,6 +227,7 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
 ) -> None:
     first = event_record("acme", "u1", "e1", offset=10)
     (original,) = await listening.process_batch([first])
+    await listening.noted()  # the verdict's note reached the store before the crash
     restarted = ListeningStep(  # another worker reads the record again, after a crash
         tenants=["acme"],
         store=dataclasses.replace(store, incarnation="the-next-worker"),

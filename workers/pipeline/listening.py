@@ -5,6 +5,7 @@ the rest is ``core`` (parse, explain, forecast)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -14,7 +15,7 @@ from workers.core.events import judge_event
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening import MAX_SKEW_MS, ListeningEvent, parse_event, to_update
 from workers.core.records import Outcome, Record, Stopwatch, check_tenant, dead_letter
-from workers.state.protocol import Refused, StateStore, StateUnavailable
+from workers.state.protocol import Refused, StateStore
 
 __all__ = ["ListeningStep"]
 
@@ -34,6 +35,9 @@ class ListeningStep:
         self._store = store
         self._window_s = window_s
         self._skew_ms = skew_ms
+        #: verdicts published whose note to the store is still on its way
+        self._noting: dict[tuple[str, str], str] = {}
+        self._notes: set[asyncio.Task[None]] = set()
 
     def _parse(self, record: Record, outcome: Outcome, now_ms: int) -> ListeningEvent | None:
         try:
@@ -45,13 +49,29 @@ class ListeningStep:
             return None
         return event
 
-    async def _note_accounts(self, published: dict[tuple[str, str], str]) -> None:
-        """Remember the verdicts published. Best effort: if it fails, a listener's next
-        event publishes its verdict again (the topic is a changelog: harmless)."""
+    def _note_accounts(self, published: dict[tuple[str, str], str]) -> None:
+        """Have the store remember the verdicts published, off the records' path (their
+        outputs do not wait for it): until it has, this step overlays them itself. Best
+        effort: a note that fails only means a listener's verdict is published again."""
+        self._noting.update(published)
+        task = asyncio.create_task(self._note(published))
+        self._notes.add(task)
+        task.add_done_callback(self._notes.discard)
+
+    async def noted(self) -> None:
+        """Wait until the notes on their way have reached the store (or failed)."""
+        if self._notes:
+            await asyncio.gather(*self._notes)
+
+    async def _note(self, published: dict[tuple[str, str], str]) -> None:
         try:
             await self._store.note_accounts([(t, u, m) for (t, u), m in published.items()])
-        except StateUnavailable as exc:
+        except Exception as exc:  # nothing depends on the note but a repeated verdict
             log.warning("account verdicts not noted (%s): they will be published again", exc)
+        finally:
+            for key, marker in published.items():
+                if self._noting.get(key) == marker:
+                    del self._noting[key]
 
     @staticmethod
     def _reject(outcome: Outcome, rejected: Rejected) -> None:
@@ -98,7 +118,8 @@ class ListeningStep:
                 self._reject(outcome, Rejected(state.reason, state.detail))
                 continue
             outcome.late, outcome.early, outcome.models = state.late, state.early, state.models
-            marked = published.get((event.tenant, event.user_id))
+            listener = (event.tenant, event.user_id)
+            marked = published.get(listener) or self._noting.get(listener)
             if marked is not None and state.models and state.models.account:
                 # a verdict published earlier in this batch is not in the store's reply yet
                 account = replace(state.models.account, published=marked)
@@ -112,7 +133,7 @@ class ListeningStep:
             if judged.account_marker is not None:
                 published[(event.tenant, event.user_id)] = judged.account_marker
         if published:
-            await self._note_accounts(published)
+            self._note_accounts(published)
         for outcome, watch in zip(outcomes, watches, strict=True):
             outcome.stages = watch.stages
         return outcomes
