@@ -106,10 +106,13 @@ local problem = integers(user, {'events', plural, 'ms_played', 'near30', 'h' .. 
   or integers(meta, {'maxw', window .. ':' .. plural, window .. ':completions',
                      window .. ':near30'})
   or integers(KEYS[4], {track})
-  or integers(user, {'an', 'ah'})
-if not problem then
-  for _, v in ipairs(redis.call('HMGET', user, 'ac', 'at')) do
-    if v and tonumber(v) == nil then problem = 'account evidence of ' .. user .. ' is not a number' end
+-- the listener's account evidence (an, ac, at, ag, ah, ap), read once: checked here, used below
+local acct = redis.call('HMGET', user, unpack(ACCOUNT))
+for _, item in ipairs({{1, integer}, {2, tonumber}, {3, tonumber}, {5, integer}}) do
+  local v = acct[item[1]]
+  if v and item[2](v) == nil then
+    problem = problem
+      or ('account evidence ' .. ACCOUNT[item[1]] .. ' of ' .. user .. ' is not a number')
   end
 end
 if integer(ARGV[28]) == nil then problem = 'track hash is not an integer' end
@@ -237,7 +240,6 @@ for i, v in ipairs(counts) do
 end
 
 -- the listener's account evidence: what the played track's audience looks like (first read)
-local acct = redis.call('HMGET', user, unpack(ACCOUNT))
 local a_n, a_c, a_t = tonumber(acct[1] or '0'), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
 local a_g, a_h = acct[4] or '', tonumber(acct[5] or '-1')
 if status == 1 and (kind == 'play' or kind == 'skip') then
