@@ -51,9 +51,9 @@ class ListeningStep:
 
     def _note_accounts(self, published: dict[tuple[str, str], str]) -> None:
         """Have the store remember the verdicts published, off the records' path (their
-        outputs do not wait for it): until it has, this step overlays them itself. Best
-        effort: a note that fails only means a listener's verdict is published again."""
-        self._noting.update(published)
+        outputs do not wait for it): until it has, this step overlays them itself
+        (``_noting``). Best effort: a note that fails only means a listener's verdict is
+        published again."""
         task = asyncio.create_task(self._note(published))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
@@ -119,9 +119,9 @@ class ListeningStep:
                 continue
             outcome.late, outcome.early, outcome.models = state.late, state.early, state.models
             listener = (event.tenant, event.user_id)
-            marked = published.get(listener) or self._noting.get(listener)
+            marked = self._noting.get(listener)
             if marked is not None and state.models and state.models.account:
-                # a verdict published earlier in this batch is not in the store's reply yet
+                # a verdict published earlier (in this batch too) may not be stored yet
                 account = replace(state.models.account, published=marked)
                 after = replace(state, models=replace(state.models, account=account))
             else:
@@ -131,7 +131,7 @@ class ListeningStep:
             outcome.outputs.extend(judged.outputs)
             outcome.anomalies = int(judged.anomalous)
             if judged.account_marker is not None:
-                published[(event.tenant, event.user_id)] = judged.account_marker
+                published[listener] = self._noting[listener] = judged.account_marker
         if published:
             self._note_accounts(published)
         for outcome, watch in zip(outcomes, watches, strict=True):
