@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from workers.core.records import ACCOUNTS, LISTENING_EVENTS, Record
+from workers.dev.benchmarks.common import roc_auc
 from workers.dev.loadgen import ListenEvent, ListeningPopulation
 from workers.dev.populations import Account, PlaylistPopulation, SessionPopulation
 from workers.pipeline.listening import ListeningStep
@@ -67,12 +68,6 @@ class _Habits:
             "few skips": -self.skips / n,
             "few distinct tracks": -len(self.tracks) / n,
         }
-
-
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    from workers.dev.benchmarks.models import roc_auc
-
-    return roc_auc(scores, labels)
 
 
 def populations(quick: bool) -> dict[str, tuple[Iterator[ListenEvent], dict[str, Account], int]]:
@@ -124,7 +119,7 @@ async def evaluate(
     s = np.array([latest[u]["score"] for u in users])
     flagged = np.array([latest[u]["is_bot"] for u in users])
     rules = {name: np.array([habits[u].rules()[name] for u in users]) for name in _Habits().rules()}
-    rule_aucs = {name: _auc(v, y) for name, v in rules.items()}
+    rule_aucs = {name: roc_auc(v, y) for name, v in rules.items()}
     best_rule = max(rule_aucs, key=lambda k: rule_aucs[k])
     farms: dict[str, dict[str, Any]] = {}
     for farm in sorted({truth[u].farm for u in users if truth[u].farm}):  # type: ignore[type-var]
@@ -155,7 +150,7 @@ async def evaluate(
         ),
         "verdicts_published": published,
         "verdicts_per_listener": published / max(1, len(latest)),
-        "roc_auc": _auc(s, y),
+        "roc_auc": roc_auc(s, y),
         "recall_at_is_bot": float(flagged[y].mean()) if y.any() else float("nan"),
         "humans_alarmed": float(flagged[~y].mean()),
         "best_rule": best_rule,

@@ -21,6 +21,7 @@ import numpy as np
 from workers.core.audio.quality import DROPOUT_LEVEL, DROPOUT_MS, _runs
 from workers.core.records import AUDIO_CHUNKS, Record
 from workers.dev import corpus
+from workers.dev.benchmarks.common import roc_auc
 from workers.dev.client import audio_headers, pcm_bytes
 from workers.pipeline.audio import AudioStep
 from workers.state import MemoryStore
@@ -42,8 +43,6 @@ def _old_dropout(samples: np.ndarray, sr: int) -> bool:
 
 
 async def evaluate(chunks: list[corpus.CorpusChunk]) -> dict[str, Any]:
-    from workers.dev.benchmarks.models import roc_auc
-
     step = AudioStep(tenants=["eval"], store=MemoryStore(), model_rate=22050)
     step.warm_up()
     caught: dict[str, list[bool]] = defaultdict(list)

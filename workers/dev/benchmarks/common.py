@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+from scipy.stats import rankdata
 
-__all__ = ["environment", "percentiles", "time_calls", "write_results"]
+__all__ = ["environment", "percentiles", "roc_auc", "time_calls", "write_results"]
 
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
@@ -62,3 +63,13 @@ def write_results(name: str, results: dict[str, Any], out_dir: Path) -> Path:
         )
     )
     return path
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Exact ROC AUC (Mann-Whitney U with ties)."""
+    pos = int(labels.sum())
+    neg = labels.size - pos
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))

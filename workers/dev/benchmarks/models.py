@@ -27,7 +27,6 @@ import numpy as np
 import orjson
 from rich.console import Console
 from rich.table import Table
-from scipy.stats import rankdata
 
 from workers.core.behaviour import BOT_DIRECTIONS
 from workers.core.chunks import AUDIO_MODEL_FEATURES, StreamMemory
@@ -38,7 +37,7 @@ from workers.core.models.stream_context import dump_context
 from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Output, Record
 from workers.dev.benchmarks import accounts, audio_corpus
 from workers.dev.benchmarks import popularity as popularity_baselines
-from workers.dev.benchmarks.common import percentiles, write_results
+from workers.dev.benchmarks.common import percentiles, roc_auc, write_results
 from workers.dev.benchmarks.plots import roc
 from workers.dev.client import audio_headers, pcm_bytes
 from workers.dev.loadgen import AudioSource, ListeningPopulation, TrackLaunches
@@ -55,16 +54,6 @@ TARGETS = {
     "step_p50_us": 50.0,
     "state_bytes": 1024 * 1024,
 }
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Exact ROC AUC (Mann-Whitney U with ties)."""
-    pos = int(labels.sum())
-    neg = labels.size - pos
-    if pos == 0 or neg == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def _payload(output: Output) -> dict[str, Any]:
