@@ -117,6 +117,10 @@ class ListeningPopulation:
     def is_bot(self, user: int) -> bool:
         return user in self._bots
 
+    def style(self, user: int) -> str | None:
+        """The bot style of ``user`` (``BOT_STYLES``), None for a person."""
+        return self._bots.get(user)
+
     def events(self) -> Iterator[ListenEvent]:
         """Events in event-time order: each user acts on their own schedule, so a bot that
         plays around the clock produces far more events than a human with a life."""

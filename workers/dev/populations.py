@@ -20,6 +20,7 @@ each belongs to.
 from __future__ import annotations
 
 import heapq
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -41,7 +42,7 @@ class Account:
 
 
 @dataclass
-class _Population:
+class _Population(ABC):
     tenant: str
     seed: int = 0
     start_ts: int = 1_764_000_000_000
@@ -58,8 +59,9 @@ class _Population:
         self._serial = 0
         self.build()
 
+    @abstractmethod
     def build(self) -> None:
-        raise NotImplementedError
+        """Create the accounts (``self.accounts``) and whatever they need."""
 
     def popular(self) -> int:
         found = int(np.searchsorted(self._cdf, float(self.rng.random())))
@@ -68,9 +70,9 @@ class _Population:
     def truth(self) -> dict[str, Account]:
         return {a.user: a for a in self.accounts}
 
+    @abstractmethod
     def next_event(self, index: int, ts: int) -> tuple[int, str, int, int]:
         """(track, type, ms_played, gap to the next event in ms) of account ``index``."""
-        raise NotImplementedError
 
     def events(self) -> Iterator[ListenEvent]:
         due = [

@@ -77,9 +77,9 @@ def populations(quick: bool) -> dict[str, tuple[Iterator[ListenEvent], dict[str,
     truth_a = {
         f"u{u}": Account(
             f"u{u}",
-            a._bots.get(u, "person"),
+            a.style(u) or "person",
             a.is_bot(u),
-            "farm" if a._bots.get(u) == "farm" else None,
+            "farm" if a.style(u) == "farm" else None,
         )
         for u in range(a.users)
     }

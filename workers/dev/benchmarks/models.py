@@ -230,7 +230,7 @@ def _costs() -> dict[str, Any]:
         window = WindowCounts(plays=int(rng.integers(1, 500)), listeners=20, near30=5)
         start = time.perf_counter()
         evidence = fold_evidence(evidence, window, f"t{i % 50}", i % 97)
-        judge_account(evidence, ranks, listens=evidence.listens, warming=False)
+        verdict = judge_account(evidence, ranks, listens=evidence.listens, warming=False)
         account_s.append(time.perf_counter() - start)
     return {
         "steps": {
@@ -244,16 +244,17 @@ def _costs() -> dict[str, Any]:
             "listening-anomaly (per tenant, as values)": 11 * 1000 * 8,
             "audio-anomaly (per stream)": len(dump_context(context)),
             "popularity (per tenant)": 14 * 8,
-            # fields an, ac, at, ag, ah, ap of the listener's hash, as Redis keeps them
+            # fields an, ac, at, ag, ah, ap of the listener's hash, as listening.lua writes
+            # them, for the evidence folded above
             "account evidence (per listener)": sum(
                 len(name) + len(value)
                 for name, value in {
-                    "an": "200",
-                    "ac": f"{2.0854123456789012:.17g}",
-                    "at": f"{0.3123456789012345:.17g}",
-                    "ag": "t" * 16,
-                    "ah": "4294967295",
-                    "ap": "0.9123|1",
+                    "an": str(evidence.listens),
+                    "ac": f"{evidence.concentration:.17g}",
+                    "at": f"{evidence.track_near30:.17g}",
+                    "ag": evidence.group,
+                    "ah": str(evidence.group_hash),
+                    "ap": verdict.marker,
                 }.items()
             ),
         },

@@ -113,7 +113,7 @@ def evaluate(windows: list[list[Row]]) -> dict[str, Any]:
     for w in range(len(windows) - 1):
         for t in range(n_tracks):
             forecast_hw = hw[t](float(windows[w][t][1]))
-            if w < DAY or w < 2:
+            if w < DAY:  # from the second day on: the seasonal baseline has a day before
                 continue
             current, previous = _counts(windows[w][t]), _counts(windows[w - 1][t])
             actual = windows[w + 1][t][1]
