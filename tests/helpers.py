@@ -17,6 +17,8 @@ OUTPUT_SCHEMAS = {
     "predictions.anomaly": "prediction.anomaly",
     "predictions.popularity": "prediction.popularity",
     "predictions.accounts": "prediction.accounts",
+    "predictions.tags": "prediction.tags",
+    "predictions.recommendations": "prediction.recommendations",
 }
 
 

@@ -42,8 +42,12 @@ def _stack(_: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
+
     from workers.runtime.settings import Settings
 
+    if args.role:  # through the environment: --processes children inherit it
+        os.environ["WORKERS_ROLE"] = args.role
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -216,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="worker processes in one group, one core each (metrics ports from "
         "WORKERS_METRICS_PORT up)",
+    )
+    run_cmd.add_argument(
+        "--role",
+        choices=["core", "tagger"],
+        help="core: features, anomalies, listening models, recommendations (default); "
+        "tagger: genre and mood tags and audio embeddings, in its own consumer group",
     )
     run_cmd.set_defaults(func=_run)
     demo = verbs.add_parser(

@@ -6,15 +6,18 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy as np
 import pytest
 import redis.asyncio as aioredis
 
+from workers.core import colisten
 from workers.core.errors import Reason
 from workers.core.listening import ListeningEvent, to_update
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.models.accounts import track_hash
 from workers.core.records import Position
 from workers.state import MemoryStore, RedisStore, keys
+from workers.state.catalogue import MemoryCatalogue, RedisCatalogue
 from workers.state.protocol import Refused, StateLimits
 
 HOUR = 3_600_000
@@ -148,6 +151,7 @@ async def test_ids_with_colons_never_reach_each_others_keys(
         (lambda: keys.user("acme", "u1"), ("hset", b"plays", b"1e3")),  # not an integer
         (lambda: keys.track("acme", "t1"), ("hset", b"maxw", b"abc")),
         (lambda: keys.seen("acme", NOW // 86_400_000, "u1"), ("set", b"x")),
+        (lambda: keys.recent("acme", "u1"), ("set", b"x")),
     ],
 )
 async def test_a_key_of_the_wrong_type_refuses_the_event_and_changes_nothing(
@@ -169,7 +173,7 @@ async def test_a_key_of_the_wrong_type_refuses_the_event_and_changes_nothing(
     assert isinstance(fine, ListeningState), "only the record that met the bad key stops"
     after = await _dump_tenant(redis_client, "acme")
     # the fine event changed its own keys, the quota and the tenant's models (it was learnt)
-    others = (b"u2", b"t2", b"quota", b"detector", b":model:")
+    others = (b"u2", b"t2", b"quota", b"detector", b":model:", b":popular:")
     untouched = {k: v for k, v in after.items() if not any(s in k for s in others)}
     assert untouched == {k: v for k, v in before.items() if not any(s in k for s in others)}
 
@@ -386,3 +390,56 @@ async def test_account_evidence_groups_a_farm_and_remembers_verdicts(
     )
     assert isinstance(refused, Refused) and refused.reason is Reason.STATE_ERROR
     assert await redis_client.hgetall(keys.user("acme", "bot1")) == before
+
+
+async def test_co_listening_recent_plays_and_popularity_agree(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """listening.lua keeps co-listening, recent plays and what is popular now as the memory
+    store does, across a new popularity epoch (whose standings carry over)."""
+    memory = MemoryStore(limits=limits)
+    store = RedisStore(redis_client, limits=limits)
+    epoch_ms = colisten.POPULAR_HALF_LIFE_MS * colisten.EPOCH_HALF_LIVES
+    boundary = colisten.EPOCH_ORIGIN_MS + (TS - colisten.EPOCH_ORIGIN_MS) // epoch_ms * epoch_ms
+    updates = scenario("acme", 200, seed=9)
+    updates = [dataclasses.replace(u, ts=boundary - 40 * HOUR + i * 12 * 60_000)
+               for i, u in enumerate(updates)]  # fmt: skip
+    for start in range(0, len(updates), 23):
+        batch = updates[start : start + 23]
+        assert await store.apply_listening(batch, now_ms=NOW) == await memory.apply_listening(
+            batch, now_ms=NOW
+        )
+    redis_side = RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s)
+    memory_side = MemoryCatalogue(memory)
+    tracks = ["t0", "t1", "t1:live", "t.2"]
+    for user in ("u0", "u1", "u1:x", "a@b.c", "nobody"):
+        for now in (boundary - HOUR, updates[-1].ts):
+            got = await redis_side.reads("acme", user=user, tracks=tracks, now_ms=now, n=10)
+            want = await memory_side.reads("acme", user=user, tracks=tracks, now_ms=now, n=10)
+            assert got[0] == want[0]
+            for mine, theirs in zip([*got[1], got[2]], [*want[1], want[2]], strict=True):
+                assert [t for t, _ in mine] == [t for t, _ in theirs]
+                assert [s for _, s in mine] == pytest.approx([s for _, s in theirs], rel=1e-9)
+    assert any(got[1]), "sessions paired tracks"
+
+
+async def test_embeddings_are_read_by_what_changed(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    for catalogue in (
+        RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s),
+        MemoryCatalogue(MemoryStore(limits=limits)),
+    ):
+        v1 = await catalogue.save_embedding("acme", "t:1", np.array([3.0, 4.0]))
+        v2 = await catalogue.save_embedding("acme", "t2", np.array([0.0, 2.0]))
+        await catalogue.save_embedding("acme", "t:1", np.array([1.0, 0.0]))
+        everything = await catalogue.embeddings_since("acme", 0)
+        assert set(everything.ids) == {"t:1", "t2"} and everything.version == 3
+        since = await catalogue.embeddings_since("acme", v2)
+        assert since.ids == ("t:1",)
+        np.testing.assert_allclose(since.vectors, [[1.0, 0.0]])
+        assert (await catalogue.embeddings_since("acme", 3)).ids == ()
+        assert v1 == 1
+        assert (await catalogue.embeddings_since("beats", 0)).version == 0
+    async for name in redis_client.scan_iter():
+        assert await redis_client.ttl(name) > 0, name

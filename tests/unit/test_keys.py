@@ -25,6 +25,10 @@ KINDS: dict[str, Callable[..., str]] = {
     "track-listeners": lambda t, i, n: keys.track_listeners(t, n, i),
     "stream": lambda t, i, n: keys.stream(t, i),
     "stream-outputs": lambda t, i, n: keys.stream_outputs(t, n, i),
+    "tag-stream": lambda t, i, n: keys.stream(t, i, "tags"),
+    "tag-stream-outputs": lambda t, i, n: keys.stream_outputs(t, n, i, "tags"),
+    "recent": lambda t, i, n: keys.recent(t, i),
+    "co-listen": lambda t, i, n: keys.co_listen(t, n, i),
     "model": lambda t, i, n: keys.model(t, i),
     "quota": lambda t, i, n: keys.quota(t, n),
 }
@@ -42,7 +46,13 @@ def test_two_different_keys_never_share_a_name(
     b = KINDS[kind_b]("acme", id_b, n_b)
     if kind_a == kind_b == "quota":
         same = n_a == n_b
-    elif kind_a == kind_b and kind_a in ("seen", "track-listeners", "stream-outputs"):
+    elif kind_a == kind_b and kind_a in (
+        "seen",
+        "track-listeners",
+        "stream-outputs",
+        "tag-stream-outputs",
+        "co-listen",
+    ):
         same = (id_a, n_a) == (id_b, n_b)
     else:
         same = (kind_a, id_a) == (kind_b, id_b)

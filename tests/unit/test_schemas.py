@@ -14,6 +14,9 @@ NAMES = [
     "prediction.anomaly",
     "prediction.popularity",
     "prediction.accounts",
+    "prediction.tags",
+    "prediction.recommendations",
+    "recommend.request",
     "deadletter.headers",
 ]
 

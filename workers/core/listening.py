@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import orjson
-
 from workers.core.errors import Reason, Rejected
 from workers.core.eventtime import check_ts
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening_state import ListeningUpdate
 from workers.core.records import Position
-from workers.core.schemas import SCHEMAS
+from workers.core.schemas import json_input
 from workers.core.tenants import is_valid_id
 
 __all__ = [
@@ -62,17 +60,9 @@ def parse_event(
     value: bytes | None, *, key: bytes | None, now_ms: int | None = None
 ) -> ListeningEvent:
     """Decode and validate one event; ``now_ms`` (default: the clock) bounds future ``ts``."""
-    if not value:
-        raise Rejected(Reason.EMPTY_VALUE, "listening event has no value")
-    if len(value) > MAX_EVENT_BYTES:
-        raise Rejected(Reason.OVERSIZED, f"{len(value)} bytes exceeds {MAX_EVENT_BYTES}")
-    try:
-        body = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise Rejected(Reason.MALFORMED_JSON, str(exc)) from exc
-    error = SCHEMAS.first_error("listening.event", body)
-    if error is not None:
-        raise Rejected(Reason.SCHEMA_INVALID, error)
+    body = json_input(
+        value, schema="listening.event", max_bytes=MAX_EVENT_BYTES, what="listening event"
+    )
     # JSON Schema counts 31000.0 as an integer: make it one, once, here at the boundary
     for field in INTEGER_FIELDS:
         if isinstance(body.get(field), float):

@@ -27,12 +27,16 @@ __all__ = [
     "FeaturesPayload",
     "Payload",
     "PopularityPayload",
+    "RecommendationsPayload",
+    "TagsPayload",
     "account_payload",
     "anomaly_payload",
     "as_replay",
     "encode",
     "features_payload",
     "popularity_payload",
+    "recommendations_payload",
+    "tags_payload",
 ]
 
 
@@ -108,7 +112,97 @@ class AccountPayload(TypedDict):
 
 
 #: What a step hands the publisher; a replay re-emits a saved payload as a plain mapping.
-Payload = FeaturesPayload | AnomalyPayload | PopularityPayload | AccountPayload | dict[str, Any]
+class TagsPayload(TypedDict):
+    """``predictions.tags`` (schema ``prediction.tags.json``): one tagged 3 s patch."""
+
+    schema: Literal["predictions.tags/v1"]
+    tenant: str
+    stream: str
+    track: str | None
+    seq: int
+    window: dict[str, float]
+    tags: dict[str, float]
+    top_genres: list[dict[str, Any]]
+    top_moods: list[dict[str, Any]]
+    embedding: list[float]
+    aggregate: dict[str, Any]
+    model_version: str
+    replay: bool
+
+
+class RecommendationsPayload(TypedDict):
+    """``predictions.recommendations`` (schema ``prediction.recommendations.json``)."""
+
+    schema: Literal["predictions.recommendations/v1"]
+    request_id: str
+    tenant: str
+    subject: dict[str, str]
+    items: list[dict[str, Any]]
+    strategy: Literal["hybrid", "popular"]
+    catalogue: dict[str, Any]
+    model_version: str
+
+
+def tags_payload(
+    *,
+    tenant: str,
+    stream: str,
+    track: str | None,
+    seq: int,
+    window: dict[str, float],
+    described: Mapping[str, Any],
+    embedding: list[float],
+    aggregate: dict[str, Any],
+    version: str,
+) -> TagsPayload:
+    return {
+        "schema": "predictions.tags/v1",
+        "tenant": tenant,
+        "stream": stream,
+        "track": track,
+        "seq": seq,
+        "window": window,
+        "tags": described["tags"],
+        "top_genres": described["top_genres"],
+        "top_moods": described["top_moods"],
+        "embedding": embedding,
+        "aggregate": aggregate,
+        "model_version": version,
+        "replay": False,
+    }
+
+
+def recommendations_payload(
+    *,
+    request_id: str,
+    tenant: str,
+    subject: dict[str, str],
+    items: list[dict[str, Any]],
+    strategy: Literal["hybrid", "popular"],
+    catalogue: dict[str, Any],
+    version: str,
+) -> RecommendationsPayload:
+    return {
+        "schema": "predictions.recommendations/v1",
+        "request_id": request_id,
+        "tenant": tenant,
+        "subject": subject,
+        "items": items,
+        "strategy": strategy,
+        "catalogue": catalogue,
+        "model_version": version,
+    }
+
+
+Payload = (
+    FeaturesPayload
+    | AnomalyPayload
+    | PopularityPayload
+    | AccountPayload
+    | TagsPayload
+    | RecommendationsPayload
+    | dict[str, Any]
+)
 
 
 def account_payload(

@@ -28,6 +28,9 @@ __all__ = [
     "LISTENING_EVENTS",
     "OUTPUT_TOPICS",
     "POPULARITY",
+    "RECOMMENDATIONS",
+    "RECOMMEND_REQUESTS",
+    "TAGS",
     "Outcome",
     "Output",
     "Position",
@@ -49,8 +52,11 @@ ANOMALY = "predictions.anomaly"
 POPULARITY = "predictions.popularity"
 ACCOUNTS = "predictions.accounts"
 DEADLETTER = "events.deadletter"
-INPUT_TOPICS = (AUDIO_CHUNKS, LISTENING_EVENTS)
-OUTPUT_TOPICS = (AUDIO_FEATURES, ANOMALY, POPULARITY, ACCOUNTS, DEADLETTER)
+RECOMMEND_REQUESTS = "recommend.requests"
+TAGS = "predictions.tags"
+RECOMMENDATIONS = "predictions.recommendations"
+INPUT_TOPICS = (AUDIO_CHUNKS, LISTENING_EVENTS, RECOMMEND_REQUESTS)
+OUTPUT_TOPICS = (AUDIO_FEATURES, ANOMALY, POPULARITY, ACCOUNTS, TAGS, RECOMMENDATIONS, DEADLETTER)
 
 
 def tenant_topic(tenant: str, topic: str) -> str:
@@ -200,6 +206,8 @@ class Outcome:
     early: bool = False
     #: listening: what the tenant's store-kept models made of the event
     models: ModelsAfter | None = None
+    #: the tagger: a record it leaves to the core worker, which dead-letters it
+    ignored: Reason | None = None
 
 
 def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None) -> Output:

@@ -20,7 +20,9 @@ import orjson
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-__all__ = ["SCHEMAS", "VERSION", "SchemaSet", "schema_dir"]
+from workers.core.errors import Reason, Rejected
+
+__all__ = ["SCHEMAS", "VERSION", "SchemaSet", "json_input", "schema_dir"]
 
 VERSION = "v1"
 
@@ -70,3 +72,26 @@ class SchemaSet:
 
 
 SCHEMAS = SchemaSet(schema_dir())
+
+
+def json_input(value: bytes | None, *, schema: str, max_bytes: int, what: str) -> Any:
+    """An input record's JSON value, decoded and checked against ``schema``; the dead-letter
+    reason otherwise (``empty-value``, ``oversized``, ``malformed-json``, ``schema-invalid``).
+
+    >>> json_input(b"[1, 2, 3]", schema="listening.event", max_bytes=4, what="event")
+    Traceback (most recent call last):
+    ...
+    workers.core.errors.Rejected: oversized: 9 bytes exceeds 4
+    """
+    if not value:
+        raise Rejected(Reason.EMPTY_VALUE, f"{what} has no value")
+    if len(value) > max_bytes:
+        raise Rejected(Reason.OVERSIZED, f"{len(value)} bytes exceeds {max_bytes}")
+    try:
+        body = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected(Reason.MALFORMED_JSON, str(exc)) from exc
+    error = SCHEMAS.first_error(schema, body)
+    if error is not None:
+        raise Rejected(Reason.SCHEMA_INVALID, error)
+    return body

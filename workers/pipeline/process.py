@@ -27,6 +27,7 @@ from workers.core.errors import Reason, Rejected
 from workers.core.records import (
     AUDIO_CHUNKS,
     LISTENING_EVENTS,
+    RECOMMEND_REQUESTS,
     Outcome,
     Record,
     as_replayed,
@@ -34,6 +35,7 @@ from workers.core.records import (
 )
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
+from workers.pipeline.recommend import RecommendStep
 from workers.state.protocol import StateStore, StateUnavailable
 
 __all__ = ["RecordPipeline", "with_retry"]
@@ -70,15 +72,21 @@ class RecordPipeline:
         audio: AudioStep,
         listening: ListeningStep,
         store: StateStore,
+        recommend: RecommendStep,
         on_retry: Callable[[str], None] = lambda _: None,
     ) -> None:
         self.audio = audio
         self.listening = listening
+        self.recommend = recommend
         self._store = store
         self._on_retry = on_retry
 
+    def warm_up(self) -> None:
+        self.audio.warm_up()
+
     async def run(self, records: Sequence[Record], *, degraded: bool) -> AsyncIterator[Outcome]:
-        """Outcomes of ``records``: listening events (in order), then audio chunks (in order)."""
+        """Outcomes of ``records``: listening events (in order), then audio chunks and
+        recommendation requests (in order)."""
         events = [r for r in records if r.kind == LISTENING_EVENTS]
         if events:
             for outcome in await self._noted(await self._listen(events, degraded=degraded)):
@@ -89,6 +97,10 @@ class RecordPipeline:
                     record, lambda r: self.audio.process(r, degraded=degraded)
                 )
                 (noted,) = await self._noted([audio])
+                yield noted
+            elif record.kind == RECOMMEND_REQUESTS:
+                answer = await self._guarded(record, self.recommend.process)
+                (noted,) = await self._noted([answer])
                 yield noted
 
     async def _noted(self, outcomes: list[Outcome]) -> list[Outcome]:

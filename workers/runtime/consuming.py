@@ -26,7 +26,7 @@ from typing import Any
 
 import mode
 
-from workers.core.records import INPUT_TOPICS, Record, topic_kind
+from workers.core.records import Record, topic_kind
 from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, prepare_topics
 from workers.runtime.delivery import Sent, Settlement
 from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
@@ -97,7 +97,7 @@ class LaneEngine(mode.Service):
         self.lanes = Lanes(
             {
                 kind: Lane(kind, process, batch_max=s.batch_max, on_error=self.crash)
-                for kind in INPUT_TOPICS
+                for kind in s.input_topics()
             }
         )
         self.lanes.start()

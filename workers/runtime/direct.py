@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.consumer.consumer import RoundRobinPartitionAssignor
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from workers.core.records import INPUT_TOPICS
 from workers.runtime.consuming import TP, CommitRefused, LaneEngine
 from workers.runtime.delivery import Sent, refused_now, too_large
 from workers.runtime.engine import Headers, TopicPartitionLike
@@ -70,7 +69,7 @@ class DirectEngine(LaneEngine):
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{s.group_id}-{os.getpid()}",
-            group_id=s.group_id,
+            group_id=s.consumer_group,
             group_instance_id=s.group_instance_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -83,7 +82,7 @@ class DirectEngine(LaneEngine):
             partition_assignment_strategy=(RoundRobinPartitionAssignor,),
             **auth,
         )
-        self.consumer.subscribe(s.topics(*INPUT_TOPICS), listener=_Rebalance(self))
+        self.consumer.subscribe(s.topics(*s.input_topics()), listener=_Rebalance(self))
         await self.consumer.start()
         self._consuming = asyncio.create_task(self._consume(), name="consume")
 

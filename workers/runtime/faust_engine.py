@@ -24,6 +24,7 @@ from faust.types import TP, EventT, StreamT
 from workers.core.records import (
     AUDIO_CHUNKS,
     LISTENING_EVENTS,
+    RECOMMEND_REQUESTS,
     Record,
     received,
 )
@@ -101,9 +102,9 @@ class InFlight:
 
 
 def create_app(settings: Settings) -> FaustApp:
-    datadir = Path(tempfile.gettempdir()) / f"workers-faust-{settings.group_id}"
+    datadir = Path(tempfile.gettempdir()) / f"workers-faust-{settings.consumer_group}"
     app = FaustApp(
-        settings.group_id,
+        settings.consumer_group,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
         value_serializer="raw",
         key_serializer="raw",
@@ -164,9 +165,13 @@ class FaustEngine:
         # does not work"), and only allow-listed tenants would be served anyway.
         topics = self.settings.topics
         self.app.agent(self.app.topic(*topics(AUDIO_CHUNKS)), name="audio")(self._audio_agent)
-        self.app.agent(self.app.topic(*topics(LISTENING_EVENTS)), name="listening")(
-            self._listening_agent
-        )
+        if settings.role == "core":
+            self.app.agent(self.app.topic(*topics(LISTENING_EVENTS)), name="listening")(
+                self._listening_agent
+            )
+            self.app.agent(self.app.topic(*topics(RECOMMEND_REQUESTS)), name="recommend")(
+                self._audio_agent  # one record at a time, as audio
+            )
         self.app.before_stop = self.drain
         self._started = False
         self.rebalances = RebalanceClock()

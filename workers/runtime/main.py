@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -45,9 +46,22 @@ class ShellService(mode.Service):
         await self.http.stop()
 
 
+def _as_tagger(settings: Settings) -> None:
+    """A tagger yields the CPU to the core workers of its host and uses the BLAS threads it
+    is given (one by default: scale by processes, as the core worker does)."""
+    from threadpoolctl import threadpool_limits
+
+    if settings.tagger_nice:
+        os.nice(settings.tagger_nice)
+    threadpool_limits(settings.tagger_threads)
+    log.info("tagger: nice %d, %d BLAS thread(s)", settings.tagger_nice, settings.tagger_threads)
+
+
 def run(settings: Settings) -> None:
     """The production worker, until SIGTERM/SIGINT: the engine drains and commits before the
     shell closes the store."""
+    if settings.role == "tagger":
+        _as_tagger(settings)
     engine = build_engine(settings)
     worker = Worker(settings, engine=engine)
     worker.warm_up()

@@ -28,7 +28,7 @@ import orjson
 from aiokafka import errors as kafka_errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from workers.core.records import INPUT_TOPICS, Record, received
+from workers.core.records import Record, received
 from workers.runtime.consuming import TP, CommitRefused, LaneEngine
 from workers.runtime.delivery import Sent, refused_now, too_large
 from workers.runtime.engine import Headers, TopicPartitionLike
@@ -119,7 +119,7 @@ class RdkafkaEngine(LaneEngine):
         )
         consumer_config = {
             **base,
-            "group.id": s.group_id,
+            "group.id": s.consumer_group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
@@ -140,7 +140,7 @@ class RdkafkaEngine(LaneEngine):
             consumer_config["group.instance.id"] = s.group_instance_id
         self.consumer = Consumer(consumer_config)
         self.consumer.subscribe(
-            s.topics(*INPUT_TOPICS),
+            s.topics(*s.input_topics()),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from workers.core.records import tenant_topic
+from workers.core.records import AUDIO_CHUNKS, INPUT_TOPICS, tenant_topic
 from workers.core.tenants import validate_tenant
 from workers.state.protocol import ModelParams, StateLimits
 
@@ -75,6 +75,27 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(default=10.0, gt=0)
     #: Per-event latency budget, used by the over-budget counter.
     budget_ms: float = Field(default=10.0, gt=0)
+
+    # --- music understanding (docs/contract.md "Music understanding") ---
+    #: "core": features, anomaly scores, the listening models and recommendations. "tagger":
+    #: genre and mood tags and audio embeddings (`run --role tagger`), in its own consumer
+    #: group on audio.chunks, so its CPU never delays the core's 10 ms path.
+    role: Literal["core", "tagger"] = "core"
+    #: the tagger's consumer group (default: `{group_id}-tagger`)
+    tagger_group_id: str | None = None
+    #: musicnn's weights trained on the Million Song Dataset (genres, moods, eras) or on
+    #: MagnaTagATune (instruments, voice, tempo)
+    tagger_model: Literal["MSD_musicnn", "MTT_musicnn"] = "MSD_musicnn"
+    #: tag one 3 s patch of every N per stream (1: all; the others are framed and skipped)
+    tagger_every: int = Field(default=1, ge=1, le=10_000)
+    #: the checkpoint's folder, when the weights are not installed with the musicnn wheel
+    tagger_weights_dir: Path | None = None
+    #: BLAS threads of a tagger process (scale by processes; 1 keeps one core each)
+    tagger_threads: int = Field(default=1, ge=1, le=64)
+    #: the tagger's CPU priority below the core worker's on a shared host (os.nice)
+    tagger_nice: int = Field(default=10, ge=0, le=19)
+    #: a tenant's catalogue is searched exactly up to this many tracks, by HNSW above
+    similarity_exact_limit: int = Field(default=20_000, ge=1)
 
     # --- state retention, event time and quotas (docs/contract.md "State") ---
     #: How long a re-read record is recognised as a replay (and a repeated event_id as a
@@ -165,6 +186,16 @@ class Settings(BaseSettings):
                 "allowed_lateness_s may be at most 4 popularity windows: a track keeps 5"
             )
         return self
+
+    def input_topics(self) -> tuple[str, ...]:
+        """The logical topics this role consumes."""
+        return (AUDIO_CHUNKS,) if self.role == "tagger" else INPUT_TOPICS
+
+    @property
+    def consumer_group(self) -> str:
+        if self.role == "tagger":
+            return self.tagger_group_id or f"{self.group_id}-tagger"
+        return self.group_id
 
     def state_limits(self) -> StateLimits:
         """Retention and quotas, as the state store takes them."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
@@ -21,15 +22,17 @@ from workers.core.payloads import encode
 from workers.core.records import (
     AUDIO_CHUNKS,
     DEADLETTER,
-    LISTENING_EVENTS,
     Outcome,
     Record,
     tenant_topic,
     topic_kind,
 )
+from workers.core.tagging import TagModel
 from workers.pipeline.audio import AudioStep
 from workers.pipeline.listening import ListeningStep
 from workers.pipeline.process import RecordPipeline
+from workers.pipeline.recommend import RecommendStep
+from workers.pipeline.tagging import TaggerPipeline, TaggingStep
 from workers.runtime.delivery import Sent
 from workers.runtime.engine import Engine
 from workers.runtime.metrics import Metrics
@@ -37,7 +40,8 @@ from workers.runtime.overload import OverloadPolicy
 from workers.runtime.publishing import Message, replacements
 from workers.runtime.security import redis_options
 from workers.runtime.settings import Settings
-from workers.state import RedisStore, StateStore
+from workers.state import MemoryStore, RedisStore, StateStore
+from workers.state.catalogue import Catalogue, MemoryCatalogue, RedisCatalogue
 
 __all__ = ["Worker"]
 
@@ -54,6 +58,7 @@ class Worker:
         *,
         engine: Engine,
         store: StateStore | None = None,
+        catalogue: Catalogue | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.settings = settings
@@ -81,7 +86,29 @@ class Worker:
         # computed at scrape time, so they are never stale after a rebalance
         self.metrics.assigned_partitions.set_function(lambda: len(self.engine.assignment()))
         self.metrics.ready.set_function(lambda: float(self.is_ready()))
-        self.pipeline = RecordPipeline(
+        self.catalogue: Catalogue = catalogue or _catalogue_for(self.store, settings)
+        self.pipeline: RecordPipeline | TaggerPipeline = self._pipeline(settings)
+        self.warmed = False
+        self.overload = OverloadPolicy(
+            enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
+        )
+
+    def _pipeline(self, settings: Settings) -> RecordPipeline | TaggerPipeline:
+        """The role's steps: the core's three lanes, or the tagger's one."""
+        on_retry = lambda operation: self.metrics.state_errors.labels(operation).inc()  # noqa: E731
+        if settings.role == "tagger":
+            model = TagModel.load(settings.tagger_model, weights_dir=settings.tagger_weights_dir)
+            return TaggerPipeline(
+                TaggingStep(
+                    tenants=settings.tenants,
+                    store=self.store,
+                    catalogue=self.catalogue,
+                    model=model,
+                    every=settings.tagger_every,
+                ),
+                on_retry=on_retry,
+            )
+        return RecordPipeline(
             audio=AudioStep(
                 tenants=settings.tenants,
                 store=self.store,
@@ -94,12 +121,14 @@ class Worker:
                 window_s=settings.popularity_window_s,
                 skew_ms=settings.clock_skew_s * 1000,
             ),
+            recommend=RecommendStep(
+                tenants=settings.tenants,
+                store=self.store,
+                catalogue=self.catalogue,
+                exact_limit=settings.similarity_exact_limit,
+            ),
             store=self.store,
-            on_retry=lambda operation: self.metrics.state_errors.labels(operation).inc(),
-        )
-        self.warmed = False
-        self.overload = OverloadPolicy(
-            enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
+            on_retry=on_retry,
         )
 
     def warm_up(self) -> None:
@@ -108,7 +137,7 @@ class Worker:
 
         started = time.perf_counter()
         _ = SCHEMAS.validators
-        self.pipeline.audio.warm_up()
+        self.pipeline.warm_up()
         self.warmed = True
         log.info("warm-up done in %.2f s", time.perf_counter() - started)
 
@@ -166,13 +195,9 @@ class Worker:
         """The engine's handler: outcomes as the pipeline gives them, each published, then
         ``done(record, sent)`` (in input order within each topic)."""
         m = self.metrics
-        events = sum(1 for r in records if r.kind == LISTENING_EVENTS)
-        if events:
-            m.child(m.records_in, LISTENING_EVENTS).inc(events)
-            m.child(m.batch_records, LISTENING_EVENTS).observe(events)
-        if len(records) > events:
-            m.child(m.records_in, AUDIO_CHUNKS).inc(len(records) - events)
-            m.child(m.batch_records, AUDIO_CHUNKS).observe(len(records) - events)
+        for kind, count in Counter(r.kind for r in records).items():
+            m.child(m.records_in, kind).inc(count)
+            m.child(m.batch_records, kind).observe(count)
         async for outcome in self.pipeline.run(records, degraded=self.overload.degraded):
             done(outcome.record, await self._publish(outcome))
 
@@ -228,6 +253,8 @@ class Worker:
         if outcome.rejected is not None:
             m.child(m.records_processed, topic_in, "deadletter").inc()
             m.child(m.deadletters, topic_in, outcome.rejected.reason.value).inc()
+        elif outcome.ignored is not None:  # the tagger leaves it to the core worker
+            m.child(m.records_processed, topic_in, "ignored").inc()
         else:
             m.child(m.records_processed, topic_in, "ok").inc()
         if outcome.anomalies:
@@ -272,3 +299,12 @@ class Worker:
     async def shutdown(self) -> None:
         """After the engine stopped: close the store (the models live in it)."""
         await self.store.close()
+
+
+def _catalogue_for(store: StateStore, settings: Settings) -> Catalogue:
+    """The catalogue beside the store: the same Redis connections, or the same memory."""
+    if isinstance(store, RedisStore):
+        return RedisCatalogue(store.client, ttl_s=settings.state_ttl_s)
+    if isinstance(store, MemoryStore):
+        return MemoryCatalogue(store)
+    raise TypeError(f"no catalogue for a {type(store).__name__}")

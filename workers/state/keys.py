@@ -27,13 +27,19 @@ from workers.core.tenants import validate_tenant
 __all__ = [
     "DEADLETTERS_TAG",
     "USER_KINDS",
+    "co_listen",
     "deadletter_ledger",
     "detector",
     "detector_window",
+    "embedding_stamps",
+    "embeddings",
+    "embeddings_version",
     "erased",
     "model",
+    "popular",
     "prefix",
     "quota",
+    "recent",
     "seen",
     "stream",
     "stream_outputs",
@@ -97,15 +103,51 @@ def track_listeners(tenant: str, window: int, track_id: str) -> str:
     return _key(tenant, "track-listeners", window, track_id)
 
 
-def stream(tenant: str, stream_id: str) -> str:
-    """Hash: an audio stream's latest ``seq`` and its framing state."""
-    return _key(tenant, "stream", stream_id)
+#: the kinds of a stream's keys for each consumer of ``audio.chunks``: the core worker's
+#: features and anomaly lane, and the tagger's (its own state, its own kept outputs)
+_STREAM_KINDS = {"audio": "stream", "tags": "tag-stream"}
 
 
-def stream_outputs(tenant: str, partition: int, stream_id: str) -> str:
+def stream(tenant: str, stream_id: str, lane: str = "audio") -> str:
+    """Hash: an audio stream's latest ``seq`` and its framing state (per ``lane``)."""
+    return _key(tenant, _STREAM_KINDS[lane], stream_id)
+
+
+def stream_outputs(tenant: str, partition: int, stream_id: str, lane: str = "audio") -> str:
     """Sorted set: the outputs of a stream's chunks read from one partition, by offset,
     kept until their offset is committed (a re-read gets them back)."""
-    return _key(tenant, "stream-outputs", partition, stream_id)
+    return _key(tenant, _STREAM_KINDS[lane] + "-outputs", partition, stream_id)
+
+
+def recent(tenant: str, user_id: str) -> str:
+    """List: a listener's latest qualifying plays, newest first (``track|ts`` items)."""
+    return _key(tenant, "recent", user_id)
+
+
+def co_listen(tenant: str, epoch: int, track_id: str) -> str:
+    """Sorted set: the tracks played next to ``track_id`` in listening sessions, by
+    forward-decayed weight (``core/colisten.py``), the top ones kept."""
+    return _key(tenant, "co-listen", epoch, track_id)
+
+
+def popular(tenant: str, epoch: int) -> str:
+    """Sorted set: the tenant's tracks by forward-decayed plays: what is popular now."""
+    return _key(tenant, "popular", epoch)
+
+
+def embeddings(tenant: str) -> str:
+    """Hash: track (or stream) id -> its audio embedding (float32 bytes, unit length)."""
+    return _key(tenant, "embeddings")
+
+
+def embeddings_version(tenant: str) -> str:
+    """Counter: bumped at every embedding written (a reader's cue to reload)."""
+    return _key(tenant, "embeddings-version")
+
+
+def embedding_stamps(tenant: str) -> str:
+    """Sorted set: each embedded item by the version that last wrote it."""
+    return _key(tenant, "embedding-stamps")
 
 
 def model(tenant: str, kind: str) -> str:
@@ -136,7 +178,7 @@ def deadletter_ledger(owner: str | None, topic: str, partition: int) -> str:
 
 
 #: Every kind of key that holds one listener's data (erasure removes them all).
-USER_KINDS = ("user", "user-tracks", "user-plays", "seen", "erased")
+USER_KINDS = ("user", "user-tracks", "user-plays", "recent", "seen", "erased")
 
 
 def user_keys(tenant: str, user_id: str, *, days: Iterable[int]) -> list[str]:
@@ -145,5 +187,6 @@ def user_keys(tenant: str, user_id: str, *, days: Iterable[int]) -> list[str]:
         user(tenant, user_id),
         user_tracks(tenant, user_id),
         user_plays(tenant, user_id),
+        recent(tenant, user_id),
         *(seen(tenant, day, user_id) for day in days),
     ]

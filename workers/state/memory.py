@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from workers.core import colisten
 from workers.core.behaviour import BOT_DIRECTIONS, behaviour
 from workers.core.errors import Reason
 from workers.core.listening_state import (
@@ -57,6 +58,9 @@ class MemoryStore:
         default_factory=lambda: defaultdict(dict)
     )
     ledgers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    #: listeners' recent plays (lists, newest first) and the co-listen and popular sets
+    lists: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    zsets: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     #: per listener (user key): the account evidence listening.lua keeps in the user hash
     accounts: dict[str, AccountEvidence] = field(default_factory=dict)
 
@@ -107,6 +111,8 @@ class MemoryStore:
             self.counters[quota_key] += new_ids
             self.seen[keys.seen(t, days[0], uid)][u.event_id] = marker
             flags, rolled = self._mutate(u, self.hashes[user_key], meta, late_track)
+            if colisten.qualifies(u.type, u.ms_played):
+                self._co_listen(u)
         user = self.hashes[user_key]
         reply: list[int | str] = [
             status,
@@ -126,6 +132,28 @@ class MemoryStore:
             self.accounts[user_key] = account
         models = self._models(u, state, learn=learn and status == APPLIED)
         return replace(state, models=replace(models, account=account))
+
+    def _co_listen(self, u: ListeningUpdate) -> None:
+        """listening.lua's co-listening: recent plays, co-listen pairs, popular now."""
+        recent = self.lists[keys.recent(u.tenant, u.user_id)]
+        epoch, weight = colisten.decayed(u.ts, colisten.CO_LISTEN_HALF_LIFE_MS)
+        if recent:
+            prev, _, prev_ts = recent[0].rpartition("|")
+            if prev != u.track_id and abs(u.ts - int(prev_ts)) <= colisten.SESSION_GAP_MS:
+                for a, b in ((prev, u.track_id), (u.track_id, prev)):
+                    pairs = self.zsets[keys.co_listen(u.tenant, epoch, a)]
+                    pairs[b] = pairs.get(b, 0.0) + weight
+                    _bounded(pairs, colisten.CO_LISTEN_TOP)
+        recent.insert(0, f"{u.track_id}|{u.ts}")
+        del recent[colisten.RECENT_KEPT :]
+        pop_epoch, pop_weight = colisten.decayed(u.ts, colisten.POPULAR_HALF_LIFE_MS)
+        popular = self.zsets[keys.popular(u.tenant, pop_epoch)]
+        if not popular:
+            old = self.zsets.get(keys.popular(u.tenant, pop_epoch - 1), {})
+            best = sorted(old.items(), key=lambda kv: (-kv[1], kv[0]))[: colisten.POPULAR_TOP]
+            popular.update({k: v * 2.0**-colisten.EPOCH_HALF_LIVES for k, v in best})
+        popular[u.track_id] = popular.get(u.track_id, 0.0) + pop_weight
+        _bounded(popular, colisten.POPULAR_TOP)
 
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
         for tenant, user_id, marker in published:
@@ -227,8 +255,8 @@ class MemoryStore:
                 del meta[name]
         return flags, rolled
 
-    async def load_stream(self, tenant: str, stream: str) -> bytes | None:
-        return self.blobs.get(keys.stream(tenant, stream))
+    async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
+        return self.blobs.get(keys.stream(tenant, stream, lane))
 
     async def save_stream(
         self,
@@ -240,20 +268,23 @@ class MemoryStore:
         position: Position,
         outputs: bytes,
         now_ms: int,
+        lane: str = "audio",
     ) -> StreamSaved | Refused:
-        meta = self.hashes[keys.stream(tenant, stream)]
+        meta = self.hashes[keys.stream(tenant, stream, lane)]
         previous = int(meta.get("seq", -1))
         if seq <= previous:
             return StreamSaved(accepted=False, previous=previous)
         quota_key = keys.quota(tenant, now_ms // (DAY_S * 1000))
         new = int("seq" not in meta)
         used = self.counters[quota_key]
-        if self.limits.new_ids_per_day > 0 and new and used + new > self.limits.new_ids_per_day:
+        quota = self.limits.new_ids_per_day if lane == "audio" else -1  # a stream counts once
+        if quota > 0 and new and used + new > quota:
             return Refused(Reason.QUOTA_EXCEEDED, f"tenant created {used} ids today")
-        self.counters[quota_key] += new
+        if quota >= 0:
+            self.counters[quota_key] += new
         meta["seq"] = seq
-        self.blobs[keys.stream(tenant, stream)] = state
-        kept = self.kept[keys.stream_outputs(tenant, position.partition, stream)]
+        self.blobs[keys.stream(tenant, stream, lane)] = state
+        kept = self.kept[keys.stream_outputs(tenant, position.partition, stream, lane)]
         kept[position.offset] = (str(position), self.incarnation, outputs)
         for offset in [o for o in kept if o < position.committed]:
             del kept[offset]
@@ -261,8 +292,10 @@ class MemoryStore:
             del kept[min(kept)]
         return StreamSaved(accepted=True, previous=previous)
 
-    async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
-        kept = self.kept.get(keys.stream_outputs(tenant, position.partition, stream), {})
+    async def kept_chunk(
+        self, tenant: str, stream: str, position: Position, lane: str = "audio"
+    ) -> KeptChunk | None:
+        kept = self.kept.get(keys.stream_outputs(tenant, position.partition, stream, lane), {})
         found = kept.get(position.offset)
         if found is None or found[0] != str(position):
             return None
@@ -282,3 +315,11 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _bounded(scores: dict[str, float], top: int) -> None:
+    """Cut a set holding more than twice ``top`` back to its ``top`` (as ZREMRANGEBYRANK:
+    the lowest scores go, ties by member)."""
+    if len(scores) > 2 * top:
+        for member, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))[: len(scores) - top]:
+            del scores[member]

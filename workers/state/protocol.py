@@ -131,8 +131,10 @@ class StateStore(Protocol):
         """Remember each ``(tenant, user_id, marker)`` as the listener's verdict last
         published (``AccountEvidence.published``); an erased listener stays erased."""
 
-    async def load_stream(self, tenant: str, stream: str) -> bytes | None:
-        """The state saved after the stream's latest chunk, if any."""
+    async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
+        """The state saved after the stream's latest chunk, if any. ``lane``: whose state,
+        of the consumers of ``audio.chunks`` (``audio``: features and anomalies; ``tags``:
+        the tagger), each with its own keys; only ``audio`` counts against the quota."""
 
     async def save_stream(
         self,
@@ -144,12 +146,15 @@ class StateStore(Protocol):
         position: Position,
         outputs: bytes,
         now_ms: int,
+        lane: str = "audio",
     ) -> StreamSaved | Refused:
         """Save state after chunk ``seq`` with the chunk's record position and outputs, in one
         atomic step. A seq not above the stored one is not saved (a repeat, a replay, or
         another worker got there first)."""
 
-    async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
+    async def kept_chunk(
+        self, tenant: str, stream: str, position: Position, lane: str = "audio"
+    ) -> KeptChunk | None:
         """The outputs saved with the chunk read at ``position``, if its offset is not yet
         committed (a re-read)."""
 

@@ -18,7 +18,9 @@ import redis.asyncio as aioredis
 from redis import exceptions as rx
 from redis.asyncio.cluster import RedisCluster
 
+from workers.core import colisten
 from workers.core.behaviour import BOT_DIRECTIONS
+from workers.core.colisten import epoch_of
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.models.accounts import track_hash
@@ -74,6 +76,11 @@ class RedisStore:
             "redis.call('HSET', KEYS[1], 'ap', ARGV[1]) end return 1"
         )
         self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
+
+    @property
+    def client(self) -> aioredis.Redis | RedisCluster:
+        """The connections, shared with the catalogue (``catalogue.py``)."""
+        return self._client
 
     @classmethod
     def from_url(
@@ -190,6 +197,8 @@ class RedisStore:
             keys.erased(t, uid),
             quota,
             *models,
+            keys.recent(t, uid),
+            keys.popular(t, epoch_of(u.ts, colisten.POPULAR_HALF_LIFE_MS)),
             keys.seen(t, today + 1, uid),
             *(keys.seen(t, today - i, uid) for i in range(1, limits.replay_days)),
         ]
@@ -222,12 +231,13 @@ class RedisStore:
             params.window,
             params.forgetting,
             track_hash(u.track_id),
+            *_co_listen_args(u),
         )
         return ("EVALSHA", self._listening.sha, len(event_keys), *event_keys, *args)
 
     @translated
-    async def load_stream(self, tenant: str, stream: str) -> bytes | None:
-        state = await self._client.hget(keys.stream(tenant, stream), "state")
+    async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
+        state = await self._client.hget(keys.stream(tenant, stream, lane), "state")
         if state is None:
             return None
         return state.encode() if isinstance(state, str) else bytes(state)
@@ -243,11 +253,12 @@ class RedisStore:
         position: Position,
         outputs: bytes,
         now_ms: int,
+        lane: str = "audio",
     ) -> StreamSaved | Refused:
         limits = self.limits
         stream_keys = (
-            keys.stream(tenant, stream),
-            keys.stream_outputs(tenant, position.partition, stream),
+            keys.stream(tenant, stream, lane),
+            keys.stream_outputs(tenant, position.partition, stream, lane),
             keys.quota(tenant, now_ms // (DAY_S * 1000)),
         )
         args = (
@@ -260,7 +271,7 @@ class RedisStore:
             position.committed,
             limits.outputs_per_stream,
             self.incarnation,
-            limits.new_ids_per_day,
+            limits.new_ids_per_day if lane == "audio" else -1,  # -1: a stream counts once
             2 * DAY_S,
         )
         command = ("EVALSHA", self._stream.sha, 3, *stream_keys, *args)
@@ -278,8 +289,10 @@ class RedisStore:
         return StreamSaved(accepted=int(reply[0]) == 1, previous=int(reply[1]))
 
     @translated
-    async def kept_chunk(self, tenant: str, stream: str, position: Position) -> KeptChunk | None:
-        key = keys.stream_outputs(tenant, position.partition, stream)
+    async def kept_chunk(
+        self, tenant: str, stream: str, position: Position, lane: str = "audio"
+    ) -> KeptChunk | None:
+        key = keys.stream_outputs(tenant, position.partition, stream, lane)
         try:
             entries = await self._client.zrangebyscore(key, position.offset, position.offset)
         except rx.ResponseError as exc:  # a key of another type: nothing was kept there
@@ -344,6 +357,25 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _co_listen_args(u: ListeningUpdate) -> tuple[Any, ...]:
+    """listening.lua's ARGV 29-37: the play's co-listening weights and keys."""
+    if not colisten.qualifies(u.type, u.ms_played):
+        return (0, 0, "", 0, "", 0, 0, 0, 0)
+    epoch, weight = colisten.decayed(u.ts, colisten.CO_LISTEN_HALF_LIFE_MS)
+    pop_epoch, pop_weight = colisten.decayed(u.ts, colisten.POPULAR_HALF_LIFE_MS)
+    return (
+        1,
+        repr(weight),
+        keys.co_listen(u.tenant, epoch, ""),
+        repr(pop_weight),
+        keys.popular(u.tenant, pop_epoch - 1),
+        colisten.SESSION_GAP_MS,
+        colisten.CO_LISTEN_TOP,
+        colisten.POPULAR_TOP,
+        colisten.RECENT_KEPT,
+    )
 
 
 def _text(value: Any) -> str:

@@ -11,7 +11,10 @@
 --   9 {t}:detector:listening (hash: seq, seen, alarms)  10 its score window (zset)
 --   11-20 its behaviour feature windows (zsets, FEATURE_NAMES' order)
 --   21 {t}:model:popularity (hash: the forecaster's statistics)
---   22.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
+--   22 {t}:recent:{uid} (list of "track|ts", newest first)  23 {t}:popular:{epoch} (zset)
+--   24.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
+--   (and, named in ARGV, in the same hash slot: the co-listen sets of the track and of the
+--   listener's previous one, and the previous epoch's popular set)
 -- ARGV: 1 type  2 ms_played  3 track_id  4 hour  5 ts  6 user_id  7 window
 --       8 seen_ttl_s  9 window_ttl_s  10 near_30s (0/1)  11 completed (0/1)
 --       12 position (topic:partition:offset)  13 incarnation of the calling worker
@@ -21,6 +24,10 @@
 --       21 event_id  22 learn (0/1: 0 when degraded)  23 alarm_rate  24 warmup  25 top_k
 --       26 window (of the detector)  27 forgetting (of the forecaster)
 --       28 the track's hash (accounts.track_hash: picks a farm's canonical target)
+--       29 qualifies (0/1: a play of 30 s or more)  30 co-listen weight  31 co-listen key
+--       prefix (of this epoch)  32 popular weight  33 the previous epoch's popular key
+--       34 session gap (ms)  35 co-listen top  36 popular top  37 recent plays kept
+--       (core/colisten.py: forward-decayed weights, bounded sets)
 -- The models learn in this same script, from the event that teaches them, so a record is
 -- learnt exactly once, whichever worker reads it how often (detector.lua, forecaster.lua).
 -- Returns {0, why, detail} when refused (why: duplicate | erased | quota | state), else
@@ -117,6 +124,39 @@ for _, item in ipairs({{1, integer}, {2, tonumber}, {3, tonumber}, {5, integer}}
 end
 if integer(ARGV[28]) == nil then problem = 'track hash is not an integer' end
 if problem then return refuse('state', problem) end
+
+-- co-listening: the listener's previous play, and every set it writes, checked here
+local co = nil
+if ARGV[29] == '1' then
+  local co_w, pop_w = tonumber(ARGV[30]), tonumber(ARGV[32])
+  local gap, co_top, pop_top, recent_kept = integer(ARGV[34]), integer(ARGV[35]),
+    integer(ARGV[36]), integer(ARGV[37])
+  if not (co_w and pop_w and gap and co_top and pop_top and recent_kept) then
+    return refuse('state', 'co-listening arguments are not numbers')
+  end
+  co = {w = co_w, pop_w = pop_w, co_top = co_top, pop_top = pop_top, kept = recent_kept,
+        sets = {}, carry = nil}
+  local wanted = {[KEYS[22]] = 'list', [KEYS[23]] = 'zset'}
+  local last = nil
+  if redis.call('TYPE', KEYS[22])['ok'] == 'list' then last = redis.call('LINDEX', KEYS[22], 0) end
+  if last then
+    local prev, prev_ts = string.match(last, '^(.*)|(%-?%d+)$')
+    if prev and prev ~= track and math.abs(ts - tonumber(prev_ts)) <= gap then
+      co.sets = {{ARGV[31] .. prev, track}, {ARGV[31] .. track, prev}}
+      wanted[ARGV[31] .. prev], wanted[ARGV[31] .. track] = 'zset', 'zset'
+    end
+  end
+  if ARGV[33] ~= '' and redis.call('EXISTS', KEYS[23]) == 0 then
+    wanted[ARGV[33]] = 'zset'
+    co.carry = ARGV[33]
+  end
+  for key, kind_wanted in pairs(wanted) do
+    local t = redis.call('TYPE', key)['ok']
+    if t ~= 'none' and t ~= kind_wanted then
+      return refuse('state', 'key ' .. key .. ' holds a ' .. t .. ', not a ' .. kind_wanted)
+    end
+  end
+end
 local erased_at = redis.call('GET', KEYS[7])
 local quota_used = redis.call('GET', KEYS[8])
 if (erased_at and integer(erased_at) == nil) or (quota_used and integer(quota_used) == nil) then
@@ -126,7 +166,7 @@ end
 -- the same record again (a replay, or this worker's own retry), or the same event twice
 local status = 1
 for i = 1, #KEYS do
-  if i == 1 or i >= 22 then
+  if i == 1 or i >= 24 then
     local seen = redis.call('HGET', KEYS[i], event_id)
     if seen then
       local position, incarnation = string.match(seen, '^(.*)|([^|]*)$')
@@ -212,6 +252,28 @@ if status == 1 then
       end
     end
     redis.call('EXPIRE', meta, state_ttl)
+  end
+  if co then
+    local function bounded(key, top)
+      local n = redis.call('ZCARD', key)
+      if n > 2 * top then redis.call('ZREMRANGEBYRANK', key, 0, n - top - 1) end
+      redis.call('EXPIRE', key, state_ttl)
+    end
+    redis.call('LPUSH', KEYS[22], track .. '|' .. ts)
+    redis.call('LTRIM', KEYS[22], 0, co.kept - 1)
+    redis.call('EXPIRE', KEYS[22], state_ttl)
+    for _, pair in ipairs(co.sets) do
+      redis.call('ZINCRBY', pair[1], num(co.w), pair[2])
+      bounded(pair[1], co.co_top)
+    end
+    if co.carry then  -- a new epoch: the standings carry over, rescaled to its origin
+      local old = redis.call('ZREVRANGE', co.carry, 0, co.pop_top - 1, 'WITHSCORES')
+      for i = 1, #old, 2 do
+        redis.call('ZADD', KEYS[23], num(tonumber(old[i + 1]) * 2 ^ -512), old[i])
+      end
+    end
+    redis.call('ZINCRBY', KEYS[23], num(co.pop_w), track)
+    bounded(KEYS[23], co.pop_top)
   end
 end
 

@@ -9,7 +9,8 @@
 --       3 {t}:quota:{today}
 -- ARGV: 1 seq  2 state (bytes)  3 ttl_s  4 position  5 outputs (bytes)  6 offset
 --       7 committed offset of the partition (-1: unknown)  8 outputs kept at most
---       9 incarnation  10 quota (new ids a day, 0: none)  11 quota_ttl_s
+--       9 incarnation  10 quota (new ids a day, 0: none, -1: not counted: the tagger's
+--       copy of a stream the core worker counts)  11 quota_ttl_s
 -- Returns {1, previous seq or -1} when saved, {0, previous seq} when the seq is not newer,
 -- {-1, why, detail} when refused (why: quota | state).
 for _, i in ipairs({1, 3, 6, 7, 8, 10, 11}) do
@@ -35,7 +36,7 @@ if quota > 0 and new > 0 and tonumber(used or '0') + new > quota then
   return {-1, 'quota', 'tenant created ' .. (used or '0') .. ' ids today'}
 end
 -- from here on nothing can fail
-if new > 0 then
+if new > 0 and quota >= 0 then
   redis.call('INCRBY', KEYS[3], new)
   redis.call('EXPIRE', KEYS[3], ARGV[11])
 end

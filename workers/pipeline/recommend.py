@@ -1,0 +1,168 @@
+"""The recommendation step: a request in, its ranked tracks (or a dead letter) out.
+
+Served by the core worker, from what the other paths keep: the tagger's embeddings (a
+similarity index per tenant, in this process, refreshed with what changed whenever the
+tenant's embeddings version moves), and the co-listening, recent plays and popularity
+that the listening step's script keeps in Redis. A request changes no state: one read
+again is answered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+
+from workers.core.errors import Rejected
+from workers.core.eventtime import now_ms as clock_ms
+from workers.core.payloads import recommendations_payload
+from workers.core.recommend import (
+    CONTENT_WEIGHT,
+    RECENCY,
+    SEEDS,
+    Request,
+    hybrid,
+    merge_seeds,
+    parse_request,
+    popular_items,
+)
+from workers.core.records import RECOMMENDATIONS, Outcome, Output, Record, Stopwatch, dead_letter
+from workers.core.records import check_tenant as check_record_tenant
+from workers.core.similarity import SimilarityIndex
+from workers.core.tagging import TagState
+from workers.state.catalogue import Catalogue
+from workers.state.protocol import StateStore
+
+__all__ = ["RECOMMENDER_VERSION", "RecommendStep"]
+
+log = logging.getLogger(__name__)
+
+RECOMMENDER_VERSION = "hybrid-v1"
+#: candidates asked of each source per item wanted
+CANDIDATES = 3
+
+
+class RecommendStep:
+    def __init__(
+        self,
+        *,
+        tenants: Iterable[str],
+        store: StateStore,
+        catalogue: Catalogue,
+        exact_limit: int = 20_000,
+        content_weight: float = CONTENT_WEIGHT,
+    ) -> None:
+        self._tenants = frozenset(tenants)
+        self._store = store
+        self._catalogue = catalogue
+        self._exact_limit = exact_limit
+        self._content_weight = content_weight
+        self.indexes: dict[str, SimilarityIndex] = {}
+        self._versions: dict[str, int] = {}
+        self._builds: set[asyncio.Task[None]] = set()
+
+    async def process(self, record: Record, *, degraded: bool = False) -> Outcome:
+        watch = Stopwatch()
+        outcome = Outcome(record)
+        try:
+            request = parse_request(record.value, key=record.key)
+            check_record_tenant(request.tenant, self._tenants, record)
+        except Rejected as rejected:
+            outcome.rejected = rejected
+            outcome.outputs = [dead_letter(record, rejected)]
+            return outcome
+        outcome.tenant = request.tenant
+        watch.lap("validate")
+        outcome.outputs = [await self._answer(request, watch)]
+        outcome.stages = watch.stages
+        return outcome
+
+    async def _answer(self, request: Request, watch: Stopwatch) -> Output:
+        t, n = request.tenant, request.k * CANDIDATES
+        now = clock_ms()
+        if request.kind == "user":
+            seeds, _, popular, version = await self._catalogue.reads(
+                t, user=request.subject, tracks=(), now_ms=now, n=n
+            )
+            seeds = seeds[:SEEDS]
+            co_lists = (
+                (await self._catalogue.reads(t, user=None, tracks=seeds, now_ms=now, n=n))[1]
+                if seeds
+                else []
+            )
+            exclude = set(seeds)
+        else:
+            _, co_lists, popular, version = await self._catalogue.reads(
+                t, user=None, tracks=(request.subject,), now_ms=now, n=n
+            )
+            seeds, exclude = [request.subject], {request.subject}
+        watch.lap("state")
+        index = await self._index(t, version)
+        watch.lap("index")
+        query = await self._query_vector(request, index, seeds)
+        content = index.query(query, n, exclude=exclude) if query is not None else []
+        items = hybrid(
+            content,
+            merge_seeds(co_lists),
+            k=request.k,
+            exclude=exclude,
+            content_weight=self._content_weight,
+        )
+        strategy = "hybrid"
+        if not items:
+            items, strategy = popular_items(popular, k=request.k, exclude=exclude), "popular"
+        watch.lap("ranking")
+        return Output(
+            RECOMMENDATIONS,
+            f"{t}/{request.request_id}",
+            recommendations_payload(
+                request_id=request.request_id,
+                tenant=t,
+                subject={"kind": request.kind, "id": request.subject},
+                items=[item.as_json() for item in items],
+                strategy=strategy,  # type: ignore[arg-type]
+                catalogue={
+                    "embedded": len(index),
+                    "search": "approximate" if index.approximate else "exact",
+                },
+                version=RECOMMENDER_VERSION,
+            ),
+        )
+
+    async def _query_vector(
+        self, request: Request, index: SimilarityIndex, seeds: list[str]
+    ) -> np.ndarray | None:  # type: ignore[type-arg]
+        """The subject's embedding: the track's, the stream's (its tagging state), or the
+        recency-weighted mean of the listener's latest tracks'."""
+        if request.kind == "stream":
+            blob = await self._store.load_stream(request.tenant, request.subject, "tags")
+            state = TagState.from_bytes(blob) if blob else None
+            if state is not None and state.tagged:
+                return state.mean_embedding().astype(np.float32)
+            return index.vector(request.subject)
+        found = [(i, index.vector(s)) for i, s in enumerate(seeds)]
+        vectors = [(RECENCY**i) * v for i, v in found if v is not None]
+        if not vectors:
+            return None
+        mean = np.sum(vectors, axis=0)
+        norm = float(np.linalg.norm(mean))
+        return (mean / norm).astype(np.float32) if norm > 0 else None
+
+    async def _index(self, tenant: str, version: int) -> SimilarityIndex:
+        """The tenant's index, brought up to ``version`` (only what changed is read)."""
+        index = self.indexes.get(tenant)
+        if index is None:
+            index = self.indexes[tenant] = SimilarityIndex(exact_limit=self._exact_limit)
+        known = self._versions.get(tenant, 0)
+        if version > known:
+            changed = await self._catalogue.embeddings_since(tenant, known)
+            index.upsert(changed.ids, changed.vectors)
+            self._versions[tenant] = changed.version
+            if index.wants_graph():  # built off the event loop; exact until it is ready
+                task = asyncio.create_task(asyncio.to_thread(index.build))
+                self._builds.add(task)
+                task.add_done_callback(self._builds.discard)
+                log.info("building the similarity graph of %s (%d tracks)", tenant, len(index))
+        return index
