@@ -73,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    every = ["features", "models", "redis", "latency", "scale"]
+    every = ["features", "models", "redis", "latency", "scale", "music"]
     targets = every if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
@@ -97,6 +97,11 @@ def _bench(args: argparse.Namespace) -> int:
             from workers.dev.benchmarks import scale
 
             scale.run(quick=args.quick, out_dir=Path(args.out))
+        elif target == "music":  # the tagger against musicnn, similarity, recommendations
+            from workers.dev.benchmarks import recommend, similarity, tagger
+
+            for bench in (tagger, similarity, recommend):
+                bench.run(quick=args.quick, out_dir=Path(args.out))
     return 0
 
 
@@ -266,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "target",
         nargs="?",
         default="all",
-        choices=["all", "features", "models", "redis", "latency", "scale"],
+        choices=["all", "features", "models", "redis", "latency", "scale", "music"],
     )
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
     bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")

@@ -140,7 +140,7 @@ def test_compose_stack_agrees_with_settings_topics_and_files() -> None:
     scrape = yaml.safe_load((DEPLOY / "prometheus/prometheus-compose.yml").read_text())
     (job,) = scrape["scrape_configs"]
     assert job["dns_sd_configs"][0] == {
-        "names": ["worker"],
+        "names": ["worker", "tagger"],
         "type": "A",
         "port": port,
         "refresh_interval": "15s",

@@ -59,7 +59,9 @@ async def test_erase_one_listener_then_a_whole_tenant(
     out = cli_erase(
         redis_server, "--tenant", "acme", "--user", "a", "--by", "dpo@acme", "--reason", "art. 17"
     )
-    assert "erased user a of tenant acme: 4 keys deleted" in out  # user, tracks, plays, seen
+    assert (
+        "erased user a of tenant acme: 5 keys deleted" in out
+    )  # user, tracks, plays, recent, seen
     assert "remaining: track listener counters" in out
     names = [name async for name in redis_client.scan_iter(match="{acme}:*")]
     assert not [n for n in names if n.endswith(b":a")], "nothing of listener a remains"
@@ -88,7 +90,7 @@ async def test_erase_one_listener_then_a_whole_tenant(
     records = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in audit]
     assert [r["scope"] for r in records] == ["user", "tenant"]
     assert records[0]["subject_hmac_sha256"] == subject_digest("acme", "a", key=AUDIT_KEY.encode())
-    assert records[0]["requested_by"] == "dpo@acme" and records[0]["keys_deleted"] == "4"
+    assert records[0]["requested_by"] == "dpo@acme" and records[0]["keys_deleted"] == "5"
     remaining = orjson.loads(records[0]["remaining"])
     assert remaining["erasure tombstone (digest of the id)"] > NOW
     assert all(":a" not in value and value != "a" for r in records for value in r.values())

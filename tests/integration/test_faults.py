@@ -171,11 +171,11 @@ async def test_two_workers_one_killed_the_survivor_takes_over(stack: Stack, tmp_
             if (
                 partitions(survivor)
                 and partitions(victim)
-                and partitions(survivor) + partitions(victim) == 8
+                and partitions(survivor) + partitions(victim) == 12
             ):
                 break
             await asyncio.sleep(0.2)
-        assert partitions(survivor) + partitions(victim) == 8
+        assert partitions(survivor) + partitions(victim) == 12
         assert partitions(victim) > 0
         for i in range(2000):
             user = f"pair-u{i % 64}"  # spread over every partition
@@ -199,7 +199,7 @@ async def test_two_workers_one_killed_the_survivor_takes_over(stack: Stack, tmp_
                 break
             await asyncio.sleep(0.2)
         assert len(scored()) == 2000, f"survivor took the victim's partitions? {collector.errors}"
-        assert partitions(survivor) == 8
+        assert partitions(survivor) == 12
         assert await user_event_total(stack.redis.url, "acme", "pair-") == 2000
         assert not collector.matching(
             lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/pair-")

@@ -181,7 +181,7 @@ async def test_health_ready_and_metrics(worker: WorkerProcess) -> None:
         "workers_batch_records_bucket",
     ):
         assert name in text
-    assert metric_value(text, "workers_assigned_partitions") == 8
+    assert metric_value(text, "workers_assigned_partitions") == 12  # 3 input topics x 4
     assert metric_value(text, "workers_batch_records_count", topic=AUDIO_CHUNKS) >= 1
     assert (
         metric_value(text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ok") >= 1
@@ -217,7 +217,9 @@ async def test_the_other_engines_end_to_end(
         WORKERS_GROUP_ID=f"{engine}-engine",
     )
     try:
-        assert metric_value(other.metrics(), "workers_assigned_partitions") == 8
+        assert (
+            metric_value(other.metrics(), "workers_assigned_partitions") == 12
+        )  # 3 input topics x 4
         await send_chunks(stack, "acme", f"{p}e-s", 3, sr=16000, channels=1)
         await send_events(stack, [event_body("beats", f"{p}e-u", f"{p}e-{i}") for i in range(10)])
         producer = await start_producer(stack.broker.bootstrap)

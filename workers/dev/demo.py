@@ -22,6 +22,7 @@ from workers.core.records import (
     DEADLETTER,
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
+    TAGS,
 )
 from workers.dev.bad_inputs import bad_inputs
 from workers.dev.client import (
@@ -32,6 +33,7 @@ from workers.dev.client import (
     pcm_bytes,
     start_producer,
 )
+from workers.dev.demo_music import ask_for_recommendations, demo_requests, tags_table
 from workers.dev.forwarder import Forwarder
 from workers.dev.loadgen import AudioSource, ListeningPopulation
 from workers.dev.stack import Stack
@@ -77,6 +79,8 @@ class Tally:
     flagged: Counter[str] = field(default_factory=Counter)
     #: each listener's latest account verdict (is_bot), as a consumer of the changelog
     verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
+    #: each stream's latest tags (the tagger's running aggregate)
+    tags: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def on_message(self, r: Received) -> None:
         self.received[r.topic] += 1
@@ -86,6 +90,9 @@ class Tally:
         if r.topic == ACCOUNTS:
             body = r.json()
             self.verdicts[(str(body["tenant"]), str(body["user_id"]))] = bool(body["is_bot"])
+            return
+        if r.topic == TAGS:
+            self.tags[(r.key or b"").decode()] = r.json()
             return
         if r.topic != self.outputs:
             return
@@ -233,7 +240,8 @@ async def _load(stack: Stack, seconds: float, console: Console, *, floor: bool =
     await collector.start()
     sources = _sources()
     populations = [
-        ListeningPopulation(tenant, seed=n, users=150) for n, tenant in enumerate(TENANTS)
+        ListeningPopulation(tenant, seed=n, users=150, start_ts=_hours_ago(12))
+        for n, tenant in enumerate(TENANTS)
     ]
     for population in populations:
         tally.bot_users |= {
@@ -305,6 +313,11 @@ async def _load(stack: Stack, seconds: float, console: Console, *, floor: bool =
     return tally
 
 
+def _hours_ago(hours: int) -> int:
+    """Event time for the listening load: recent, so "popular now" means now."""
+    return int(time.time() * 1000) - hours * 3_600_000
+
+
 def _floor(stack: Stack, seconds: float, console: Console) -> Tally:
     """The same load through the do-nothing forwarder, on the floor's own topics."""
     topics = [FLOOR + AUDIO_CHUNKS, FLOOR + LISTENING_EVENTS]
@@ -323,30 +336,40 @@ def run_demo(*, seconds: float = 20.0) -> int:
     with console.status("starting the embedded stack (Kafka-protocol broker + Redis)…"):
         stack = Stack().start()
     console.print(f"stack up: broker {stack.broker.bootstrap}, redis {stack.redis.url}")
-    worker = WorkerProcess(
-        {
-            **stack.env(),
-            "WORKERS_TENANTS": ",".join(TENANTS),
-            "WORKERS_REBALANCE_TIMEOUT_S": "3",
-            "WORKERS_LOG_LEVEL": "warning",
-        },
-        log=stack.workdir / "worker.log",
-    )
+    env = {
+        **stack.env(),
+        "WORKERS_TENANTS": ",".join(TENANTS),
+        "WORKERS_REBALANCE_TIMEOUT_S": "3",
+        "WORKERS_LOG_LEVEL": "warning",
+    }
+    worker = WorkerProcess(env, log=stack.workdir / "worker.log")
+    tagger = WorkerProcess(env, log=stack.workdir / "tagger.log", args=["--role", "tagger"])
     try:
         # the floor first, with no worker running: on the emptier broker, so the worker is
         # compared with the best the floor does, and nothing else takes the CPU meanwhile
         floor = _floor(stack, seconds / 2, console)
         worker.start()
-        with console.status("starting a worker process (warm-up, joining the consumer group)…"):
-            ready_s = worker.wait_ready(timeout=90)
-        console.print(f"worker ready in {ready_s:.1f} s (metrics on {worker.url('/metrics')})")
+        tagger.start()
+        with console.status("starting a worker and a tagger (warm-up, joining their groups)…"):
+            ready_s = max(worker.wait_ready(timeout=90), tagger.wait_ready(timeout=90))
+        console.print(
+            f"worker and tagger ready in {ready_s:.1f} s (metrics on {worker.url('/metrics')})"
+        )
         tally = asyncio.run(_load(stack, seconds, console))
-        code = worker.terminate()
         console.print(_summary(tally, floor))
+        console.print(tags_table(tally.tags))
+        streams: dict[str, list[str]] = {}
+        for body in tally.tags.values():
+            streams.setdefault(str(body["tenant"]), []).append(str(body["stream"]))
+        requests = demo_requests(TENANTS, {t: sorted(s) for t, s in streams.items()})
+        console.print(asyncio.run(ask_for_recommendations(stack, requests)))
+        code = worker.terminate()
+        tagger.terminate()
         console.print(
             f"worker stopped gracefully (exit {code}); total {time.monotonic() - started:.0f} s"
         )
     finally:
         worker.kill()
+        tagger.kill()
         stack.stop()
     return 0

@@ -56,7 +56,8 @@ class Metrics:
         )
         self.records_processed = Counter(
             "workers_records_processed",
-            "Input records finished, per topic and outcome (ok or deadletter).",
+            "Input records finished, per topic and outcome (ok, deadletter, or ignored: the "
+            "tagger leaves a record the core worker dead-letters).",
             ["topic", "outcome"],
             registry=r,
         )

@@ -13,7 +13,10 @@ processed; then it deletes the keys. Events published after it are a new start.
 What cannot be removed at once is listed in the audit record with when it expires: the
 tracks' listener counters (HyperLogLogs mixing many listeners, per event-time window), the
 tombstone itself, the behaviour features the listening detectors hold in their rank
-windows (no ids; replaced as newer events arrive), and the records in Kafka's topics.
+windows (no ids; replaced as newer events arrive), the tracks' co-listening and popularity
+weights (sums over many listeners, no ids; they decay and expire), and the records in
+Kafka's topics. The listener's recent plays (the seeds of their recommendations) are
+their own key and go at once.
 
 The audit record goes to the Redis stream ``audit:erasure``, outside any tenant's keys (so
 erasing a tenant keeps its audit trail). Its subject is an HMAC-SHA256 of ``tenant/user``
@@ -89,6 +92,8 @@ async def erase(
             "track listener counters (HyperLogLog, mixed)": now_ms + limits.window_s * 6_000,
             "erasure tombstone (digest of the id)": now_ms + tombstone_ttl_s * 1000,
             "behaviour features in the detectors' rank windows (no ids)": 0,
+            "co-listening and popularity weights of tracks (mixed, no ids)": now_ms
+            + limits.state_ttl_s * 1000,
             "records in the Kafka topics (their retention)": 0,
         }
     else:

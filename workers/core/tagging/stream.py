@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from workers.core.tagging.melspec import HOP, N_MELS, SR, log_mel_frames
 
-__all__ = ["PATCH_FRAMES", "Patch", "TagState", "frame", "patch_seconds"]
+__all__ = ["PATCH_FRAMES", "Patch", "TagState", "frame", "patch_seconds", "patches_of"]
 
 PATCH_FRAMES = 187
 _HEADER = struct.Struct("<B q B q q I I I")  # fmt, seq, started, patches, tagged, sizes…
@@ -146,3 +146,17 @@ def frame(
     return replace(
         state, started=True, carry=carry, frames=rest, patches=state.patches + complete
     ), patches
+
+
+def patches_of(samples: npt.NDArray[np.float32], *, chunk: int = 8000) -> npt.NDArray[np.float32]:
+    """Every window of a whole clip (mono, 16 kHz), framed as a stream of ``chunk``-sample
+    chunks would be: (n, 187, 96).
+
+    >>> patches_of(np.zeros(16000 * 7, np.float32)).shape
+    (2, 187, 96)
+    """
+    state, found = TagState(), []
+    for start in range(0, samples.shape[0], chunk):
+        state, patches = frame(state, samples[start : start + chunk], every=1)
+        found += [p.frames for p in patches]
+    return np.stack(found) if found else np.zeros((0, PATCH_FRAMES, N_MELS), np.float32)

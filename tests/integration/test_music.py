@@ -1,0 +1,159 @@
+"""Music understanding as a tenant uses it: a core worker and a tagger on the real broker
+and Redis; audio rendered by sox and espeak-ng in, tags out; listening sessions and
+recommendation requests in, recommendations (or exactly one dead letter each) out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import orjson
+import pytest
+
+from tests.helpers import event_body, schema_error
+from tests.integration.conftest import start_worker
+from workers.core.records import (
+    AUDIO_CHUNKS,
+    DEADLETTER,
+    LISTENING_EVENTS,
+    RECOMMEND_REQUESTS,
+    RECOMMENDATIONS,
+    TAGS,
+)
+from workers.dev import corpus
+from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
+from workers.dev.stack import Stack
+from workers.dev.testing import WorkerProcess, metric_value
+
+pytestmark = pytest.mark.skipif(not corpus.available(), reason="needs sox and espeak-ng")
+SR = 22050
+NOW = int(time.time() * 1000)
+
+
+@pytest.fixture(scope="module")
+def tagger(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("tagger") / "tagger.log"
+    process = start_worker(stack, log, WORKERS_ROLE="tagger")
+    yield process
+    process.terminate()
+
+
+async def send_audio(stack: Stack, tenant: str, stream: str, track: str, audio: np.ndarray) -> None:
+    producer = await start_producer(stack.broker.bootstrap)
+    step = SR // 2
+    for seq, start in enumerate(range(0, audio.size, step)):
+        headers = audio_headers(
+            tenant=tenant, stream=stream, seq=seq, sample_rate=SR, channels=1, track=track
+        )
+        value = pcm_bytes(audio[start : start + step, None])
+        await producer.send(AUDIO_CHUNKS, value, key=f"{tenant}/{stream}".encode(), headers=headers)
+    await producer.stop()
+
+
+async def send(stack: Stack, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
+    producer = await start_producer(stack.broker.bootstrap)
+    for key, value in items:
+        await producer.send(topic, value, key=key)
+    await producer.stop()
+
+
+def request(rid: str, **subject: object) -> tuple[bytes, bytes]:
+    return f"acme/{rid}".encode(), orjson.dumps({"request_id": rid, "tenant": "acme", **subject})
+
+
+def keyed(topic: str, key: str):  # type: ignore[no-untyped-def]
+    return lambda r: r.topic == topic and r.key == key.encode()
+
+
+async def test_tags_similar_tracks_and_next_tracks(
+    worker: WorkerProcess, tagger: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    clips = {
+        "mu-a": ("tr:a", corpus.music(0, sr=SR, seconds=7.0)),
+        "mu-b": ("tr:b", corpus.music(4, sr=SR, seconds=7.0)),
+        "sp-a": ("tr:s", corpus.speech(0, sr=SR, seconds=7.0)),
+    }
+    for stream, (track, audio) in clips.items():
+        await send_audio(stack, "acme", stream, track, audio)
+    for stream in clips:
+        windows = await collector.wait_for(keyed(TAGS, f"acme/{stream}"), 2, timeout=60)
+        assert [w.json()["window"]["index"] for w in windows] == [0, 1]  # type: ignore[index]
+        for window in windows:
+            assert schema_error(TAGS, window.json()) is None
+        last = windows[-1].json()
+        assert last["aggregate"]["windows"] == 2 and len(last["tags"]) == 50  # type: ignore[index, arg-type]
+        assert last["track"] == clips[stream][0]
+
+    # sessions: many listeners play X then Y; one played X then Z
+    sessions = [(f"fan{i}", ["X", "Y"]) for i in range(5)] + [("odd", ["X", "Z"])]
+    events = []
+    for user, tracks in sessions:
+        for n, track in enumerate(tracks):
+            body = event_body("acme", user, f"m-{user}-{n}", track=track, ts=NOW + n * 200_000)
+            events.append((f"acme/{user}".encode(), orjson.dumps(body)))
+    await send(stack, LISTENING_EVENTS, events)
+    await send(
+        stack,
+        RECOMMEND_REQUESTS,
+        [
+            request("r:similar", track_id="tr:a", k=2),
+            request("r-stream", stream="sp-a", k=3),
+            request("r-next", track_id="X", k=2),
+            request("r-user", user_id="odd", k=3),
+            request("r-new", user_id="nobody", k=1),
+        ],
+    )
+    answers = {}
+    for rid in ("r:similar", "r-stream", "r-next", "r-user", "r-new"):
+        (reply,) = await collector.wait_for(keyed(RECOMMENDATIONS, f"acme/{rid}"), 1)
+        assert schema_error(RECOMMENDATIONS, reply.json()) is None
+        answers[rid] = reply.json()
+    similar = answers["r:similar"]["items"]
+    assert similar and all(item["why"] == ["content"] for item in similar)  # type: ignore[union-attr, index]
+    assert "tr:a" not in [item["id"] for item in similar]  # type: ignore[union-attr, index]
+    next_x = answers["r-next"]["items"]
+    assert next_x[0] == {"id": "Y", "score": 1.0, "why": ["collaborative"]}  # type: ignore[index]
+    mine = [item["id"] for item in answers["r-user"]["items"]]  # type: ignore[union-attr, index]
+    assert "X" not in mine and "Z" not in mine and "Y" in mine  # what they just played: out
+    assert answers["r-new"]["strategy"] == "popular"
+    assert answers["r-new"]["items"][0]["why"] == ["popular"]  # type: ignore[index]
+
+
+async def test_bad_requests_and_chunks_are_one_dead_letter_each(
+    worker: WorkerProcess, tagger: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    bad_requests = [
+        (b"acme/q1", b"not json"),
+        (b"acme/q2", orjson.dumps({"request_id": "q2", "tenant": "acme", "k": 3})),
+        (b"acme/q3", orjson.dumps({"request_id": "q3", "tenant": "acme", "user_id": "u",
+                                   "track_id": "t"})),
+        (b"acme/other", orjson.dumps({"request_id": "q4", "tenant": "acme", "track_id": "t"})),
+        (b"zzz/q5", orjson.dumps({"request_id": "q5", "tenant": "zzz", "track_id": "t"})),
+        (b"acme/q6", b""),
+    ]  # fmt: skip
+    await send(stack, RECOMMEND_REQUESTS, bad_requests)
+    producer = await start_producer(stack.broker.bootstrap)
+    headers = audio_headers(tenant="acme", stream="bad-s", seq=0, sample_rate=SR, channels=1)
+    await producer.send(AUDIO_CHUNKS, b"\x00\x01\x02", key=b"acme/bad-s", headers=headers)
+    await producer.stop()
+    await send(stack, RECOMMEND_REQUESTS, [request("q-after", track_id="X", k=1)])
+    await collector.wait_for(keyed(RECOMMENDATIONS, "acme/q-after"), 1)
+    letters = await collector.wait_for(lambda r: r.topic == DEADLETTER, 7, timeout=30)
+    time_for_a_second_copy = time.monotonic() + 3
+    while time.monotonic() < time_for_a_second_copy:  # the tagger must not add its own
+        await collector.wait_for(lambda r: r.topic == DEADLETTER, 8, timeout=0.5)
+    letters = collector.matching(lambda r: r.topic == DEADLETTER)
+    sources = [(r.header("source-topic"), r.key) for r in letters]
+    assert sorted(sources, key=str) == sorted(
+        [(RECOMMEND_REQUESTS, key) for key, _ in bad_requests] + [(AUDIO_CHUNKS, b"acme/bad-s")],
+        key=str,
+    )
+    reasons = {r.key: r.header("error") for r in letters}
+    assert reasons[b"acme/q1"] == "malformed-json" and reasons[b"zzz/q5"] == "unknown-tenant"
+    assert reasons[b"acme/other"] == "bad-key" and reasons[b"acme/q6"] == "empty-value"
+    text = tagger.metrics()
+    ignored = metric_value(
+        text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ignored"
+    )
+    assert ignored >= 1
