@@ -78,14 +78,23 @@ def test_any_json_is_a_request_or_a_rejection(changes: dict[str, object]) -> Non
 
 
 def test_a_cold_track_is_reached_through_content_alone() -> None:
-    items = hybrid([("new", 0.9), ("a", 0.5)], [], k=5)
+    items = hybrid([("new", 0.9), ("a", 0.5)], [], k=5, content_weight=0.3)
     assert [(i.id, i.why) for i in items] == [("new", ("content",)), ("a", ("content",))]
-    assert items[0].score == 1.0
+    assert items[0].score == pytest.approx(0.3)
 
 
-def test_both_sources_and_exclusions() -> None:
-    items = hybrid([("a", 0.9), ("b", 0.3)], [("b", 5.0), ("c", 1.0)], k=5, exclude={"c"})
-    assert {i.id: i.why for i in items} == {"a": ("content",), "b": ("content", "collaborative")}
+def test_co_listening_ranks_and_sound_fills_in() -> None:
+    items = hybrid(
+        [("a", 0.9), ("b", 0.3), ("d", 0.8)],
+        [("b", 5.0), ("c", 1.0), ("e", 0.5)],
+        k=5,
+        exclude={"c"},
+        content_weight=0.3,
+    )
+    # b and e have co-listening evidence (b's sound breaks no tie here); a and d only sound
+    assert [i.id for i in items] == ["b", "a", "d", "e"]
+    assert {i.id: i.why for i in items}["b"] == ("content", "collaborative")
+    assert all(0.0 <= i.score <= 1.0 for i in items)
     assert merge_seeds([[], [("x", 2.0)]]) == [("x", 0.85)]
 
 

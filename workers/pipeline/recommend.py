@@ -101,7 +101,7 @@ class RecommendStep:
         watch.lap("state")
         index = await self._index(t, version)
         watch.lap("index")
-        query = await self._query_vector(request, index, seeds)
+        query = await self._query_vector(request, index, seeds, exclude)
         content = index.query(query, n, exclude=exclude) if query is not None else []
         items = hybrid(
             content,
@@ -132,14 +132,17 @@ class RecommendStep:
         )
 
     async def _query_vector(
-        self, request: Request, index: SimilarityIndex, seeds: list[str]
+        self, request: Request, index: SimilarityIndex, seeds: list[str], exclude: set[str]
     ) -> np.ndarray | None:  # type: ignore[type-arg]
-        """The subject's embedding: the track's, the stream's (its tagging state), or the
-        recency-weighted mean of the listener's latest tracks'."""
+        """The subject's embedding: the track's, the stream's (its tagging state: the
+        stream's own track joins ``exclude``), or the recency-weighted mean of the
+        listener's latest tracks'."""
         if request.kind == "stream":
             blob = await self._store.load_stream(request.tenant, request.subject, "tags")
             state = TagState.from_bytes(blob) if blob else None
             if state is not None and state.tagged:
+                if state.track:
+                    exclude.add(state.track)
                 return state.mean_embedding().astype(np.float32)
             return index.vector(request.subject)
         found = [(i, index.vector(s)) for i, s in enumerate(seeds)]

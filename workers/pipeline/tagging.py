@@ -84,7 +84,8 @@ class TaggingStep:
             state = replace(state, started=False, frames=state.frames[:0])
             self._resamplers.reset(stream)
         audio = self._resamplers.process(stream, downmix(samples), sr_in=headers.sample_rate)
-        state, patches = frame(replace(state, seq=headers.seq), audio, every=self._every)
+        state = replace(state, seq=headers.seq, track=headers.track or "")
+        state, patches = frame(state, audio, every=self._every)
         watch.lap("framing")
         outputs: list[Output] = []
         if patches:

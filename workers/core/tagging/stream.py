@@ -26,7 +26,7 @@ __all__ = ["PATCH_FRAMES", "Patch", "TagState", "frame", "patch_seconds", "patch
 
 PATCH_FRAMES = 187
 _HEADER = struct.Struct("<B q B q q I I I")  # fmt, seq, started, patches, tagged, sizes…
-_FORMAT = 1
+_FORMAT = 2
 
 
 def patch_seconds(index: int) -> tuple[float, float]:
@@ -60,6 +60,8 @@ class TagState:
     tagged: int = 0
     tag_sums: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     embedding_sums: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    #: the chunks' ``track`` header (the embedding is stored under it), or ""
+    track: str = ""
 
     def with_tagged(
         self, probabilities: npt.NDArray[np.float32], embeddings: npt.NDArray[np.float32]
@@ -101,7 +103,9 @@ class TagState:
             self.frames.shape[0],
             self.tag_sums.size,
         )
-        return header + struct.pack("<I", self.embedding_sums.size) + b"".join(parts)
+        track = self.track.encode()
+        sizes = struct.pack("<II", self.embedding_sums.size, len(track))
+        return header + sizes + b"".join(parts) + track
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> TagState:
@@ -109,8 +113,8 @@ class TagState:
         if fmt != _FORMAT:
             raise ValueError(f"tag state format {fmt} is not {_FORMAT}")
         offset = _HEADER.size
-        (n_embedding,) = struct.unpack_from("<I", blob, offset)
-        offset += 4
+        n_embedding, n_track = struct.unpack_from("<II", blob, offset)
+        offset += 8
         carry = np.frombuffer(blob, "<f4", n_carry, offset).astype(np.float32)
         offset += 4 * n_carry
         frames = np.frombuffer(blob, "<f2", n_frames * N_MELS, offset)
@@ -118,6 +122,8 @@ class TagState:
         tags = np.frombuffer(blob, "<f8", n_tags, offset).astype(np.float64)
         offset += 8 * n_tags
         embedding = np.frombuffer(blob, "<f8", n_embedding, offset).astype(np.float64)
+        offset += 8 * n_embedding
+        track = blob[offset : offset + n_track].decode()
         return cls(
             seq=seq,
             started=bool(started),
@@ -127,6 +133,7 @@ class TagState:
             tagged=tagged,
             tag_sums=tags,
             embedding_sums=embedding,
+            track=track,
         )
 
 

@@ -78,6 +78,7 @@ async def _world(cat: Catalogue, data: Listening) -> tuple[MemoryStore, MemoryCa
 
 async def hit_rates(cat: Catalogue, data: Listening, weights: tuple[float, ...]) -> dict[str, Any]:
     store, shelf = await _world(cat, data)
+    played = {track for _, track, _, _ in data.plays}
     hits: dict[str, list[bool]] = {f"{w:.1f}": [] for w in weights}
     hits["popular now"] = []
     cold: dict[str, list[bool]] = {name: [] for name in hits}
@@ -89,7 +90,7 @@ async def hit_rates(cat: Catalogue, data: Listening, weights: tuple[float, ...])
     for n, (user, truth) in enumerate(sorted(data.held_out.items())):
         body = orjson.dumps({"request_id": f"r{n}", "tenant": "eval", "user_id": user, "k": 10})
         record = Record(RECOMMEND_REQUESTS, 0, n, f"eval/r{n}".encode(), body)
-        is_cold = truth in cat.new
+        is_cold = truth not in played  # a track nobody played yet
         for name, step in steps.items():
             (output,) = (await step.process(record)).outputs
             value = output.value
@@ -112,15 +113,11 @@ async def hit_rates(cat: Catalogue, data: Listening, weights: tuple[float, ...])
     }
 
 
-async def latency(cat: Catalogue, data: Listening, *, requests: int, rate: float) -> dict[str, Any]:
-    import redis.asyncio as aioredis
-
-    from workers.dev.client import Collector, start_producer
+def latency(cat: Catalogue, data: Listening, *, requests: int, rate: float) -> dict[str, Any]:
     from workers.dev.forwarder import Forwarder
     from workers.dev.stack import Stack
-    from workers.dev.testing import WorkerProcess, metric_value
+    from workers.dev.testing import WorkerProcess
     from workers.runtime.admin import create_topics
-    from workers.state.catalogue import RedisCatalogue
 
     stack = Stack().start()
     worker = WorkerProcess(
@@ -128,69 +125,101 @@ async def latency(cat: Catalogue, data: Listening, *, requests: int, rate: float
          "WORKERS_LOG_LEVEL": "warning"},
         log=stack.workdir / "worker.log",
     )  # fmt: skip
-    floor_in, floor_out = "floor.recommend.requests", "floor.out"
+    floor = ("floor.recommend.requests", "floor.out")
     try:
-        await create_topics(stack.broker.bootstrap, [floor_in, floor_out], partitions=4)
+        asyncio.run(create_topics(stack.broker.bootstrap, list(floor), partitions=4))
         worker.start()
         worker.wait_ready(timeout=90)
-        producer = await start_producer(stack.broker.bootstrap)
-        for n, (u, t, ts, ms) in enumerate(sorted(data.plays, key=lambda p: p[2])):
-            await producer.send(LISTENING_EVENTS, _event(n, u, t, ts, ms), key=f"eval/{u}".encode())
-        await producer.flush()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            done = metric_value(worker.metrics(), "workers_records_processed_total",
-                                topic=LISTENING_EVENTS, outcome="ok")  # fmt: skip
-            if done >= len(data.plays):
-                break
-            await asyncio.sleep(0.5)
-        client = aioredis.Redis.from_url(stack.redis.url)
-        shelf = RedisCatalogue(client, ttl_s=30 * 86400)
-        for track, vector in cat.embeddings.items():
-            await shelf.save_embedding("eval", track, vector)
-        await client.aclose()
-        forwarder = Forwarder(stack.broker.bootstrap, [floor_in], floor_out, "bench-floor").start()
-        collector = await Collector(stack.broker.bootstrap, (RECOMMENDATIONS, floor_out)).start()
-        sent: dict[tuple[str, bytes], float] = {}
-        users = sorted(data.held_out)
-        tracks = sorted(cat.tracks)
-        began = time.monotonic()
-        for n in range(requests):
-            subject = (
-                {"user_id": users[n % len(users)]}
-                if n % 2
-                else {"track_id": tracks[n % len(tracks)]}
+        forwarder = Forwarder(stack.broker.bootstrap, [floor[0]], floor[1], "bench-floor").start()
+        try:
+            return asyncio.run(
+                _drive(
+                    stack=stack,
+                    worker=worker,
+                    cat=cat,
+                    data=data,
+                    floor=floor,
+                    requests=requests,
+                    rate=rate,
+                )
             )
-            body = orjson.dumps({"request_id": f"q{n}", "tenant": "eval", "k": 10, **subject})
-            key = f"eval/q{n}".encode()
-            for topic, out in ((RECOMMEND_REQUESTS, RECOMMENDATIONS), (floor_in, floor_out)):
-                sent[(out, key)] = time.time()
-                await producer.send(topic, body, key=key)
-            await asyncio.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
-        await producer.flush()
-        await collector.wait_for(lambda r: r.topic == RECOMMENDATIONS, requests, timeout=60)
-        await collector.wait_for(lambda r: r.topic == floor_out, requests, timeout=60)
-        e2e: dict[str, list[float]] = {RECOMMENDATIONS: [], floor_out: []}
-        inside = []
-        for r in collector.received:
-            at = sent.get((r.topic, r.key or b""))
-            if at is not None:
-                e2e[r.topic].append(r.arrived - at)
-            if r.topic == RECOMMENDATIONS:
-                inside.append(float(r.json()["latency_ms"]) / 1000)  # type: ignore[arg-type]
-        await collector.stop()
-        await producer.stop()
-        forwarder.stop()
-        return {
-            "requests": requests,
-            "rate_per_s": rate,
-            "worker_end_to_end": percentiles(e2e[RECOMMENDATIONS]),
-            "floor_end_to_end": percentiles(e2e[floor_out]),
-            "in_worker": percentiles(inside),
-        }
+        finally:
+            forwarder.stop()
     finally:
         worker.kill()
         stack.stop()
+
+
+async def _drive(
+    *,
+    stack: Any,
+    worker: Any,
+    cat: Catalogue,
+    data: Listening,
+    floor: tuple[str, str],
+    requests: int,
+    rate: float,
+) -> dict[str, Any]:
+    """The tenant's listening state built through the worker, its embeddings written as the
+    tagger writes them; then requests at ``rate``, to the worker and to the floor."""
+    import redis.asyncio as aioredis
+
+    from workers.dev.client import Collector, start_producer
+    from workers.dev.testing import metric_value
+    from workers.state.catalogue import RedisCatalogue
+
+    floor_in, floor_out = floor
+    producer = await start_producer(stack.broker.bootstrap)
+    for n, (u, t, ts, ms) in enumerate(sorted(data.plays, key=lambda p: p[2])):
+        await producer.send(LISTENING_EVENTS, _event(n, u, t, ts, ms), key=f"eval/{u}".encode())
+    await producer.flush()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done = metric_value(worker.metrics(), "workers_records_processed_total",
+                            topic=LISTENING_EVENTS, outcome="ok")  # fmt: skip
+        if done >= len(data.plays):
+            break
+        await asyncio.sleep(0.5)
+    client = aioredis.Redis.from_url(stack.redis.url)
+    shelf = RedisCatalogue(client, ttl_s=30 * 86400)
+    for track, vector in cat.embeddings.items():
+        await shelf.save_embedding("eval", track, vector)
+    await client.aclose()
+    collector = await Collector(stack.broker.bootstrap, (RECOMMENDATIONS, floor_out)).start()
+    sent: dict[tuple[str, bytes], float] = {}
+    users, tracks = sorted(data.held_out), sorted(cat.tracks)
+    began = time.monotonic()
+    for n in range(requests):
+        subject = (
+            {"user_id": users[n % len(users)]} if n % 2 else {"track_id": tracks[n % len(tracks)]}
+        )
+        body = orjson.dumps({"request_id": f"q{n}", "tenant": "eval", "k": 10, **subject})
+        key = f"eval/q{n}".encode()
+        for topic, out in ((RECOMMEND_REQUESTS, RECOMMENDATIONS), (floor_in, floor_out)):
+            sent[(out, key)] = time.time()
+            await producer.send(topic, body, key=key)
+        await asyncio.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
+    await producer.flush()
+    await collector.wait_for(lambda r: r.topic == RECOMMENDATIONS, requests, timeout=60)
+    await collector.wait_for(lambda r: r.topic == floor_out, requests, timeout=60)
+    e2e: dict[str, list[float]] = {RECOMMENDATIONS: [], floor_out: []}
+    inside = []
+    for r in collector.received:
+        at = sent.get((r.topic, r.key or b""))
+        if at is not None:
+            e2e[r.topic].append(r.arrived - at)
+        if r.topic == RECOMMENDATIONS:
+            inside.append(float(r.json()["latency_ms"]) / 1000)  # type: ignore[arg-type]
+    await collector.stop()
+    await producer.stop()
+    return {
+        "requests": requests,
+        "rate_per_s": rate,
+        "answered": len(e2e[RECOMMENDATIONS]),
+        "worker_end_to_end": percentiles(e2e[RECOMMENDATIONS]),
+        "floor_end_to_end": percentiles(e2e[floor_out]),
+        "in_worker": percentiles(inside),
+    }
 
 
 def run(
@@ -215,8 +244,8 @@ def run(
     results["tuned_content_weight"] = best
     results["shipped_content_weight"] = CONTENT_WEIGHT
     with console.status("recommend: latency through a real worker…"):
-        results["latency"] = asyncio.run(
-            latency(cat, tenants["sessions (tuned on)"], requests=200 if quick else 1000, rate=50)
+        results["latency"] = latency(
+            cat, tenants["sessions (tuned on)"], requests=200 if quick else 1000, rate=50
         )
     write_results("recommend", results, out_dir)
     table = Table(title="Recommendations: hit rate@10 of held-out next plays", title_justify="left")
