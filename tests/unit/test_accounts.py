@@ -49,11 +49,13 @@ def test_verdict_needs_evidence_and_does_not_flicker() -> None:
     on = judge_account(e, BOTLIKE, listens=200, warming=False)
     assert on.is_bot and on.publish and on.evidence[0] in BOTLIKE
     # once on, a score a little under ON keeps it on and publishes nothing new
-    e = AccountEvidence(listens=200, published="0.88|1")
+    e = AccountEvidence(listens=200, published="0.88|1|2")
     slightly = dict.fromkeys(BOTLIKE, 0.89)  # a score between OFF and ON
-    held = judge_account(e, slightly, listens=200, warming=False)
-    assert held.is_bot and not held.publish
-    off = judge_account(e, HUMAN, listens=200, warming=False)
+    held = judge_account(e, slightly, listens=200, warming=False, segment=2)
+    assert held.is_bot and not held.publish and held.marker.endswith("|1|2")
+    moved = judge_account(e, slightly, listens=200, warming=False, segment=4)
+    assert moved.publish and moved.segment == 4  # another segment: published again
+    off = judge_account(e, HUMAN, listens=200, warming=False, segment=2)
     assert not off.is_bot and off.publish
 
 

@@ -105,7 +105,11 @@ def judge_event(event: ListeningEvent, state: ListeningState, *, window_s: int) 
     ]
     evidence = state.models.account or AccountEvidence()
     account = judge_account(
-        evidence, verdict.ranks, listens=evidence.listens, warming=verdict.warming_up
+        evidence,
+        verdict.ranks,
+        listens=evidence.listens,
+        warming=verdict.warming_up,
+        segment=state.models.segment,
     )
     if account.publish:
         outputs.append(
@@ -123,6 +127,7 @@ def judge_event(event: ListeningEvent, state: ListeningState, *, window_s: int) 
                     listens=evidence.listens,
                     ref=event.event_id,
                     version=ACCOUNT_VERSION,
+                    segment=account.segment if account.segment >= 0 else None,
                 ),
             )
         )

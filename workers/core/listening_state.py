@@ -98,6 +98,8 @@ class ModelsAfter:
     detector_alarms: int = 0
     #: the listener's account evidence after the event (``accounts.fold_evidence``)
     account: AccountEvidence | None = None
+    #: the listener's segment among the tenant's (``models/segments.py``), -1: unknown
+    segment: int = -1
 
 
 @dataclass(frozen=True, slots=True)

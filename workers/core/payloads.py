@@ -108,6 +108,7 @@ class AccountPayload(TypedDict):
     as_of: int
     listens: int
     ref: str
+    segment: int | None
     model_version: str
 
 
@@ -217,6 +218,7 @@ def account_payload(
     listens: int,
     ref: str,
     version: str,
+    segment: int | None = None,
 ) -> AccountPayload:
     return {
         "schema": "predictions.accounts/v1",
@@ -229,6 +231,7 @@ def account_payload(
         "as_of": as_of,
         "listens": listens,
         "ref": ref,
+        "segment": segment,
         "model_version": version,
     }
 

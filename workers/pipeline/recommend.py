@@ -53,12 +53,15 @@ class RecommendStep:
         catalogue: Catalogue,
         exact_limit: int = 20_000,
         content_weight: float = CONTENT_WEIGHT,
+        sources: tuple[str, ...] = ("content", "collaborative"),
     ) -> None:
+        """``sources``: both, or one of them alone (the benchmark's ablations)."""
         self._tenants = frozenset(tenants)
         self._store = store
         self._catalogue = catalogue
         self._exact_limit = exact_limit
         self._content_weight = content_weight
+        self._sources = frozenset(sources)
         self.indexes: dict[str, SimilarityIndex] = {}
         self._versions: dict[str, int] = {}
         self._builds: set[asyncio.Task[None]] = set()
@@ -103,6 +106,10 @@ class RecommendStep:
         watch.lap("index")
         query = await self._query_vector(request, index, seeds, exclude)
         content = index.query(query, n, exclude=exclude) if query is not None else []
+        if "content" not in self._sources:
+            content = []
+        if "collaborative" not in self._sources:
+            co_lists = []
         items = hybrid(
             content,
             merge_seeds(co_lists),

@@ -98,7 +98,7 @@ def decode_models(reply: Sequence[Any]) -> ModelsAfter:
     rest = reply[7 + 2 * n :]
     trained, mae, naive = int(rest[0]), float(rest[1]), float(rest[2])
     stats = [float(v) for v in rest[3:17]]
-    n, concentration, near30, group, group_hash, published = rest[17:23]
+    n, concentration, near30, group, group_hash, published, segment = rest[17:24]
     return ModelsAfter(
         features=dict(zip(names, x, strict=True)),
         verdict=RankVerdict(
@@ -122,4 +122,5 @@ def decode_models(reply: Sequence[Any]) -> ModelsAfter:
             group_hash=int(group_hash),
             published=_text(published),
         ),
+        segment=int(segment),
     )

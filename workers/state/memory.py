@@ -23,6 +23,7 @@ from workers.core.listening_state import (
 )
 from workers.core.models.accounts import AccountEvidence, fold_evidence, track_hash
 from workers.core.models.popularity import PopularityModel
+from workers.core.models.segments import Segmenter
 from workers.core.models.tailrank import RankDetector
 from workers.core.records import Position
 from workers.state import keys
@@ -66,6 +67,7 @@ class MemoryStore:
 
     #: per tenant: the listening detector and the popularity forecaster (what Redis keeps)
     detectors: dict[str, RankDetector] = field(default_factory=dict)
+    segmenters: dict[str, Segmenter] = field(default_factory=dict)
     forecasters: dict[str, PopularityModel] = field(default_factory=dict)
 
     async def apply_listening(
@@ -179,6 +181,9 @@ class MemoryStore:
         )
         x = behaviour(state.user, state.current)
         verdict = detector.judge(x)
+        segmenter = self.segmenters.setdefault(u.tenant, Segmenter())
+        ranks = [verdict.ranks[name] for name in BOT_DIRECTIONS]
+        segment = segmenter.learn_predict_one(ranks) if learn else segmenter.predict_one(ranks)
         if learn:
             detector.learn_one(x, verdict)
             if state.closed is not None:
@@ -187,6 +192,7 @@ class MemoryStore:
         return ModelsAfter(
             detector_inputs=detector.seen,
             detector_alarms=detector.alarms,
+            segment=segment,
             features=x,
             verdict=verdict,
             forecaster=ForecasterStats(

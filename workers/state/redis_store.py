@@ -66,7 +66,9 @@ class RedisStore:
         self._cluster = isinstance(client, RedisCluster)
         self._wait = (wait_replicas, wait_timeout_ms)
         self._listening = Script(
-            script_source("common.lua", "detector.lua", "forecaster.lua", "listening.lua")
+            script_source(
+                "common.lua", "detector.lua", "forecaster.lua", "segments.lua", "listening.lua"
+            )
         )
         self._stream = Script(script_source("common.lua", "stream.lua"))
         # the verdict last published for a listener: kept only while the listener is
@@ -199,6 +201,7 @@ class RedisStore:
             *models,
             keys.recent(t, uid),
             keys.popular(t, epoch_of(u.ts, colisten.POPULAR_HALF_LIFE_MS)),
+            keys.model(t, "segments"),
             keys.seen(t, today + 1, uid),
             *(keys.seen(t, today - i, uid) for i in range(1, limits.replay_days)),
         ]

@@ -18,7 +18,8 @@ tenant's recent listeners (the detector's tail ranks: near-30 s share, round-the
 hours, volume, skips, likes, diversity) into a score from 0 to 1. The verdict has
 hysteresis (it turns on at ``ON`` and off only under ``OFF``) and needs ``MIN_LISTENS``
 listens, so it does not flicker event to event; it is published when it changes, when the
-score moved by ``MOVE`` since the last one published, and at least once per listener.
+score moved by ``MOVE`` since the last one published, when the segment of a listener with
+``MIN_LISTENS`` listens changed (``models/segments.py``), and at least once per listener.
 
 >>> e = AccountEvidence()
 >>> for _ in range(3):
@@ -89,7 +90,7 @@ class AccountEvidence:
     track_near30: float = 0.0
     group: str = ""
     group_hash: int = -1
-    #: the verdict last published, "score|is_bot" ("" before the first)
+    #: the verdict last published, "score|is_bot|segment" ("" before the first)
     published: str = ""
 
 
@@ -131,6 +132,8 @@ class AccountVerdict:
     publish: bool
     #: what to store as the last published verdict when it is published
     marker: str
+    #: the listener's segment among the tenant's (-1: unknown)
+    segment: int = -1
 
 
 def _farm_evidence(e: AccountEvidence) -> dict[str, float]:
@@ -148,7 +151,12 @@ def _top_mean(values: list[float], k: int) -> float:
 
 
 def judge_account(
-    e: AccountEvidence, ranks: Mapping[str, float], *, listens: int, warming: bool
+    e: AccountEvidence,
+    ranks: Mapping[str, float],
+    *,
+    listens: int,
+    warming: bool,
+    segment: int = -1,
 ) -> AccountVerdict:
     """The listener's verdict from its evidence and the detector's tail ``ranks`` of its
     behaviour (``warming``: the detector has not seen enough of the tenant to rank)."""
@@ -161,16 +169,23 @@ def judge_account(
     # little evidence, little confidence: the score leans to the middle until it grows
     confidence = listens / (listens + 3)
     score = round(0.5 + (raw - 0.5) * confidence, 4)
-    was_score, _, was_bot = e.published.partition("|")
+    was_score, _, rest = e.published.partition("|")
+    was_bot, _, was_segment = rest.partition("|")
     before = was_bot == "1"
     eligible = listens >= MIN_LISTENS and not warming
     is_bot = eligible and (score >= ON or (before and score >= OFF))
-    publish = not e.published or is_bot != before or abs(score - float(was_score or 0)) >= MOVE
+    publish = (
+        not e.published
+        or is_bot != before
+        or abs(score - float(was_score or 0)) >= MOVE
+        or (was_segment != str(segment) and listens >= MIN_LISTENS)  # settled: no churn
+    )
     return AccountVerdict(
         score=score,
         is_bot=is_bot,
         evidence=[name for name, value in strongest if value >= EXPLAIN],
         group=e.group or None,
         publish=publish,
-        marker=f"{score}|{int(is_bot)}",
+        marker=f"{score}|{int(is_bot)}|{segment}",
+        segment=segment,
     )

@@ -158,6 +158,40 @@ async def evaluate(
         "rule_aucs": rule_aucs,
         "farms": farms,
         "by_kind": by_kind,
+        "segments": segment_figures(
+            [latest[u].get("segment") for u in users], [truth[u].kind for u in users]
+        ),
+    }
+
+
+def segment_figures(segments: list[Any], kinds: list[str]) -> dict[str, Any]:
+    """How well the listener segments line up with the listeners' real kinds (person,
+    bot styles): purity (each segment counted as its commonest kind) against the share
+    of the commonest kind overall, and normalised mutual information (0: unrelated)."""
+    pairs = [(s, k) for s, k in zip(segments, kinds, strict=True) if s is not None]
+    n = len(pairs)
+    if not n:
+        return {}
+    joint = Counter(pairs)
+    by_segment = Counter(s for s, _ in pairs)
+    by_kind = Counter(k for _, k in pairs)
+
+    def entropy(counts: Counter[Any]) -> float:
+        p = np.array(list(counts.values()), dtype=float) / n
+        return float(-(p * np.log(p)).sum())
+
+    mutual = sum(
+        c / n * np.log((c / n) / ((by_segment[s] / n) * (by_kind[k] / n)))
+        for (s, k), c in joint.items()
+    )
+    h_s, h_k = entropy(by_segment), entropy(by_kind)
+    purity = sum(max(c for (s2, _), c in joint.items() if s2 == s) for s in by_segment) / n
+    return {
+        "segments_used": len(by_segment),
+        "sizes": dict(sorted(by_segment.items())),
+        "purity": purity,
+        "purity_one_segment": max(by_kind.values()) / n,
+        "nmi": float(mutual / np.sqrt(h_s * h_k)) if h_s > 0 and h_k > 0 else 0.0,
     }
 
 
@@ -180,6 +214,7 @@ def table(results: dict[str, dict[str, Any]]) -> Any:
         "bots flagged",
         "people flagged",
         "farms: flagged / accounts (largest group)",
+        "segments: purity (one segment) / NMI",
     ):
         out.add_column(col, justify="right")
     for name, r in results.items():
@@ -195,5 +230,7 @@ def table(results: dict[str, dict[str, Any]]) -> Any:
             f"{r['recall_at_is_bot']:.0%}",
             f"{r['humans_alarmed']:.1%}",
             farms,
+            f"{r['segments']['purity']:.2f} ({r['segments']['purity_one_segment']:.2f}) / "
+            f"{r['segments']['nmi']:.2f}",
         )
     return out

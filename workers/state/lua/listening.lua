@@ -12,7 +12,8 @@
 --   11-20 its behaviour feature windows (zsets, FEATURE_NAMES' order)
 --   21 {t}:model:popularity (hash: the forecaster's statistics)
 --   22 {t}:recent:{uid} (list of "track|ts", newest first)  23 {t}:popular:{epoch} (zset)
---   24.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
+--   24 {t}:model:segments (string: the listener segments' centres, segments.lua)
+--   25.. {t}:seen:{day}:{uid} for the other days of the replay memory (read only)
 --   (and, named in ARGV, in the same hash slot: the co-listen sets of the track and of the
 --   listener's previous one, and the previous epoch's popular set)
 -- ARGV: 1 type  2 ms_played  3 track_id  4 hour  5 ts  6 user_id  7 window
@@ -37,7 +38,7 @@
 --    features x10, ranks x10,
 --    forecaster: trained, mae, naive_mae, a x10, b x4,
 --    account evidence: listens, concentration, track_near30, group, group_hash,
---    published} (floats as strings)
+--    published, segment} (floats as strings)
 --   status 1: applied now; 2: applied before by another record read (a replay);
 --   3: applied before by this same worker (a retry whose reply was lost)
 --   flags: 1 late (beyond the lateness bound), 2 early (held out of the live window)
@@ -123,6 +124,15 @@ for _, item in ipairs({{1, integer}, {2, tonumber}, {3, tonumber}, {5, integer}}
   end
 end
 if integer(ARGV[28]) == nil then problem = 'track hash is not an integer' end
+local segment_type = redis.call('TYPE', KEYS[24])['ok']
+if segment_type ~= 'none' and segment_type ~= 'string' then
+  problem = problem or ('key ' .. KEYS[24] .. ' holds a ' .. segment_type .. ', not a string')
+end
+local centres = nil
+if problem == nil then
+  centres = load_segments(segment_type == 'string' and KEYS[24] or nil, 10)
+  if centres == nil then problem = 'the segment centres are not 60 doubles' end
+end
 if problem then return refuse('state', problem) end
 
 -- co-listening: the listener's previous play, and every set it writes, checked here
@@ -136,9 +146,12 @@ if ARGV[29] == '1' then
   end
   co = {w = co_w, pop_w = pop_w, co_top = co_top, pop_top = pop_top, kept = recent_kept,
         sets = {}, carry = nil}
-  local wanted = {[KEYS[22]] = 'list', [KEYS[23]] = 'zset'}
-  local last = nil
-  if redis.call('TYPE', KEYS[22])['ok'] == 'list' then last = redis.call('LINDEX', KEYS[22], 0) end
+  local recent_type = redis.call('TYPE', KEYS[22])['ok']
+  if recent_type ~= 'none' and recent_type ~= 'list' then
+    return refuse('state', 'key ' .. KEYS[22] .. ' holds a ' .. recent_type .. ', not a list')
+  end
+  local wanted = {[KEYS[23]] = 'zset'}
+  local last = recent_type == 'list' and redis.call('LINDEX', KEYS[22], 0)
   if last then
     local prev, prev_ts = string.match(last, '^(.*)|(%-?%d+)$')
     if prev and prev ~= track and math.abs(ts - tonumber(prev_ts)) <= gap then
@@ -146,12 +159,15 @@ if ARGV[29] == '1' then
       wanted[ARGV[31] .. prev], wanted[ARGV[31] .. track] = 'zset', 'zset'
     end
   end
-  if ARGV[33] ~= '' and redis.call('EXISTS', KEYS[23]) == 0 then
-    wanted[ARGV[33]] = 'zset'
-    co.carry = ARGV[33]
-  end
   for key, kind_wanted in pairs(wanted) do
     local t = redis.call('TYPE', key)['ok']
+    if key == KEYS[23] and t == 'none' and ARGV[33] ~= '' then  -- a new epoch's first play
+      co.carry = ARGV[33]
+      local old = redis.call('TYPE', ARGV[33])['ok']
+      if old ~= 'none' and old ~= 'zset' then
+        return refuse('state', 'key ' .. ARGV[33] .. ' holds a ' .. old .. ', not a zset')
+      end
+    end
     if t ~= 'none' and t ~= kind_wanted then
       return refuse('state', 'key ' .. key .. ' holds a ' .. t .. ', not a ' .. kind_wanted)
     end
@@ -166,7 +182,7 @@ end
 -- the same record again (a replay, or this worker's own retry), or the same event twice
 local status = 1
 for i = 1, #KEYS do
-  if i == 1 or i >= 24 then
+  if i == 1 or i >= 25 then
     local seen = redis.call('HGET', KEYS[i], event_id)
     if seen then
       local position, incarnation = string.match(seen, '^(.*)|([^|]*)$')
@@ -254,17 +270,20 @@ if status == 1 then
     redis.call('EXPIRE', meta, state_ttl)
   end
   if co then
-    local function bounded(key, top)
-      local n = redis.call('ZCARD', key)
-      if n > 2 * top then redis.call('ZREMRANGEBYRANK', key, 0, n - top - 1) end
+    -- a set can only outgrow its bound when a member is added (its score is then the
+    -- increment itself): only then is it counted
+    local function bounded(key, top, score, added)
+      if tonumber(score) == added then
+        local n = redis.call('ZCARD', key)
+        if n > 2 * top then redis.call('ZREMRANGEBYRANK', key, 0, n - top - 1) end
+      end
       redis.call('EXPIRE', key, state_ttl)
     end
     redis.call('LPUSH', KEYS[22], track .. '|' .. ts)
     redis.call('LTRIM', KEYS[22], 0, co.kept - 1)
     redis.call('EXPIRE', KEYS[22], state_ttl)
     for _, pair in ipairs(co.sets) do
-      redis.call('ZINCRBY', pair[1], num(co.w), pair[2])
-      bounded(pair[1], co.co_top)
+      bounded(pair[1], co.co_top, redis.call('ZINCRBY', pair[1], num(co.w), pair[2]), co.w)
     end
     if co.carry then  -- a new epoch: the standings carry over, rescaled to its origin
       local old = redis.call('ZREVRANGE', co.carry, 0, co.pop_top - 1, 'WITHSCORES')
@@ -272,8 +291,8 @@ if status == 1 then
         redis.call('ZADD', KEYS[23], num(tonumber(old[i + 1]) * 2 ^ -512), old[i])
       end
     end
-    redis.call('ZINCRBY', KEYS[23], num(co.pop_w), track)
-    bounded(KEYS[23], co.pop_top)
+    bounded(KEYS[23], co.pop_top, redis.call('ZINCRBY', KEYS[23], num(co.pop_w), track),
+            co.pop_w)
   end
 end
 
@@ -355,4 +374,6 @@ for _, v in ipairs(model.b) do out[#out + 1] = num(v) end
 for _, v in ipairs({a_n, num(a_c), num(a_t), a_g, string.format('%d', a_h), acct[6] or ''}) do
   out[#out + 1] = v
 end
+-- the listener's segment among the tenant's, from their tail ranks (learnt on first read)
+out[#out + 1] = segment(KEYS[24], centres, j.ranks, status == 1 and learning, state_ttl)
 return out
