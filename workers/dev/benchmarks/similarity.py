@@ -81,10 +81,15 @@ def same_source_first(
         first.append(bool(same[0]))
         mates = int((labels == labels[i]).sum()) - 1
         before.append(float(same[:mates].mean()) if mates else 1.0)
-    return {
-        "nearest_is_same_source": float(np.mean(first)),
+    firsts = np.asarray(first)
+    out = {
+        "nearest_is_same_source": float(firsts.mean()),
         "same_source_precision": float(np.mean(before)),
     }
+    if speech is not None:
+        out["music_nearest_is_same_source"] = float(firsts[~speech].mean())
+        out["speech_nearest_is_same_source"] = float(firsts[speech].mean())
+    return out
 
 
 def _catalogue(real: np.ndarray, labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -186,6 +191,12 @@ def run(
             f"{results['sources']} sources)",
             f"{figures['nearest_is_same_source']:.1%}",
             "≥ 90 %" if name == "musicnn_embedding" else "peer",
+        )
+        table.add_row(
+            f"{name}: … of music windows / of speech windows",
+            f"{figures['music_nearest_is_same_source']:.1%} / "
+            f"{figures['speech_nearest_is_same_source']:.1%}",
+            "",
         )
         table.add_row(
             f"{name}: same-source precision", f"{figures['same_source_precision']:.1%}", ""
