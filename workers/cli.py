@@ -278,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--systems",
         help="latency: which systems, comma-separated (default: "
-        "floor,floor-aiokafka,worker,worker-aiokafka,faust,quix)",
+        "floor,floor-aiokafka,worker,worker-aiokafka,faust,quix; also worker+tagger: the "
+        "worker with a tagger beside it)",
     )
     bench.add_argument("--out", default="bench-results", help="directory for JSON results")
     bench.set_defaults(func=_bench)

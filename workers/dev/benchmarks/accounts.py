@@ -188,7 +188,7 @@ def segment_figures(segments: list[Any], kinds: list[str]) -> dict[str, Any]:
     purity = sum(max(c for (s2, _), c in joint.items() if s2 == s) for s in by_segment) / n
     return {
         "segments_used": len(by_segment),
-        "sizes": dict(sorted(by_segment.items())),
+        "sizes": {str(s): c for s, c in sorted(by_segment.items())},
         "purity": purity,
         "purity_one_segment": max(by_kind.values()) / n,
         "nmi": float(mutual / np.sqrt(h_s * h_k)) if h_s > 0 and h_k > 0 else 0.0,

@@ -31,14 +31,18 @@ from workers.dev.forwarder import Forwarder
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 
-__all__ = ["KINDS", "SYSTEMS", "Running", "running"]
+__all__ = ["KINDS", "OPTIONAL", "SYSTEMS", "Running", "running"]
 
 SYSTEMS = ("floor", "floor-aiokafka", "worker", "worker-aiokafka", "faust", "quix")
+#: asked for by name only: the worker with a tagger beside it on the same host (does the
+#: tagger's CPU reach the core worker's latency?)
+OPTIONAL = ("worker+tagger",)
 #: the paths each system serves (the Quix Streams peer has no audio path)
 KINDS = {
     "floor": ("listening", "audio"),
     "floor-aiokafka": ("listening",),
     "worker": ("listening", "audio"),
+    "worker+tagger": ("listening", "audio"),
     "worker-aiokafka": ("listening", "audio"),
     "faust": ("listening", "audio"),
     "quix": ("listening",),
@@ -142,6 +146,23 @@ def running(
             yield Running(name, process.process.pid, process)
         finally:
             process.terminate()
+    elif name == "worker+tagger":
+        process = _worker(stack, "worker", group, tenants).start()
+        tagger = WorkerProcess(
+            process.env,
+            log=stack.workdir / f"{group}-tagger.log",
+            args=["--role", "tagger"],
+        ).start()
+        try:
+            if not backlog:
+                process.wait_ready(120)
+                tagger.wait_ready(120)
+                asyncio.run(_probe(bootstrap, 60))
+            assert process.process is not None
+            yield Running(name, process.process.pid, process)
+        finally:
+            tagger.terminate()
+            process.terminate()
     elif name == "quix":
         args = [sys.executable, "-m", "workers.dev.benchmarks.quix_peer", bootstrap]
         args += [stack.redis.url, "earliest" if backlog else "latest"]
@@ -159,4 +180,4 @@ def running(
                 peer.kill()
                 peer.wait()
     else:
-        raise ValueError(f"unknown system {name!r}; one of {', '.join(SYSTEMS)}")
+        raise ValueError(f"unknown system {name!r}; one of {', '.join(SYSTEMS + OPTIONAL)}")
