@@ -21,9 +21,13 @@ applied to it at the swap.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:  # imported when a catalogue first needs the graph
+    from usearch.index import Index
 
 __all__ = ["SimilarityIndex"]
 
@@ -40,7 +44,7 @@ class SimilarityIndex:
         self._ids: list[str] = []
         self._rows: dict[str, int] = {}
         self._matrix = np.zeros((0, 0), np.float32)
-        self._graph: object | None = None
+        self._graph: Index | None = None
         self._building = False
         self._dirty: set[int] = set()
 
@@ -116,9 +120,9 @@ class SimilarityIndex:
         graph = self._graph
         assert graph is not None
         for row in rows:
-            if row in graph:  # type: ignore[operator]
-                graph.remove(row)  # type: ignore[attr-defined]
-            graph.add(row, self._matrix[row])  # type: ignore[attr-defined]
+            if row in graph:
+                graph.remove(row)
+            graph.add(row, self._matrix[row])
 
     def query(
         self, vector: Vector, k: int, *, exclude: Collection[str] = ()
@@ -139,7 +143,7 @@ class SimilarityIndex:
             rows = top[np.argsort(-scores[top], kind="stable")]
             found = [(int(r), float(scores[r])) for r in rows]
         else:
-            result = self._graph.search(q, wanted, threads=1)  # type: ignore[attr-defined]
+            result = self._graph.search(q, wanted, threads=1)
             found = [
                 (int(key), 1.0 - float(d))
                 for key, d in zip(result.keys, result.distances, strict=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from workers.core.errors import Rejected
 from workers.core.eventtime import now_ms as clock_ms
@@ -117,7 +119,7 @@ class RecommendStep:
             exclude=exclude,
             content_weight=self._content_weight,
         )
-        strategy = "hybrid"
+        strategy: Literal["hybrid", "popular"] = "hybrid"
         if not items:
             items, strategy = popular_items(popular, k=request.k, exclude=exclude), "popular"
         watch.lap("ranking")
@@ -129,7 +131,7 @@ class RecommendStep:
                 tenant=t,
                 subject={"kind": request.kind, "id": request.subject},
                 items=[item.as_json() for item in items],
-                strategy=strategy,  # type: ignore[arg-type]
+                strategy=strategy,
                 catalogue={
                     "embedded": len(index),
                     "search": "approximate" if index.approximate else "exact",
@@ -140,7 +142,7 @@ class RecommendStep:
 
     async def _query_vector(
         self, request: Request, index: SimilarityIndex, seeds: list[str], exclude: set[str]
-    ) -> np.ndarray | None:  # type: ignore[type-arg]
+    ) -> npt.NDArray[np.float32] | None:
         """The subject's embedding: the track's, the stream's (its tagging state: the
         stream's own track joins ``exclude``), or the recency-weighted mean of the
         listener's latest tracks'."""

@@ -16,11 +16,13 @@ stream), where the recommendations' similarity search finds it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from workers.core.audio import decode_pcm, downmix
@@ -30,7 +32,7 @@ from workers.core.errors import Reason, Rejected
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.payloads import as_replay, tags_payload
 from workers.core.records import TAGS, Outcome, Output, Record, Stopwatch
-from workers.core.tagging import TagModel, TagState, frame, patch_seconds
+from workers.core.tagging import Patch, TagModel, TagState, frame, patch_seconds
 from workers.core.tagging.melspec import SR
 from workers.pipeline.process import with_retry
 from workers.state.catalogue import Catalogue
@@ -121,9 +123,9 @@ class TaggingStep:
         self,
         headers: ChunkHeaders,
         state: TagState,
-        patches: list,  # type: ignore[type-arg]
-        probabilities: np.ndarray,  # type: ignore[type-arg]
-        embeddings: np.ndarray,  # type: ignore[type-arg]
+        patches: list[Patch],
+        probabilities: npt.NDArray[np.float32],
+        embeddings: npt.NDArray[np.float32],
     ) -> list[Output]:
         aggregate = {"windows": state.tagged, **self.model.describe(state.mean_tags())}
         out = []
@@ -182,7 +184,7 @@ class TaggerPipeline:
             try:
                 yield await with_retry(
                     "tags",
-                    lambda r=record: self.tagging.process(r, degraded=degraded),  # type: ignore[misc]
+                    functools.partial(self.tagging.process, record, degraded=degraded),
                     on_retry=self._on_retry,
                 )
             except Exception:
