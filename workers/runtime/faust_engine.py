@@ -126,7 +126,7 @@ def create_app(settings: Settings) -> FaustApp:
         stream_recovery_delay=0.0,
         broker_credentials=faust_credentials(settings),
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_max_wait_ms = settings.consumer_fetch[0]
     return app
 
 

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     tagger_threads: int = Field(default=1, ge=1, le=64)
     #: the tagger's CPU priority below the core worker's on a shared host (os.nice)
     tagger_nice: int = Field(default=10, ge=0, le=19)
+    #: the tagger's fetches: tags are not in the 10 ms budget, so it asks the broker for
+    #: fewer, larger fetches (each fetch answered costs the broker CPU the core worker
+    #: needs: measured, BENCHMARKS.md "What music understanding costs the rest")
+    tagger_fetch_max_wait_ms: int = Field(default=500, ge=0, le=5000)
+    tagger_fetch_min_bytes: int = Field(default=1_048_576, ge=1)
     #: a tenant's catalogue is searched exactly up to this many tracks, by HNSW above
     similarity_exact_limit: int = Field(default=20_000, ge=1)
 
@@ -190,6 +195,13 @@ class Settings(BaseSettings):
     def input_topics(self) -> tuple[str, ...]:
         """The logical topics this role consumes."""
         return (AUDIO_CHUNKS,) if self.role == "tagger" else INPUT_TOPICS
+
+    @property
+    def consumer_fetch(self) -> tuple[int, int]:
+        """(fetch wait in ms, fetch minimum in bytes) of this role's consumer."""
+        if self.role == "tagger":
+            return self.tagger_fetch_max_wait_ms, self.tagger_fetch_min_bytes
+        return self.fetch_max_wait_ms, 1
 
     @property
     def consumer_group(self) -> str:
