@@ -179,3 +179,18 @@ async def test_a_gap_restarts_the_framing_but_keeps_the_aggregate(model: TagMode
         windows += (await step.process(record)).outputs
     assert [w.value["window"]["index"] for w in windows] == [0, 1]  # type: ignore[index]
     assert windows[-1].value["aggregate"]["windows"] == 2  # type: ignore[index]
+
+
+async def test_a_tagger_behind_tags_fewer_windows(model: TagModel) -> None:
+    store = MemoryStore()
+    step = TaggingStep(
+        tenants=["acme"],
+        store=store,
+        catalogue=MemoryCatalogue(store),
+        model=model,
+        degraded_every=2,
+    )
+    windows = []
+    for record in chunks("acme", "s5", seconds=13.0):
+        windows += (await step.process(record, degraded=True)).outputs
+    assert [w.value["window"]["index"] for w in windows] == [0, 2]  # type: ignore[index]

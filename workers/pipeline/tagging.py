@@ -54,12 +54,16 @@ class TaggingStep:
         catalogue: Catalogue,
         model: TagModel,
         every: int = 1,
+        degraded_every: int = 8,
     ) -> None:
+        """``every``: tag one window in that many; ``degraded_every`` times fewer while
+        the tagger is behind (overload), so it catches up instead of taking more CPU."""
         self._tenants = frozenset(tenants)
         self._store = store
         self._catalogue = catalogue
         self.model = model
         self._every = every
+        self._degraded_every = degraded_every
         self._resamplers = StreamResamplers(sr_out=SR)
 
     def warm_up(self) -> None:
@@ -87,7 +91,8 @@ class TaggingStep:
             self._resamplers.reset(stream)
         audio = self._resamplers.process(stream, downmix(samples), sr_in=headers.sample_rate)
         state = replace(state, seq=headers.seq, track=headers.track or "")
-        state, patches = frame(state, audio, every=self._every)
+        every = self._every * (self._degraded_every if degraded else 1)
+        state, patches = frame(state, audio, every=every)
         watch.lap("framing")
         outputs: list[Output] = []
         if patches:

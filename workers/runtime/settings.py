@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     #: needs: measured, BENCHMARKS.md "What music understanding costs the rest")
     tagger_fetch_max_wait_ms: int = Field(default=500, ge=0, le=5000)
     tagger_fetch_min_bytes: int = Field(default=1_048_576, ge=1)
+    #: a tagger behind by more than this many chunks tags one window in
+    #: tagger_degraded_every (the others are framed and skipped) until it is back under
+    #: the leave mark: on a shared host it must not take the core worker's CPU
+    tagger_overload_lag_enter: int = Field(default=400, ge=1)
+    tagger_overload_lag_leave: int = Field(default=100, ge=0)
+    tagger_degraded_every: int = Field(default=8, ge=1, le=10_000)
     #: a tenant's catalogue is searched exactly up to this many tracks, by HNSW above
     similarity_exact_limit: int = Field(default=20_000, ge=1)
 

@@ -89,8 +89,10 @@ class Worker:
         self.catalogue: Catalogue = catalogue or _catalogue_for(self.store, settings)
         self.pipeline: RecordPipeline | TaggerPipeline = self._pipeline(settings)
         self.warmed = False
+        tagger = settings.role == "tagger"
         self.overload = OverloadPolicy(
-            enter=settings.overload_lag_enter, leave=settings.overload_lag_leave
+            enter=settings.tagger_overload_lag_enter if tagger else settings.overload_lag_enter,
+            leave=settings.tagger_overload_lag_leave if tagger else settings.overload_lag_leave,
         )
 
     def _pipeline(self, settings: Settings) -> RecordPipeline | TaggerPipeline:
@@ -105,6 +107,7 @@ class Worker:
                     catalogue=self.catalogue,
                     model=model,
                     every=settings.tagger_every,
+                    degraded_every=settings.tagger_degraded_every,
                 ),
                 on_retry=on_retry,
             )
