@@ -135,13 +135,7 @@ class SimilarityIndex:
         wanted = min(count, k + len(exclude))
         q = np.asarray(vector, np.float32)
         if self._graph is None:
-            scores = self._matrix[:count] @ q
-            if wanted < count:
-                top = np.argpartition(-scores, wanted - 1)[:wanted]
-            else:
-                top = np.arange(count)
-            rows = top[np.argsort(-scores[top], kind="stable")]
-            found = [(int(r), float(scores[r])) for r in rows]
+            found = self._exact(q, wanted)
         else:
             result = self._graph.search(q, wanted, threads=1)
             found = [
@@ -153,6 +147,13 @@ class SimilarityIndex:
 
     def exact(self, vector: Vector, k: int) -> list[str]:
         """Exact search whatever the size (the benchmark's ground truth)."""
-        scores = self._matrix[: len(self._ids)] @ np.asarray(vector, np.float32)
-        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
-        return [self._ids[r] for r in top[np.argsort(-scores[top], kind="stable")]]
+        return [self._ids[r] for r, _ in self._exact(np.asarray(vector, np.float32), k)]
+
+    def _exact(self, q: Vector, k: int) -> list[tuple[int, float]]:
+        """The ``k`` best rows and their similarity, by one product over the catalogue."""
+        count = len(self._ids)
+        scores = self._matrix[:count] @ q
+        k = min(k, count)
+        top = np.argpartition(-scores, k - 1)[:k] if k < count else np.arange(count)
+        rows = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(r), float(scores[r])) for r in rows]

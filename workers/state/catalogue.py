@@ -87,7 +87,11 @@ class RedisCatalogue:
 
     @translated
     async def save_embedding(self, tenant: str, item: str, vector: npt.NDArray[np.floating]) -> int:
-        names = (keys.embeddings(tenant), keys.embeddings_version(tenant), _updated(tenant))
+        names = (
+            keys.embeddings(tenant),
+            keys.embeddings_version(tenant),
+            keys.embedding_stamps(tenant),
+        )
         blob = _unit(vector).astype("<f4").tobytes()
         command = ("EVALSHA", self._save.sha, 3, *names, item, blob, self._ttl_s)
         try:
@@ -100,7 +104,7 @@ class RedisCatalogue:
     async def embeddings_since(self, tenant: str, version: int) -> Changed:
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.get(keys.embeddings_version(tenant))
-            pipe.zrangebyscore(_updated(tenant), f"({version}", "+inf")
+            pipe.zrangebyscore(keys.embedding_stamps(tenant), f"({version}", "+inf")
             current, names = await pipe.execute()
         ids = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
         if not ids:
@@ -150,10 +154,6 @@ def _recent(items: Sequence[Any]) -> list[str]:
         if track and track not in out:
             out.append(track)
     return out
-
-
-def _updated(tenant: str) -> str:
-    return keys.embedding_stamps(tenant)
 
 
 @dataclass

@@ -170,7 +170,8 @@ class RedisStore:
 
     def _tenant_keys(self, tenant: str, today: int) -> tuple[str, ...]:
         """The keys every event of a tenant names on ``today``: its quota, its detector's
-        counters and windows, its forecaster (built once a day per tenant)."""
+        counters and windows, its forecaster, its listener segments (built once a day per
+        tenant)."""
         found = self._tenant_key_cache.get((tenant, today))
         if found is None:
             if len(self._tenant_key_cache) > 4096:
@@ -181,6 +182,7 @@ class RedisStore:
                 keys.detector_window(tenant, LISTENING, "score"),
                 *(keys.detector_window(tenant, LISTENING, name) for name in BOT_DIRECTIONS),
                 keys.model(tenant, "popularity"),
+                keys.model(tenant, "segments"),
             )
             self._tenant_key_cache[(tenant, today)] = found
         return found
@@ -188,7 +190,7 @@ class RedisStore:
     def _listening_command(self, u: ListeningUpdate, now_ms: int, learn: bool) -> tuple[Any, ...]:
         limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
         t, uid = u.tenant, u.user_id
-        quota, *models = self._tenant_keys(t, today)
+        quota, *models, segments = self._tenant_keys(t, today)
         event_keys = [
             keys.seen(t, today, uid),
             keys.user(t, uid),
@@ -201,7 +203,7 @@ class RedisStore:
             *models,
             keys.recent(t, uid),
             keys.popular(t, epoch_of(u.ts, colisten.POPULAR_HALF_LIFE_MS)),
-            keys.model(t, "segments"),
+            segments,
             keys.seen(t, today + 1, uid),
             *(keys.seen(t, today - i, uid) for i in range(1, limits.replay_days)),
         ]

@@ -136,33 +136,23 @@ def running(
             yield Running(name, forwarder.pid)
         finally:
             forwarder.stop()
-    elif name in ("worker", "worker-aiokafka", "faust"):
+    elif name in ("worker", "worker-aiokafka", "faust", "worker+tagger"):
         process = _worker(stack, name, group, tenants).start()
+        beside = [process]
+        if name == "worker+tagger":  # the same worker, a tagger process next to it
+            tagger_log = stack.workdir / f"{group}-tagger.log"
+            tagger = WorkerProcess(process.env, log=tagger_log, args=["--role", "tagger"])
+            beside.append(tagger.start())
         try:
             if not backlog:
-                process.wait_ready(120)
+                for started in beside:
+                    started.wait_ready(120)
                 asyncio.run(_probe(bootstrap, 60))
             assert process.process is not None
             yield Running(name, process.process.pid, process)
         finally:
-            process.terminate()
-    elif name == "worker+tagger":
-        process = _worker(stack, "worker", group, tenants).start()
-        tagger = WorkerProcess(
-            process.env,
-            log=stack.workdir / f"{group}-tagger.log",
-            args=["--role", "tagger"],
-        ).start()
-        try:
-            if not backlog:
-                process.wait_ready(120)
-                tagger.wait_ready(120)
-                asyncio.run(_probe(bootstrap, 60))
-            assert process.process is not None
-            yield Running(name, process.process.pid, process)
-        finally:
-            tagger.terminate()
-            process.terminate()
+            for started in reversed(beside):
+                started.terminate()
     elif name == "quix":
         args = [sys.executable, "-m", "workers.dev.benchmarks.quix_peer", bootstrap]
         args += [stack.redis.url, "earliest" if backlog else "latest"]
