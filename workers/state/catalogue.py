@@ -22,23 +22,13 @@ from redis import exceptions as rx
 from redis.asyncio.cluster import RedisCluster
 
 from workers.core import colisten
-from workers.state import keys
+from workers.state import keys, scripts
 from workers.state.memory import MemoryStore
-from workers.state.redis_client import Script, translated
+from workers.state.redis_client import translated
 
 __all__ = ["Catalogue", "Changed", "MemoryCatalogue", "RedisCatalogue"]
 
 Ranked = list[tuple[str, float]]
-
-_SAVE_EMBEDDING = """
-local v = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], v, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-return v
-"""
 
 
 @dataclass(frozen=True)
@@ -83,17 +73,20 @@ class RedisCatalogue:
     def __init__(self, client: aioredis.Redis | RedisCluster, *, ttl_s: int) -> None:
         self._client = client
         self._ttl_s = ttl_s
-        self._save = Script(_SAVE_EMBEDDING)
+        self._save = scripts.SAVE_EMBEDDING
 
     @translated
     async def save_embedding(self, tenant: str, item: str, vector: npt.NDArray[np.floating]) -> int:
-        names = (
-            keys.embeddings(tenant),
-            keys.embeddings_version(tenant),
-            keys.embedding_stamps(tenant),
+        command = self._save.command(
+            scripts.EmbeddingKeys(
+                embeddings=keys.embeddings(tenant),
+                version=keys.embeddings_version(tenant),
+                stamps=keys.embedding_stamps(tenant),
+            ),
+            scripts.EmbeddingArgs(
+                item=item, vector=_unit(vector).astype("<f4").tobytes(), ttl=self._ttl_s
+            ),
         )
-        blob = _unit(vector).astype("<f4").tobytes()
-        command = ("EVALSHA", self._save.sha, 3, *names, item, blob, self._ttl_s)
         try:
             return int(await self._client.execute_command(*command))
         except rx.NoScriptError:

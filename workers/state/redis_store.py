@@ -25,7 +25,7 @@ from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.models.accounts import track_hash
 from workers.core.records import Position
-from workers.state import keys
+from workers.state import keys, scripts
 from workers.state.listening_reply import decode_listening
 from workers.state.protocol import (
     DAY_S,
@@ -35,13 +35,7 @@ from workers.state.protocol import (
     StateUnavailable,
     StreamSaved,
 )
-from workers.state.redis_client import (
-    Script,
-    is_transient,
-    pack_with_hiredis,
-    script_source,
-    translated,
-)
+from workers.state.redis_client import is_transient, pack_with_hiredis, translated
 
 __all__ = ["RedisStore", "is_transient"]
 
@@ -65,18 +59,9 @@ class RedisStore:
         self.incarnation = incarnation or secrets.token_hex(4)
         self._cluster = isinstance(client, RedisCluster)
         self._wait = (wait_replicas, wait_timeout_ms)
-        self._listening = Script(
-            script_source(
-                "common.lua", "detector.lua", "forecaster.lua", "segments.lua", "listening.lua"
-            )
-        )
-        self._stream = Script(script_source("common.lua", "stream.lua"))
-        # the verdict last published for a listener: kept only while the listener is
-        # (an erasure in between must not bring a user hash back)
-        self._note_account = Script(
-            "if redis.call('TYPE', KEYS[1])['ok'] == 'hash' then "
-            "redis.call('HSET', KEYS[1], 'ap', ARGV[1]) end return 1"
-        )
+        self._listening = scripts.LISTENING
+        self._stream = scripts.STREAM
+        self._note_account = scripts.NOTE_ACCOUNT
         self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
 
     @property
@@ -180,7 +165,7 @@ class RedisStore:
                 keys.quota(tenant, today),
                 keys.detector(tenant, LISTENING),
                 keys.detector_window(tenant, LISTENING, "score"),
-                *(keys.detector_window(tenant, LISTENING, name) for name in BOT_DIRECTIONS),
+                keys.detector_window(tenant, LISTENING, ""),
                 keys.model(tenant, "popularity"),
                 keys.model(tenant, "segments"),
             )
@@ -190,55 +175,64 @@ class RedisStore:
     def _listening_command(self, u: ListeningUpdate, now_ms: int, learn: bool) -> tuple[Any, ...]:
         limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
         t, uid = u.tenant, u.user_id
-        quota, *models, segments = self._tenant_keys(t, today)
-        event_keys = [
-            keys.seen(t, today, uid),
-            keys.user(t, uid),
-            keys.user_tracks(t, uid),
-            keys.user_plays(t, uid),
-            keys.track(t, u.track_id),
-            keys.track_listeners(t, u.window, u.track_id),
-            keys.erased(t, uid),
-            quota,
-            *models,
-            keys.recent(t, uid),
-            keys.popular(t, epoch_of(u.ts, colisten.POPULAR_HALF_LIFE_MS)),
-            segments,
-            keys.seen(t, today + 1, uid),
-            *(keys.seen(t, today - i, uid) for i in range(1, limits.replay_days)),
-        ]
-        args = (
-            u.type,
-            u.ms_played,
-            u.track_id,
-            u.hour,
-            u.ts,
-            uid,
-            u.window,
-            limits.replay_memory_s + DAY_S,
-            limits.window_s * 6,
-            int(u.near_30s),
-            int(u.completed),
-            str(u.position),
-            self.incarnation,
-            limits.state_ttl_s,
-            u.record_time_ms,
-            limits.lateness_ms,
-            int(u.early),
-            limits.new_ids_per_day,
-            2 * DAY_S,
-            limits.tracks_per_user,
-            u.event_id,
-            int(learn),
-            params.alarm_rate,
-            params.warmup,
-            params.top_k,
-            params.window,
-            params.forgetting,
-            track_hash(u.track_id),
-            *_co_listen_args(u),
+        quota, detector, score_window, window_prefix, forecaster, segments = self._tenant_keys(
+            t, today
         )
-        return ("EVALSHA", self._listening.sha, len(event_keys), *event_keys, *args)
+        named = scripts.ListeningKeys(
+            seen_today=keys.seen(t, today, uid),
+            user=keys.user(t, uid),
+            user_tracks=keys.user_tracks(t, uid),
+            user_plays=keys.user_plays(t, uid),
+            track_windows=keys.track(t, u.track_id),
+            track_listeners=keys.track_listeners(t, u.window, u.track_id),
+            erased=keys.erased(t, uid),
+            quota=quota,
+            detector_key=detector,
+            score_window=score_window,
+            forecaster=forecaster,
+            recent=keys.recent(t, uid),
+            popular=keys.popular(t, epoch_of(u.ts, colisten.POPULAR_HALF_LIFE_MS)),
+            segments=segments,
+            seen_days=(
+                keys.seen(t, today + 1, uid),
+                *(keys.seen(t, today - i, uid) for i in range(1, limits.replay_days)),
+            ),
+        )
+        co = _co_listen(u)
+        args = scripts.ListeningArgs(
+            kind=u.type,
+            ms_played=u.ms_played,
+            track_id=u.track_id,
+            hour=u.hour,
+            ts=u.ts,
+            user_id=uid,
+            window=u.window,
+            seen_ttl=limits.replay_memory_s + DAY_S,
+            window_ttl=limits.window_s * 6,
+            near30=int(u.near_30s),
+            completed=int(u.completed),
+            position=str(u.position),
+            incarnation=self.incarnation,
+            state_ttl=limits.state_ttl_s,
+            record_time=u.record_time_ms,
+            lateness=limits.lateness_ms,
+            early=int(u.early),
+            quota_limit=limits.new_ids_per_day,
+            quota_ttl=2 * DAY_S,
+            kept_tracks=limits.tracks_per_user,
+            event_id=u.event_id,
+            learning=int(learn),
+            alarm_rate=params.alarm_rate,
+            warmup=params.warmup,
+            top_k=params.top_k,
+            detector_window=params.window,
+            forgetting=params.forgetting,
+            track_hash=track_hash(u.track_id),
+            window_prefix=window_prefix,
+            n_features=len(BOT_DIRECTIONS),
+            **co,
+        )
+        return self._listening.command(named, args)
 
     @translated
     async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
@@ -261,29 +255,29 @@ class RedisStore:
         lane: str = "audio",
     ) -> StreamSaved | Refused:
         limits = self.limits
-        stream_keys = (
-            keys.stream(tenant, stream, lane),
-            keys.stream_outputs(tenant, position.partition, stream, lane),
-            keys.quota(tenant, now_ms // (DAY_S * 1000)),
+        named = scripts.StreamKeys(
+            stream=keys.stream(tenant, stream, lane),
+            outputs_key=keys.stream_outputs(tenant, position.partition, stream, lane),
+            quota=keys.quota(tenant, now_ms // (DAY_S * 1000)),
         )
-        args = (
-            seq,
-            state,
-            limits.stream_ttl_s,
-            str(position),
-            outputs,
-            position.offset,
-            position.committed,
-            limits.outputs_per_stream,
-            self.incarnation,
-            limits.new_ids_per_day if lane == "audio" else -1,  # -1: a stream counts once
-            2 * DAY_S,
+        args = scripts.StreamArgs(
+            seq=seq,
+            state=state,
+            ttl=limits.stream_ttl_s,
+            position=str(position),
+            outputs=outputs,
+            offset=position.offset,
+            committed=position.committed,
+            outputs_kept=limits.outputs_per_stream,
+            incarnation=self.incarnation,
+            quota_limit=limits.new_ids_per_day if lane == "audio" else -1,  # a stream counts once
+            quota_ttl=2 * DAY_S,
         )
-        command = ("EVALSHA", self._stream.sha, 3, *stream_keys, *args)
-        (reply,) = await self._pipeline([command], stream_keys[:1])
+        command = self._stream.command(named, args)
+        (reply,) = await self._pipeline([command], [named.stream])
         if isinstance(reply, rx.NoScriptError):
             await self._stream.load(self._client)
-            (reply,) = await self._pipeline([command], stream_keys[:1])
+            (reply,) = await self._pipeline([command], [named.stream])
         if isinstance(reply, Exception):
             if is_transient(reply):
                 raise reply
@@ -345,7 +339,9 @@ class RedisStore:
             return
         users = [keys.user(tenant, user_id) for tenant, user_id, _ in published]
         commands = [
-            ("EVALSHA", self._note_account.sha, 1, user, marker)
+            self._note_account.command(
+                scripts.NoteAccountKeys(user=user), scripts.NoteAccountArgs(marker=marker)
+            )
             for user, (_, _, marker) in zip(users, published, strict=True)
         ]
         replies = await self._pipeline(commands, users)
@@ -364,23 +360,33 @@ class RedisStore:
         await self._client.aclose()
 
 
-def _co_listen_args(u: ListeningUpdate) -> tuple[Any, ...]:
-    """listening.lua's ARGV 29-37: the play's co-listening weights and keys."""
+def _co_listen(u: ListeningUpdate) -> dict[str, Any]:
+    """The play's co-listening weights and keys (``ListeningArgs``' last fields)."""
     if not colisten.qualifies(u.type, u.ms_played):
-        return (0, 0, "", 0, "", 0, 0, 0, 0)
+        return {
+            "qualifies": 0,
+            "co_weight": "0",
+            "co_prefix": "",
+            "pop_weight": "0",
+            "pop_carry": "",
+            "session_gap": 0,
+            "co_top": 0,
+            "pop_top": 0,
+            "recent_kept": 0,
+        }
     epoch, weight = colisten.decayed(u.ts, colisten.CO_LISTEN_HALF_LIFE_MS)
     pop_epoch, pop_weight = colisten.decayed(u.ts, colisten.POPULAR_HALF_LIFE_MS)
-    return (
-        1,
-        repr(weight),
-        keys.co_listen(u.tenant, epoch, ""),
-        repr(pop_weight),
-        keys.popular(u.tenant, pop_epoch - 1),
-        colisten.SESSION_GAP_MS,
-        colisten.CO_LISTEN_TOP,
-        colisten.POPULAR_TOP,
-        colisten.RECENT_KEPT,
-    )
+    return {
+        "qualifies": 1,
+        "co_weight": repr(weight),
+        "co_prefix": keys.co_listen(u.tenant, epoch, ""),
+        "pop_weight": repr(pop_weight),
+        "pop_carry": keys.popular(u.tenant, pop_epoch - 1),
+        "session_gap": colisten.SESSION_GAP_MS,
+        "co_top": colisten.CO_LISTEN_TOP,
+        "pop_top": colisten.POPULAR_TOP,
+        "recent_kept": colisten.RECENT_KEPT,
+    }
 
 
 def _text(value: Any) -> str:
