@@ -6,7 +6,9 @@ normal latency, no first read is marked ``replay``, and nothing else in Redis ch
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -24,8 +26,17 @@ from workers.core.records import (
     DEADLETTER,
     LISTENING_EVENTS,
     POPULARITY,
+    RECOMMEND_REQUESTS,
+    RECOMMENDATIONS,
 )
-from workers.dev.client import Collector, Received, audio_headers, pcm_bytes, start_producer
+from workers.dev.client import (
+    Collector,
+    Received,
+    audio_headers,
+    pcm_bytes,
+    send_raw_headers,
+    start_producer,
+)
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess, metric_value
 from workers.state import keys
@@ -284,3 +295,164 @@ async def redis_client_for(stack: Stack) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(stack.redis.url)
     yield client
     await client.aclose()
+
+
+def _fuzzed_headers(rng: random.Random) -> list[tuple[bytes, bytes | None]]:
+    """Up to four headers: names of any bytes (a third not UTF-8), values of any bytes."""
+    out: list[tuple[bytes, bytes | None]] = []
+    for _ in range(rng.randrange(0, 5)):
+        pick = rng.random()
+        if pick < 0.33:
+            name = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9)))
+        elif pick < 0.66:
+            name = "".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(0, 9)))
+            name = name.encode("utf-8", "surrogatepass")
+        else:
+            name = rng.choice([b"x-trace", b"", b"tenant\x00", b"\xff", b"content-type"])
+        value = None if rng.random() < 0.2 else rng.randbytes(rng.randrange(0, 17))
+        out.append((name, value))
+    return out
+
+
+def _is_utf8(name: bytes) -> bool:
+    """Whether librdkafka hands the name over as text: it keeps names as C strings, so a
+    name is read up to its first NUL byte (the rest is never seen)."""
+    name = name.split(b"\x00")[0]
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return "\udc80" not in name.decode("utf-8", "surrogatepass")
+
+
+async def test_a_fuzz_of_header_names_and_values_on_every_input_topic(
+    hostile_worker: WorkerProcess, stack: Stack
+) -> None:
+    """10,000 records a topic with random header names (bytes, a third not UTF-8) and
+    values: the worker stays up, and every record ends as its outputs or exactly one dead
+    letter (``bad-headers`` for a name that is not UTF-8)."""
+    rng = random.Random(21)
+    n = 10_000
+    producer = await start_producer(stack.broker.bootstrap)
+    collector = await Collector(stack.broker.bootstrap).start()
+    expected: dict[str, tuple[str, str | None]] = {}  # position -> (identity, reason)
+    now = _now()
+    samples = pcm_bytes(tone(seconds=0.01, sr=8000, channels=1))
+    try:
+        plans: dict[str, list[tuple[bytes, bytes, list[tuple[bytes, bytes | None]], str]]] = {
+            LISTENING_EVENTS: [],
+            AUDIO_CHUNKS: [],
+            RECOMMEND_REQUESTS: [],
+        }
+        seqs: Counter[str] = Counter()
+        for i in range(n):
+            fuzz = _fuzzed_headers(rng)
+            user = f"fz-{i % 211}"
+            body = event_body("acme", user, f"fz-e{i}", track=f"fz-t{i % 97}", ts=now - i)
+            plans[LISTENING_EVENTS].append(
+                (f"acme/{user}".encode(), orjson.dumps(body), fuzz, f"fz-e{i}")
+            )
+            request = {"request_id": f"fz-r{i}", "tenant": "acme", "track_id": f"fz-t{i % 97}"}
+            plans[RECOMMEND_REQUESTS].append(
+                (b"acme/fz-r%d" % i, orjson.dumps(request), _fuzzed_headers(rng), f"fz-r{i}")
+            )
+            stream = f"fz-s{i % 53}"
+            if rng.random() < 0.5:  # a real chunk with extra headers; else only the fuzz
+                chunk = [
+                    (name.encode(), value)
+                    for name, value in audio_headers(
+                        tenant="acme",
+                        stream=stream,
+                        seq=seqs[stream],
+                        sample_rate=8000,
+                        channels=1,
+                    )
+                ]
+                fuzz = [
+                    *chunk,
+                    *((nm, v) for nm, v in fuzz if nm.split(b"\x00")[0] not in _AUDIO_NAMES),
+                ]
+                identity = f"{stream}#{seqs[stream]}"
+                seqs[stream] += 1 if all(_is_utf8(nm) for nm, _ in fuzz) else 0
+            else:
+                identity = f"{stream}#none"
+            plans[AUDIO_CHUNKS].append((f"acme/{stream}".encode(), samples, fuzz, identity))
+        for topic, plan in plans.items():
+            by_partition: dict[int, list[int]] = {}
+            for index, (key, _, _, _) in enumerate(plan):
+                by_partition.setdefault(zlib.crc32(key) % 4, []).append(index)
+            for partition, indexes in by_partition.items():
+                offsets = await send_raw_headers(
+                    producer, topic, [plan[i][:3] for i in indexes], partition=partition
+                )
+                for index, offset in zip(indexes, offsets, strict=True):
+                    _, _, headers, identity = plan[index]
+                    readable = all(_is_utf8(name) for name, _ in headers)
+                    reason = None if readable else "bad-headers"
+                    if topic == AUDIO_CHUNKS and identity.endswith("#none") and readable:
+                        reason = "any"  # random headers only: some dead letter
+                    expected[f"{topic}:{partition}:{offset}"] = (identity, reason)
+
+        def accounted() -> tuple[Counter[str], set[str]]:
+            letters = Counter(position_of(r) for r in collector.matching(_is_letter))
+            answered = {str(m.json()["ref"]) for m in collector.matching(_scored)}
+            answered |= {
+                str(m.json()["request_id"])
+                for m in collector.matching(lambda r: r.topic == RECOMMENDATIONS)
+            }
+            answered |= {
+                f"{m.json()['stream']}#{m.json()['seq']}"
+                for m in collector.matching(lambda r: r.topic == AUDIO_FEATURES)
+            }
+            return letters, answered
+
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert hostile_worker.process is not None
+            assert hostile_worker.process.poll() is None, "the worker died"
+            letters, answered = accounted()
+            if all(p in letters or e[0] in answered for p, e in expected.items()):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # a second output or letter for any input would arrive now
+        letters, answered = accounted()
+        kinds = Counter(
+            r.header("error") for r in collector.matching(_is_letter) if position_of(r) in expected
+        )
+        details = {position_of(r): r.header("error-detail") for r in collector.matching(_is_letter)}
+        missing = [p for p, e in expected.items() if p not in letters and e[0] not in answered]
+        assert not missing, f"{len(missing)} records never answered, e.g. {missing[:3]}"
+        for position, (identity, reason) in expected.items():
+            if reason is None:
+                assert position not in letters, (identity, details.get(position))
+            else:
+                assert letters[position] == 1, f"{position}: {letters[position]} dead letters"
+        by_reason = {
+            position_of(r): r.header("error")
+            for r in collector.matching(_is_letter)
+            if position_of(r) in expected
+        }
+        wrong = {p: by_reason[p] for p, e in expected.items() if e[1] == "bad-headers"}
+        assert set(wrong.values()) == {"bad-headers"}
+        assert "internal-error" not in kinds
+        assert hostile_worker.status("/healthz") == 200
+        print(f"\nheader fuzz: {3 * n} records, dead letters {dict(kinds)}")
+    finally:
+        await collector.stop()
+        await producer.stop()
+
+
+_AUDIO_NAMES = {
+    b"tenant",
+    b"stream",
+    b"seq",
+    b"sample-rate",
+    b"channels",
+    b"encoding",
+    b"track",
+    b"ts",
+}
+
+
+def _scored(r: Received) -> bool:
+    return r.topic == ANOMALY

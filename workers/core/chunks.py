@@ -39,12 +39,20 @@ from workers.core.models.stream_context import (
     load_context,
 )
 from workers.core.payloads import anomaly_payload, features_payload
-from workers.core.records import ANOMALY, AUDIO_FEATURES, Output, Record, check_tenant
+from workers.core.records import (
+    ANOMALY,
+    AUDIO_FEATURES,
+    Output,
+    Record,
+    check_readable,
+    check_tenant,
+)
 from workers.core.schemas import SCHEMAS
 from workers.core.tenants import TENANT_PATTERN, is_valid_id
 
 __all__ = [
     "AUDIO_FAULTS",
+    "AUDIO_HEADERS",
     "AUDIO_MODEL_FEATURES",
     "MAX_SAMPLE_RATE",
     "MIN_SAMPLE_RATE",
@@ -92,8 +100,22 @@ class ChunkHeaders:
     ts: int | None = None
 
 
+#: the headers the contract defines for a chunk (schema ``audio.chunk.headers``)
+AUDIO_HEADERS = frozenset(
+    ("tenant", "stream", "seq", "sample-rate", "channels", "encoding", "track", "ts")
+)
+
+
 def header_text(raw: object) -> dict[str, str]:
-    """Kafka headers (a list of (name, bytes) pairs) as a dict of text; later repeats win."""
+    """Kafka headers (a list of (name, bytes) pairs) as a dict of text; later repeats win.
+
+    The contract's headers must be UTF-8; any other header (a producer's tracing or
+    serialiser headers, which may be binary) is not the worker's to judge, and is left out
+    when it is not text.
+
+    >>> header_text([("tenant", b"acme"), ("x-trace", bytes([255]))])
+    {'tenant': 'acme'}
+    """
     if not raw:
         return {}
     items = raw.items() if isinstance(raw, Mapping) else raw
@@ -103,7 +125,8 @@ def header_text(raw: object) -> dict[str, str]:
             try:
                 text[str(name)] = bytes(value).decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise Rejected(Reason.BAD_HEADERS, f"header {name!r} is not UTF-8") from exc
+                if str(name) in AUDIO_HEADERS:
+                    raise Rejected(Reason.BAD_HEADERS, f"header {name!r} is not UTF-8") from exc
         elif value is not None:
             text[str(name)] = str(value)
     return text
@@ -146,6 +169,7 @@ def parse_headers(headers: Mapping[str, str], *, now_ms: int | None = None) -> C
 
 def check_chunk(record: Record, tenants: frozenset[str]) -> ChunkHeaders:
     """A chunk record's headers, validated with its tenant and key (samples: ``decode_pcm``)."""
+    check_readable(record)
     headers = parse_headers(header_text(record.headers))
     check_tenant(headers.tenant, tenants, record)
     key = f"{headers.tenant}/{headers.stream}"

@@ -37,6 +37,7 @@ __all__ = [
     "Record",
     "Stopwatch",
     "as_replayed",
+    "check_readable",
     "check_tenant",
     "dead_letter",
     "received",
@@ -128,6 +129,9 @@ class Record:
     owner: str | None = None
     #: the partition's committed offset when the record was fetched (-1: not known)
     committed: int = -1
+    #: the client could not read the record's headers (a name that is not UTF-8: Kafka's
+    #: protocol allows any bytes); the record is a ``bad-headers`` dead letter
+    header_error: str | None = None
 
     @property
     def position(self) -> Position:
@@ -157,19 +161,65 @@ def received(
     timestamp_ms: int | None,
     committed: int = -1,
 ) -> Record:
-    """A consumed message as a Record, whichever client read it (headers: pairs or a dict)."""
-    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    r"""A consumed message as a Record, whichever client read it (headers: pairs or a dict).
+
+    Header names must be UTF-8 (what every reader of this record expects); ``headers`` may
+    be an exception the client raised reading them. Either way the record stays a record,
+    with ``header_error`` saying why: one such record never stops the partition.
+
+    >>> received("t", 0, 1, None, b"", headers=[(b"ok", None)], timestamp_ms=None).headers
+    (('ok', b''),)
+    >>> bad = received("t", 0, 1, None, b"", headers=[(bytes([255]), b"")], timestamp_ms=None)
+    >>> bad.header_error
+    "headers unreadable: name b'\\xff' is not UTF-8"
+    """
+    problem = None
+    pairs: tuple[tuple[str, bytes], ...] = ()
+    if isinstance(headers, BaseException):  # what the client raised reading them
+        problem = f"headers unreadable: {headers.__cause__ or headers}"[:240]
+    else:
+        try:
+            items = headers.items() if isinstance(headers, dict) else (headers or ())
+            pairs = tuple((_header_name(name), bytes(v or b"")) for name, v in items)
+        except (UnicodeError, TypeError, ValueError) as exc:
+            pairs, problem = (), f"headers unreadable: {exc}"[:240]
     return Record(
         topic=topic,
         partition=partition,
         offset=offset,
         key=key,
         value=value,
-        headers=tuple((str(name), bytes(v or b"")) for name, v in items),
+        headers=pairs,
         timestamp_ms=timestamp_ms if timestamp_ms and timestamp_ms > 0 else None,
         owner=topic_owner(topic),
         committed=committed,
+        header_error=problem,
     )
+
+
+def _header_name(name: object) -> str:
+    """A header name as text; a name that is not UTF-8 (raw bytes, or text a tolerant
+    reader kept with surrogate escapes) raises ``ValueError``."""
+    try:
+        if isinstance(name, bytes | bytearray):
+            return bytes(name).decode("utf-8")
+        text = str(name)
+        text.encode("utf-8")
+    except UnicodeError:
+        shown = (
+            name
+            if isinstance(name, bytes | bytearray)
+            else str(name).encode("utf-8", "surrogateescape")
+        )
+        raise ValueError(f"name {bytes(shown)!r} is not UTF-8") from None
+    return text
+
+
+def check_readable(record: Record) -> None:
+    """A record whose headers the client could not read is a ``bad-headers`` dead letter, on
+    every input topic (its value is kept as it is)."""
+    if record.header_error is not None:
+        raise Rejected(Reason.BAD_HEADERS, record.header_error)
 
 
 def check_tenant(tenant: str, tenants: frozenset[str], record: Record) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "by_tenant",
     "event_value",
     "pcm_bytes",
+    "send_raw_headers",
     "start_producer",
 ]
 
@@ -83,6 +84,57 @@ async def start_producer(
     )
     await producer.start()
     return producer
+
+
+class _RawName(str):
+    """A header name that aiokafka's Python record writer encodes as the given bytes."""
+
+    raw: bytes
+
+    def __new__(cls, raw: bytes) -> _RawName:
+        name = super().__new__(cls, raw.decode("latin-1"))
+        name.raw = raw
+        return name
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self.raw
+
+
+async def send_raw_headers(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[bytes, bytes | None]]]],
+    *,
+    partition: int,
+) -> list[int]:
+    """Publish ``(key, value, headers)`` records whose header names are any bytes, as
+    Kafka's protocol allows and some producers send (a name that is not UTF-8): what a
+    hostile or broken producer can do to the worker. Returns their offsets."""
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    offsets: list[int] = []
+    pending = list(records)
+    while pending:
+        batch = producer.create_batch()
+        batch._builder = _DefaultRecordBatchBuilderPy(  # names written as given
+            2,
+            0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=0,
+            batch_size=1024 * 1024,
+        )
+        taken = 0
+        for key, value, headers in pending:
+            named = [(_RawName(bytes(name)), v) for name, v in headers]
+            if batch.append(key=key, value=value, timestamp=None, headers=named) is None:
+                break
+            taken += 1
+        meta = await (await producer.send_batch(batch, topic, partition=partition))
+        offsets.extend(range(meta.offset, meta.offset + taken))
+        pending = pending[taken:]
+    return offsets
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,14 @@ from workers.core.errors import Rejected
 from workers.core.events import judge_event
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening import MAX_SKEW_MS, ListeningEvent, parse_event, to_update
-from workers.core.records import Outcome, Record, Stopwatch, check_tenant, dead_letter
+from workers.core.records import (
+    Outcome,
+    Record,
+    Stopwatch,
+    check_readable,
+    check_tenant,
+    dead_letter,
+)
 from workers.state.protocol import Refused, StateStore
 
 __all__ = ["ListeningStep"]
@@ -41,6 +48,7 @@ class ListeningStep:
 
     def _parse(self, record: Record, outcome: Outcome, now_ms: int) -> ListeningEvent | None:
         try:
+            check_readable(record)
             event = parse_event(record.value, key=record.key, now_ms=now_ms)
             outcome.tenant = event.tenant
             check_tenant(event.tenant, self._tenants, record)

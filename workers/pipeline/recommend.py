@@ -30,7 +30,15 @@ from workers.core.recommend import (
     parse_request,
     popular_items,
 )
-from workers.core.records import RECOMMENDATIONS, Outcome, Output, Record, Stopwatch, dead_letter
+from workers.core.records import (
+    RECOMMENDATIONS,
+    Outcome,
+    Output,
+    Record,
+    Stopwatch,
+    check_readable,
+    dead_letter,
+)
 from workers.core.records import check_tenant as check_record_tenant
 from workers.core.similarity import SimilarityIndex
 from workers.core.tagging import TagState
@@ -72,6 +80,7 @@ class RecommendStep:
         watch = Stopwatch()
         outcome = Outcome(record)
         try:
+            check_readable(record)
             request = parse_request(record.value, key=record.key)
             check_record_tenant(request.tenant, self._tenants, record)
         except Rejected as rejected:

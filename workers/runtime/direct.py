@@ -23,7 +23,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from workers.runtime.consuming import TP, CommitRefused, LaneEngine
 from workers.runtime.delivery import Sent, refused_now, too_large
 from workers.runtime.engine import Headers, TopicPartitionLike
-from workers.runtime.kafka import last_fetch_age_s, to_record
+from workers.runtime.kafka import last_fetch_age_s, to_record, tolerate_header_names
 from workers.runtime.security import kafka_auth
 
 __all__ = ["DirectEngine"]
@@ -66,6 +66,7 @@ class DirectEngine(LaneEngine):
             **auth,
         )
         await self.producer.start()
+        tolerate_header_names()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=f"{s.group_id}-{os.getpid()}",

@@ -17,7 +17,7 @@ from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ConsumerT
 
-from workers.runtime.kafka import last_fetch_age_s
+from workers.runtime.kafka import last_fetch_age_s, tolerate_header_names
 
 __all__ = ["DEFAULT_FETCH_MAX_WAIT_MS", "Consumer", "ConsumerThread", "Transport"]
 
@@ -35,6 +35,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
                 "broker_session_timeout cannot be greater than broker_request_timeout"
             )
         fetch_wait = getattr(self.app, "fetch_max_wait_ms", DEFAULT_FETCH_MAX_WAIT_MS)
+        tolerate_header_names()
         return aiokafka.AIOKafkaConsumer(
             client_id=conf.broker_client_id,
             group_id=conf.id,

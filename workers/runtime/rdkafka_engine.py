@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import operator
 import threading
 import time
 from typing import Any
@@ -59,6 +60,14 @@ _GROUP_MOVED_ON = (
     KafkaError._ASSIGNMENT_LOST,  # local error codes start with _
     KafkaError._STATE,
 )
+
+
+#: ``Message.headers()``, called so that CPython checks its result. The binding decodes
+#: header names as strict UTF-8 and, on a name that is not (Kafka allows any bytes), returns
+#: a list with an exception still set: a plain ``m.headers()`` at a specialised call site
+#: (3.11's adaptive interpreter) does not check, and the error surfaces later, anywhere.
+#: Through ``methodcaller`` (PyObject_Call) it is raised at once, as a SystemError.
+_read_headers = operator.methodcaller("headers")
 
 
 def _as_exception(error: KafkaError) -> Exception:
@@ -292,6 +301,10 @@ class RdkafkaEngine(LaneEngine):
             if (topic, partition) not in self._assignment:  # revoked while fetched
                 continue
             _kind, timestamp = m.timestamp()
+            try:
+                headers: Any = _read_headers(m)
+            except (UnicodeError, SystemError) as exc:  # the record stays: a bad-headers letter
+                headers = exc
             records.append(
                 received(
                     topic,
@@ -299,7 +312,7 @@ class RdkafkaEngine(LaneEngine):
                     offset,
                     m.key(),
                     m.value(),
-                    headers=m.headers(),
+                    headers=headers,
                     timestamp_ms=timestamp if timestamp >= 0 else None,
                     committed=self.started_at((topic, partition), offset),
                 )
