@@ -321,3 +321,55 @@ async def test_kill_9_during_audio_streams_re_emits_replayed_chunks(
         second.terminate()
         await collector.stop()
         await producer.stop()
+
+
+async def test_a_partition_paused_for_its_backlog_flows_again_after_a_rebalance(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A worker with a backlog pauses the partitions of its busy lane; a rebalance that hands
+    the same partitions back to it must not leave them paused (librdkafka keeps a pause
+    across a rebalance, the lanes start afresh): every record is still processed."""
+    loop = asyncio.get_running_loop()
+    small = {"WORKERS_GROUP_ID": "held", "WORKERS_BATCH_MAX": "4"}
+    first = start_worker(stack, tmp_path / "first.log", **small)
+    collector = await Collector(stack.broker.bootstrap).start()
+    producer = await start_producer(stack.broker.bootstrap)
+    n = 12_000
+    try:
+        for i in range(n):
+            user = f"held-u{i % 64}"
+            body = event_body("acme", user, f"held-{i}", ts=1_764_000_000_000 + i)
+            await producer.send(LISTENING_EVENTS, orjson.dumps(body), key=f"acme/{user}".encode())
+        await producer.flush()
+
+        def scored() -> int:
+            return len(
+                {
+                    str(m.json()["ref"])
+                    for m in collector.matching(lambda r: r.topic == ANOMALY)
+                    if str(m.json()["ref"]).startswith("held-")
+                }
+            )
+
+        while scored() < 500:  # the backlog is being worked through, its partitions paused
+            await asyncio.sleep(0.1)
+        second = await loop.run_in_executor(
+            None, lambda: start_worker(stack, tmp_path / "second.log", **small)
+        )
+        at_join = scored()
+        second.terminate()  # and the partitions go back to the first worker
+        for _ in range(900):
+            if scored() >= n:
+                break
+            await asyncio.sleep(0.2)
+        resumed = metric_value(first.metrics(), "workers_assigned_partitions")
+        assert scored() == n, f"{n - scored()} records stuck on paused partitions"
+        assert at_join < n, "the rebalance came after the backlog was gone: nothing was tried"
+        print(
+            f"\nbacklog of {n}: {at_join} done when a second worker joined and left; all {n} "
+            f"processed afterwards on {resumed:.0f} partitions"
+        )
+    finally:
+        first.terminate()
+        await collector.stop()
+        await producer.stop()

@@ -105,6 +105,10 @@ class RdkafkaEngine(LaneEngine):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fetch_clock = _FetchClock()
         self._assignment: set[TP] = set()
+        #: partitions this engine paused and has not resumed: librdkafka keeps a partition's
+        #: pause across a rebalance that gives it back, while the lanes start afresh
+        self._paused: set[TP] = set()
+        self._paused_lock = threading.Lock()
         self._fetching = threading.Event()  # cleared: the consumer thread hands nothing over
         self._closing = threading.Event()
         self._consumer_thread: threading.Thread | None = None
@@ -219,11 +223,15 @@ class RdkafkaEngine(LaneEngine):
 
     def _pause(self, tps: list[TP]) -> None:
         if self.consumer is not None:
-            self.consumer.pause([TopicPartition(*tp) for tp in tps])
+            with self._paused_lock:
+                self._paused.update(tps)
+                self.consumer.pause([TopicPartition(*tp) for tp in tps])
 
     def _resume(self, tps: list[TP]) -> None:
         if self.consumer is not None:
-            self.consumer.resume([TopicPartition(*tp) for tp in tps])
+            with self._paused_lock:
+                self._paused.difference_update(tps)
+                self.consumer.resume([TopicPartition(*tp) for tp in tps])
 
     async def _flush(self) -> None:
         if self.producer is not None:
@@ -321,8 +329,15 @@ class RdkafkaEngine(LaneEngine):
 
     # --- rebalance callbacks (in the consumer thread, inside poll) --------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment = {(tp.topic, tp.partition) for tp in partitions}
+        with self._paused_lock:  # given back while paused: a new owner starts fetching
+            stale = [TopicPartition(*tp) for tp in self._assignment & self._paused]
+            self._paused -= self._assignment
+            if stale:
+                consumer.assign(partitions)
+                consumer.resume(stale)
+                log.info("resumed %d partitions paused before the rebalance", len(stale))
         self.rebalances.assigned()
         log.info("assigned %d partitions", len(partitions))
 
