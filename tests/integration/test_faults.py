@@ -351,7 +351,7 @@ async def test_a_partition_paused_for_its_backlog_flows_again_after_a_rebalance(
                 }
             )
 
-        while scored() < 500:  # the backlog is being worked through, its partitions paused
+        while scored() < 500:  # noqa: ASYNC110 (the backlog is being worked through, paused)
             await asyncio.sleep(0.1)
         second = await loop.run_in_executor(
             None, lambda: start_worker(stack, tmp_path / "second.log", **small)
