@@ -150,7 +150,7 @@ async def test_ids_with_colons_never_reach_each_others_keys(
         (lambda: keys.track("acme", "t1"), ("lpush", b"x")),
         (lambda: keys.user("acme", "u1"), ("hset", b"plays", b"1e3")),  # not an integer
         (lambda: keys.track("acme", "t1"), ("hset", b"maxw", b"abc")),
-        (lambda: keys.seen("acme", NOW // 86_400_000, "u1"), ("set", b"x")),
+        (lambda: keys.seen("acme", NOW // 86_400_000, keys.event_digest("e1")), ("set", b"x")),
         (lambda: keys.recent("acme", "u1"), ("set", b"x")),
     ],
 )
@@ -172,8 +172,10 @@ async def test_a_key_of_the_wrong_type_refuses_the_event_and_changes_nothing(
     assert isinstance(refused, Refused) and refused.reason is Reason.STATE_ERROR
     assert isinstance(fine, ListeningState), "only the record that met the bad key stops"
     after = await _dump_tenant(redis_client, "acme")
-    # the fine event changed its own keys, the quota and the tenant's models (it was learnt)
-    others = (b"u2", b"t2", b"quota", b"detector", b":model:", b":popular:")
+    # the fine event changed its own keys, the quota, the tenant's models (it was learnt), its
+    # marker among the tenant's applied events and the tenant's event-time clock
+    e2 = keys.seen("acme", NOW // 86_400_000, keys.event_digest("e2")).encode()
+    others = (b"u2", b"t2", b"quota", b"detector", b":model:", b":popular:", b":event-time:", e2)
     untouched = {k: v for k, v in after.items() if not any(s in k for s in others)}
     assert untouched == {k: v for k, v in before.items() if not any(s in k for s in others)}
 

@@ -31,7 +31,9 @@ __all__ = [
     "SESSION_GAP_MS",
     "decayed",
     "epoch_of",
+    "epoch_origin",
     "qualifies",
+    "weight_at",
 ]
 
 SESSION_GAP_MS = 30 * 60 * 1000
@@ -54,6 +56,17 @@ def epoch_of(ts_ms: int, half_life_ms: int) -> int:
     -1
     """
     return (ts_ms - EPOCH_ORIGIN_MS) // (half_life_ms * EPOCH_HALF_LIVES)
+
+
+def epoch_origin(ts_ms: int, half_life_ms: int) -> int:
+    """The origin (ms) of the epoch of ``ts_ms``: weights double every half-life from it."""
+    return EPOCH_ORIGIN_MS + epoch_of(ts_ms, half_life_ms) * half_life_ms * EPOCH_HALF_LIVES
+
+
+def weight_at(ts_ms: int, origin_ms: int, half_life_ms: int) -> float:
+    """An event's forward-decayed weight relative to ``origin_ms`` (as listening.lua
+    computes it: ``2 ^ ((ts - origin) / half_life)``)."""
+    return float(2.0 ** ((ts_ms - origin_ms) / half_life_ms))
 
 
 def decayed(ts_ms: int, half_life_ms: int) -> tuple[int, float]:

@@ -16,10 +16,12 @@ workers.core.errors.Rejected: timestamp-out-of-range: ts 1764000000 is before 20
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from workers.core.errors import Reason, Rejected
 
-__all__ = ["MAX_AHEAD_MS", "MIN_TS_MS", "check_ts", "now_ms"]
+__all__ = ["MAX_AHEAD_MS", "MIN_TS_MS", "PartitionClocks", "check_ts", "now_ms"]
 
 MIN_TS_MS = 946_684_800_000
 MAX_AHEAD_MS = 24 * 3600 * 1000
@@ -40,3 +42,51 @@ def check_ts(ts: int, *, now_ms: int) -> None:
             Reason.TIMESTAMP_OUT_OF_RANGE,
             f"ts {ts} is more than 24 h ahead of the worker's clock ({now_ms})",
         )
+
+
+@dataclass
+class PartitionClocks:
+    """When a worker tells the store how far each partition's event time has come (the
+    store keeps the tenant's low watermark over its partitions: ``state/lua/clock.lua``).
+
+    Often enough that the watermark follows, seldom enough to cost nothing per event: a
+    partition is reported when its newest event time moved by ``step_ms`` or ``every_ms``
+    of the clock passed since it last was (and so it never looks idle while it flows).
+
+    >>> clocks = PartitionClocks(step_ms=60_000, every_ms=1_000)
+    >>> clocks.due([("acme", 0, 1_000_000)], now_ms=5_000)
+    {'acme': [(0, 1000000)]}
+    >>> clocks.due([("acme", 0, 1_000_500)], now_ms=5_500)  # nothing new to say yet
+    {}
+    >>> clocks.due([("acme", 0, 1_000_600)], now_ms=6_100)
+    {'acme': [(0, 1000600)]}
+    """
+
+    step_ms: int = 60_000
+    every_ms: int = 1_000
+    _told: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+
+    def due(
+        self, times: Iterable[tuple[str, int, int]], *, now_ms: int
+    ) -> dict[str, list[tuple[int, int]]]:
+        """From ``(tenant, partition, event time)`` of a batch: per tenant, the partitions
+        to report now with their newest event time."""
+        newest: dict[tuple[str, int], int] = {}
+        for tenant, partition, ts in times:
+            key = (tenant, partition)
+            newest[key] = max(ts, newest.get(key, ts))
+        out: dict[str, list[tuple[int, int]]] = {}
+        for (tenant, partition), ts in newest.items():
+            told = self._told.get((tenant, partition))
+            if (
+                told is not None
+                and ts < told[0] + self.step_ms
+                and now_ms < told[1] + self.every_ms
+            ):
+                continue
+            reported = ts if told is None else max(ts, told[0])
+            self._told[(tenant, partition)] = (reported, now_ms)
+            out.setdefault(tenant, []).append((partition, reported))
+        if len(self._told) > 65_536:  # partitions of tenants gone long ago
+            self._told.clear()
+        return out

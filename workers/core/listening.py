@@ -99,6 +99,7 @@ def to_update(
     record_time_ms: int,
     now_ms: int,
     skew_ms: int = MAX_SKEW_MS,
+    read_time_ms: int | None = None,
 ) -> ListeningUpdate:
     """What ``event`` changes; ``now_ms - skew_ms`` and ``now_ms + skew_ms`` bound the
     clocks of the producers: an event from further ahead is held out of the live window."""
@@ -118,6 +119,8 @@ def to_update(
         position=position,
         record_time_ms=record_time_ms,
         early=event.ts > now_ms + skew_ms,
+        listener_ts=min(event.ts, now_ms + skew_ms),
+        read_time_ms=now_ms if read_time_ms is None else read_time_ms,
         completed=event.type == "play"
         and event.track_ms is not None
         and played >= COMPLETION_SHARE * event.track_ms,

@@ -55,6 +55,11 @@ class ListeningUpdate:
     #: ``ts`` is further ahead of the worker's clock than the allowed skew: the event is
     #: counted in its own window but cannot open it (nor close the live one)
     early: bool = False
+    #: the time the event counts at for its listener (their span, lateness, recent plays,
+    #: co-listening, popularity): ``ts``, or the clock plus the allowed skew when ahead
+    listener_ts: int = 0
+    #: when the worker read the record (ms): an erasure after it refuses the event too
+    read_time_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,6 +109,7 @@ class ListeningStep:
                     record_time_ms=records[i].time_ms,
                     now_ms=now_ms,
                     skew_ms=self._skew_ms,
+                    read_time_ms=int(records[i].received_wall * 1000),
                 )
                 for i, event in parsed
             ],

@@ -1,8 +1,9 @@
 """GDPR erasure: remove one listener's state, or a whole tenant's, and leave an audit record.
 
 A listener's state is every key ``keys.user_keys`` names: behaviour counters, their
-distinct-track and per-track sets, and the markers of the events they sent (replay
-memory). Keys are named, never matched by pattern (``user:a*`` would reach ``a:b``).
+distinct-track and per-track sets, their recent plays. Keys are named, never matched by
+pattern (``user:a*`` would reach ``a:b``). The tenant's markers of applied events (replay
+memory) name no listener: a digest of each event id and the position of its record.
 
 Erasure is safe while workers run or hold a backlog of the listener's events: it first
 writes a tombstone (``{tenant}:erased:<digest of the id>``, the time of erasure), which the
@@ -84,13 +85,12 @@ async def erase(
         # the tombstone first: from now on no event published before now applies
         tombstone_ttl_s = limits.replay_memory_s
         await client.set(keys.erased(tenant, user_id), now_ms, ex=tombstone_ttl_s)
-        today = now_ms // (DAY_S * 1000)
-        days = range(today - limits.replay_days - 1, today + 2)
-        names = keys.user_keys(tenant, user_id, days=days)
-        deleted = int(await client.unlink(*names))
+        deleted = int(await client.unlink(*keys.user_keys(tenant, user_id)))
         remaining = {
             "track listener counters (HyperLogLog, mixed)": now_ms + limits.window_s * 6_000,
             "erasure tombstone (digest of the id)": now_ms + tombstone_ttl_s * 1000,
+            "markers of applied events (digests of event ids, record positions; no listener "
+            "id)": now_ms + (limits.replay_memory_s + DAY_S) * 1000,
             "behaviour features in the detectors' rank windows (no ids)": 0,
             "co-listening and popularity weights of tracks (mixed, no ids)": now_ms
             + limits.state_ttl_s * 1000,

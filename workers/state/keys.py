@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
 
 from workers.core.tenants import validate_tenant
 
 __all__ = [
     "DEADLETTERS_TAG",
+    "SEEN_BUCKETS",
     "USER_KINDS",
     "co_listen",
     "deadletter_ledger",
@@ -35,6 +35,8 @@ __all__ = [
     "embeddings",
     "embeddings_version",
     "erased",
+    "event_digest",
+    "event_time",
     "model",
     "popular",
     "prefix",
@@ -81,10 +83,28 @@ def user_plays(tenant: str, user_id: str) -> str:
     return _key(tenant, "user-plays", user_id)
 
 
-def seen(tenant: str, day: int, user_id: str) -> str:
-    """Hash: event_id -> the record that applied it, for events that arrived on ``day``
-    (days since the epoch): how a replay is told from a duplicate."""
-    return _key(tenant, "seen", day, user_id)
+#: how many hashes a tenant's applied events of one day are spread over
+SEEN_BUCKETS = 1024
+
+
+def event_digest(event_id: str) -> str:
+    """An event id as the tenant's applied-events hashes keep it: a 96-bit digest (the id
+    itself may carry anything a producer put in it)."""
+    return hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
+
+
+def seen(tenant: str, day: int, digest: str) -> str:
+    """Hash: event digest -> the record that applied it, for the tenant's events that
+    arrived on ``day`` (days since the epoch), in one of ``SEEN_BUCKETS`` by the digest: how
+    a replay is told from a duplicate, whichever listener the id came with (``event_id`` is
+    unique per tenant)."""
+    return _key(tenant, "seen", day, int(digest[:6], 16) % SEEN_BUCKETS)
+
+
+def event_time(tenant: str, topic: str) -> str:
+    """Hash: the tenant's newest event time per partition of an input topic, and the low
+    watermark over them (``lua/clock.lua``)."""
+    return _key(tenant, "event-time", topic)
 
 
 def erased(tenant: str, user_id: str) -> str:
@@ -178,15 +198,14 @@ def deadletter_ledger(owner: str | None, topic: str, partition: int) -> str:
 
 
 #: Every kind of key that holds one listener's data (erasure removes them all).
-USER_KINDS = ("user", "user-tracks", "user-plays", "recent", "seen", "erased")
+USER_KINDS = ("user", "user-tracks", "user-plays", "recent", "erased")
 
 
-def user_keys(tenant: str, user_id: str, *, days: Iterable[int]) -> list[str]:
-    """Every key holding ``user_id``'s data, with the seen-markers of ``days``."""
+def user_keys(tenant: str, user_id: str) -> list[str]:
+    """Every key holding ``user_id``'s data (the tombstone aside)."""
     return [
         user(tenant, user_id),
         user_tracks(tenant, user_id),
         user_plays(tenant, user_id),
         recent(tenant, user_id),
-        *(seen(tenant, day, user_id) for day in days),
     ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from workers.core import colisten
 from workers.core.behaviour import BOT_DIRECTIONS, behaviour
 from workers.core.errors import Reason
+from workers.core.eventtime import PartitionClocks
 from workers.core.listening_state import (
     ForecasterStats,
     ListeningState,
@@ -25,7 +26,7 @@ from workers.core.models.accounts import AccountEvidence, fold_evidence, track_h
 from workers.core.models.popularity import PopularityModel
 from workers.core.models.segments import Segmenter
 from workers.core.models.tailrank import RankDetector
-from workers.core.records import Position
+from workers.core.records import LISTENING_EVENTS, Position
 from workers.state import keys
 from workers.state.listening_reply import (
     APPLIED,
@@ -64,6 +65,9 @@ class MemoryStore:
     zsets: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
     #: per listener (user key): the account evidence listening.lua keeps in the user hash
     accounts: dict[str, AccountEvidence] = field(default_factory=dict)
+    #: per tenant and input topic: clock.lua's hash (partition times, the low watermark)
+    clocks: dict[str, dict[str, int]] = field(default_factory=dict)
+    _clocks: PartitionClocks = field(default_factory=PartitionClocks)
 
     #: per tenant: the listening detector and the popularity forecaster (what Redis keeps)
     detectors: dict[str, RankDetector] = field(default_factory=dict)
@@ -73,7 +77,29 @@ class MemoryStore:
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
     ) -> list[ListeningState | Refused]:
+        due = self._clocks.due(
+            ((u.tenant, u.position.partition, u.ts) for u in updates if not u.early),
+            now_ms=now_ms,
+        )
+        for tenant, times in due.items():
+            self._advance(tenant, times, now_ms)
         return [self._apply(update, now_ms, learn) for update in updates]
+
+    def _advance(self, tenant: str, times: list[tuple[int, int]], now_ms: int) -> int:
+        """clock.lua: the partitions' newest event times, then the low watermark."""
+        clock = self.clocks.setdefault(keys.event_time(tenant, LISTENING_EVENTS), {})
+        since = clock.setdefault("since", now_ms)
+        for partition, newest in times:
+            clock[f"p{partition}"] = max(clock.get(f"p{partition}", newest), newest)
+            clock[f"w{partition}"] = now_ms
+        idle = self.limits.watermark_idle_ms
+        live = [
+            value
+            for name, value in clock.items()
+            if name.startswith("p") and clock.get("w" + name[1:], 0) >= now_ms - idle
+        ]
+        clock["low"] = min(live) if live and now_ms - since >= idle else -1
+        return clock["low"]
 
     def _seen_days(self, now_ms: int) -> list[int]:
         today = now_ms // (DAY_S * 1000)
@@ -83,9 +109,10 @@ class MemoryStore:
         t, uid, limits = u.tenant, u.user_id, self.limits
         days = self._seen_days(now_ms)
         marker = f"{u.position}|{self.incarnation}"
+        digest = keys.event_digest(u.event_id)
         status = APPLIED
         for day in days:
-            found = self.seen.get(keys.seen(t, day, uid), {}).get(u.event_id)
+            found = self.seen.get(keys.seen(t, day, digest), {}).get(digest)
             if found is not None:
                 position, _, incarnation = found.rpartition("|")
                 if position != str(u.position):
@@ -95,12 +122,17 @@ class MemoryStore:
                 status = OWN_RETRY if incarnation == self.incarnation else REPLAY
                 break
         erased_at = self.erasures.get(keys.erased(t, uid))
-        if status == APPLIED and erased_at is not None and u.record_time_ms <= erased_at:
+        published = min(u.record_time_ms, u.read_time_ms)
+        if status == APPLIED and erased_at is not None and published <= erased_at:
             return Refused(Reason.SUBJECT_ERASED, f"listener erased at {erased_at}")
         user_key, meta_key = keys.user(t, uid), keys.track(t, u.track_id)
         meta = self.hashes[meta_key]
         maxw = int(meta.get("maxw", -1))
-        late_track = maxw >= 0 and u.window < maxw - KEPT_WINDOWS
+        low = int(self.clocks.get(keys.event_time(t, LISTENING_EVENTS), {}).get("low", -1))
+        low_window = low // (limits.window_s * 1000) if low >= 0 else None
+        late_track = (low_window is not None and u.window < low_window - KEPT_WINDOWS) or (
+            maxw >= 0 and u.window < maxw - limits.max_windows
+        )
         flags, rolled = 0, -1
         if status == APPLIED:
             quota_key = keys.quota(t, days[0])
@@ -111,8 +143,8 @@ class MemoryStore:
             if limits.new_ids_per_day > 0 and new_ids and used + new_ids > limits.new_ids_per_day:
                 return Refused(Reason.QUOTA_EXCEEDED, f"tenant created {used} ids today")
             self.counters[quota_key] += new_ids
-            self.seen[keys.seen(t, days[0], uid)][u.event_id] = marker
-            flags, rolled = self._mutate(u, self.hashes[user_key], meta, late_track)
+            self.seen[keys.seen(t, days[0], digest)][digest] = marker
+            flags, rolled = self._mutate(u, self.hashes[user_key], meta, late_track, low_window)
             if colisten.qualifies(u.type, u.ms_played):
                 self._co_listen(u)
         user = self.hashes[user_key]
@@ -136,19 +168,32 @@ class MemoryStore:
         return replace(state, models=replace(models, account=account))
 
     def _co_listen(self, u: ListeningUpdate) -> None:
-        """listening.lua's co-listening: recent plays, co-listen pairs, popular now."""
+        """listening.lua's co-listening: the play in its place in time among the listener's
+        recent plays, the pairs it makes there and the one it undoes, popular now."""
         recent = self.lists[keys.recent(u.tenant, u.user_id)]
-        epoch, weight = colisten.decayed(u.ts, colisten.CO_LISTEN_HALF_LIFE_MS)
-        if recent:
-            prev, _, prev_ts = recent[0].rpartition("|")
-            if prev != u.track_id and abs(u.ts - int(prev_ts)) <= colisten.SESSION_GAP_MS:
-                for a, b in ((prev, u.track_id), (u.track_id, prev)):
-                    pairs = self.zsets[keys.co_listen(u.tenant, epoch, a)]
-                    pairs[b] = pairs.get(b, 0.0) + weight
-                    _bounded(pairs, colisten.CO_LISTEN_TOP)
-        recent.insert(0, f"{u.track_id}|{u.ts}")
+        half = colisten.CO_LISTEN_HALF_LIFE_MS
+        epoch = colisten.epoch_of(u.listener_ts, half)
+        origin = colisten.epoch_origin(u.listener_ts, half)
+        plays = [(item.rpartition("|")[0], int(item.rpartition("|")[2])) for item in recent]
+        at = next((i for i, (_, ts) in enumerate(plays) if ts <= u.listener_ts), len(plays))
+        if at < colisten.RECENT_KEPT:
+            me = (u.track_id, u.listener_ts)
+            newer = plays[at - 1] if at > 0 else None
+            older = plays[at] if at < len(plays) else None
+            for a, b, sign in ((older, newer, -1.0), (older, me, 1.0), (me, newer, 1.0)):
+                if a is None or b is None or a[0] == b[0] or b[1] - a[1] > colisten.SESSION_GAP_MS:
+                    continue
+                w = sign * colisten.weight_at(b[1], origin, half)
+                for x, y in ((a[0], b[0]), (b[0], a[0])):
+                    pairs = self.zsets[keys.co_listen(u.tenant, epoch, x)]
+                    pairs[y] = pairs.get(y, 0.0) + w
+                    if w < 0 and pairs[y] <= -w * 1e-9:
+                        del pairs[y]
+                    elif w > 0 and pairs[y] == w:
+                        _bounded(pairs, colisten.CO_LISTEN_TOP)
+        recent.insert(at, f"{u.track_id}|{u.listener_ts}")
         del recent[colisten.RECENT_KEPT :]
-        pop_epoch, pop_weight = colisten.decayed(u.ts, colisten.POPULAR_HALF_LIFE_MS)
+        pop_epoch, pop_weight = colisten.decayed(u.listener_ts, colisten.POPULAR_HALF_LIFE_MS)
         popular = self.zsets[keys.popular(u.tenant, pop_epoch)]
         if not popular:
             old = self.zsets.get(keys.popular(u.tenant, pop_epoch - 1), {})
@@ -210,6 +255,7 @@ class MemoryStore:
         user: dict[str, int | str],
         meta: dict[str, int | str],
         late_track: bool,
+        low_window: int | None,
     ) -> tuple[int, int]:
         """One event's changes (listening.lua's status-1 branch); returns (flags, rolled)."""
         t, limits = u.tenant, self.limits
@@ -232,12 +278,12 @@ class MemoryStore:
                 listens = incr(per_track, u.track_id)
             user["top_track"] = max(int(user.get("top_track", 0)), listens)
         flags = 0
-        last = int(user.get("last_ts", u.ts))
-        effective = u.ts
-        if u.ts < last - limits.lateness_ms:
+        last = int(user.get("last_ts", u.listener_ts))
+        effective = u.listener_ts
+        if u.listener_ts < last - limits.lateness_ms:
             effective, flags = last - limits.lateness_ms, LATE
         user["first_ts"] = min(int(user.get("first_ts", effective)), effective)
-        user["last_ts"] = max(last, u.ts)
+        user["last_ts"] = max(last, u.listener_ts)
         if late_track:
             return LATE, -1
         incr(meta, f"{u.window}:{plural}")
@@ -256,7 +302,10 @@ class MemoryStore:
         elif u.window > maxw:
             meta["maxw"] = u.window
             rolled = maxw
-            old = [n for n in meta if n != "maxw" and int(n.split(":")[0]) < u.window - 4]
+            keep_from = u.window - limits.max_windows
+            if low_window is not None:
+                keep_from = max(keep_from, min(low_window, u.window) - KEPT_WINDOWS)
+            old = [n for n in meta if n != "maxw" and int(n.split(":")[0]) < keep_from]
             for name in old:
                 del meta[name]
         return flags, rolled

@@ -105,6 +105,12 @@ class StateLimits:
     tracks_per_user: int = 500
     #: chunk outputs kept per stream and partition until their offsets are committed
     outputs_per_stream: int = 5000
+    #: a partition silent this long does not hold a tenant's low watermark back (and for
+    #: this long after a tenant's clock starts the watermark is unknown)
+    watermark_idle_ms: int = 60_000
+    #: the most popularity windows a track keeps, however far apart its partitions drift
+    #: in a backlog (beyond, the slowest partition's plays of it count as late)
+    max_windows: int = 7 * 24
     #: the store-kept models
     models: ModelParams = field(default_factory=ModelParams)
 

@@ -18,14 +18,11 @@ import redis.asyncio as aioredis
 from redis import exceptions as rx
 from redis.asyncio.cluster import RedisCluster
 
-from workers.core import colisten
-from workers.core.behaviour import BOT_DIRECTIONS
-from workers.core.colisten import epoch_of
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
-from workers.core.models.accounts import track_hash
 from workers.core.records import Position
 from workers.state import keys, scripts
+from workers.state.listening_command import ListeningCommands
 from workers.state.listening_reply import decode_listening
 from workers.state.protocol import (
     DAY_S,
@@ -38,9 +35,6 @@ from workers.state.protocol import (
 from workers.state.redis_client import is_transient, pack_with_hiredis, translated
 
 __all__ = ["RedisStore", "is_transient"]
-
-#: the store-kept listening detector's name in its keys
-LISTENING = "listening"
 
 
 class RedisStore:
@@ -59,10 +53,11 @@ class RedisStore:
         self.incarnation = incarnation or secrets.token_hex(4)
         self._cluster = isinstance(client, RedisCluster)
         self._wait = (wait_replicas, wait_timeout_ms)
+        scripts.check_all()  # a script that reads other slots than sent is refused now
         self._listening = scripts.LISTENING
         self._stream = scripts.STREAM
         self._note_account = scripts.NOTE_ACCOUNT
-        self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._commands = ListeningCommands(self.limits, self.incarnation)
 
     @property
     def client(self) -> aioredis.Redis | RedisCluster:
@@ -137,14 +132,19 @@ class RedisStore:
     ) -> list[ListeningState | Refused]:
         if not updates:
             return []
-        commands = [self._listening_command(u, now_ms, learn) for u in updates]
+        clocks = self._commands.clocks(updates, now_ms)
+        commands = [*clocks, *(self._commands.event(u, now_ms, learn) for u in updates)]
         slots = [keys.user(u.tenant, u.user_id) for u in updates]
         replies = await self._pipeline(commands, slots)
         if any(isinstance(reply, rx.NoScriptError) for reply in replies):
             await self._listening.load(self._client)  # Redis restarted or was flushed
+            await scripts.CLOCK.load(self._client)
             replies = await self._pipeline(commands, slots)
+        for reply in replies[: len(clocks)]:
+            if isinstance(reply, Exception) and is_transient(reply):
+                raise reply  # (any other failure: the events below say it, each refused)
         results: list[ListeningState | Refused] = []
-        for reply in replies:
+        for reply in replies[len(clocks) :]:
             if isinstance(reply, Exception):
                 if is_transient(reply):  # the whole batch again: what went through is known
                     raise reply
@@ -152,87 +152,6 @@ class RedisStore:
             else:
                 results.append(decode_listening(reply))
         return results
-
-    def _tenant_keys(self, tenant: str, today: int) -> tuple[str, ...]:
-        """The keys every event of a tenant names on ``today``: its quota, its detector's
-        counters and windows, its forecaster, its listener segments (built once a day per
-        tenant)."""
-        found = self._tenant_key_cache.get((tenant, today))
-        if found is None:
-            if len(self._tenant_key_cache) > 4096:
-                self._tenant_key_cache.clear()
-            found = (
-                keys.quota(tenant, today),
-                keys.detector(tenant, LISTENING),
-                keys.detector_window(tenant, LISTENING, "score"),
-                keys.detector_window(tenant, LISTENING, ""),
-                keys.model(tenant, "popularity"),
-                keys.model(tenant, "segments"),
-            )
-            self._tenant_key_cache[(tenant, today)] = found
-        return found
-
-    def _listening_command(self, u: ListeningUpdate, now_ms: int, learn: bool) -> tuple[Any, ...]:
-        limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
-        t, uid = u.tenant, u.user_id
-        quota, detector, score_window, window_prefix, forecaster, segments = self._tenant_keys(
-            t, today
-        )
-        named = scripts.ListeningKeys(
-            seen_today=keys.seen(t, today, uid),
-            user=keys.user(t, uid),
-            user_tracks=keys.user_tracks(t, uid),
-            user_plays=keys.user_plays(t, uid),
-            track_windows=keys.track(t, u.track_id),
-            track_listeners=keys.track_listeners(t, u.window, u.track_id),
-            erased=keys.erased(t, uid),
-            quota=quota,
-            detector_key=detector,
-            score_window=score_window,
-            forecaster=forecaster,
-            recent=keys.recent(t, uid),
-            popular=keys.popular(t, epoch_of(u.ts, colisten.POPULAR_HALF_LIFE_MS)),
-            segments=segments,
-            seen_days=(
-                keys.seen(t, today + 1, uid),
-                *(keys.seen(t, today - i, uid) for i in range(1, limits.replay_days)),
-            ),
-        )
-        co = _co_listen(u)
-        args = scripts.ListeningArgs(
-            kind=u.type,
-            ms_played=u.ms_played,
-            track_id=u.track_id,
-            hour=u.hour,
-            ts=u.ts,
-            user_id=uid,
-            window=u.window,
-            seen_ttl=limits.replay_memory_s + DAY_S,
-            window_ttl=limits.window_s * 6,
-            near30=int(u.near_30s),
-            completed=int(u.completed),
-            position=str(u.position),
-            incarnation=self.incarnation,
-            state_ttl=limits.state_ttl_s,
-            record_time=u.record_time_ms,
-            lateness=limits.lateness_ms,
-            early=int(u.early),
-            quota_limit=limits.new_ids_per_day,
-            quota_ttl=2 * DAY_S,
-            kept_tracks=limits.tracks_per_user,
-            event_id=u.event_id,
-            learning=int(learn),
-            alarm_rate=params.alarm_rate,
-            warmup=params.warmup,
-            top_k=params.top_k,
-            detector_window=params.window,
-            forgetting=params.forgetting,
-            track_hash=track_hash(u.track_id),
-            window_prefix=window_prefix,
-            n_features=len(BOT_DIRECTIONS),
-            **co,
-        )
-        return self._listening.command(named, args)
 
     @translated
     async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
@@ -358,35 +277,6 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
-
-
-def _co_listen(u: ListeningUpdate) -> dict[str, Any]:
-    """The play's co-listening weights and keys (``ListeningArgs``' last fields)."""
-    if not colisten.qualifies(u.type, u.ms_played):
-        return {
-            "qualifies": 0,
-            "co_weight": "0",
-            "co_prefix": "",
-            "pop_weight": "0",
-            "pop_carry": "",
-            "session_gap": 0,
-            "co_top": 0,
-            "pop_top": 0,
-            "recent_kept": 0,
-        }
-    epoch, weight = colisten.decayed(u.ts, colisten.CO_LISTEN_HALF_LIFE_MS)
-    pop_epoch, pop_weight = colisten.decayed(u.ts, colisten.POPULAR_HALF_LIFE_MS)
-    return {
-        "qualifies": 1,
-        "co_weight": repr(weight),
-        "co_prefix": keys.co_listen(u.tenant, epoch, ""),
-        "pop_weight": repr(pop_weight),
-        "pop_carry": keys.popular(u.tenant, pop_epoch - 1),
-        "session_gap": colisten.SESSION_GAP_MS,
-        "co_top": colisten.CO_LISTEN_TOP,
-        "pop_top": colisten.POPULAR_TOP,
-        "recent_kept": colisten.RECENT_KEPT,
-    }
 
 
 def _text(value: Any) -> str:

@@ -10,16 +10,22 @@ is built, so the two sides cannot drift apart. Callers build the declarations by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from workers.state.redis_client import Script, script_source
-from workers.state.seam import check_header, flatten
+from workers.state.seam import check_header, flatten, with_header
 
 __all__ = [
+    "ALL",
+    "CLOCK",
     "LISTENING",
     "NOTE_ACCOUNT",
     "SAVE_EMBEDDING",
     "STREAM",
+    "ClockArgs",
+    "ClockKeys",
     "EmbeddingArgs",
     "EmbeddingKeys",
     "ListeningArgs",
@@ -29,18 +35,28 @@ __all__ = [
     "NoteAccountKeys",
     "StreamArgs",
     "StreamKeys",
+    "check_all",
 ]
 
 
 class LuaScript(Script):
-    """A script whose header was checked against its declarations."""
+    """A script and the declarations of its KEYS and ARGV (``check`` compares them)."""
 
     def __init__(self, files: tuple[str, ...], keys: type[Any], args: type[Any]) -> None:
         super().__init__(script_source(*files))
-        main = script_source(files[-1])
-        check_header(main, keys, "KEYS")
-        check_header(main, args, "ARGV")
         self.files, self.keys, self.args = files, keys, args
+
+    def check(self) -> None:
+        """Raise ``SeamMismatch`` unless the script's header reads what is declared."""
+        main = script_source(self.files[-1])
+        check_header(main, self.keys, "KEYS")
+        check_header(main, self.args, "ARGV")
+
+    def rewrite_header(self) -> None:
+        """Write the declared header block into the script's source (a developer's aid
+        after changing a declaration: ``python -m workers.state.scripts``)."""
+        path = Path(str(resources.files("workers.state").joinpath("lua", self.files[-1])))
+        path.write_text(with_header(path.read_text(), self.keys, self.args))
 
     def command(self, keys: Any, args: Any) -> tuple[Any, ...]:
         """``EVALSHA`` with the declarations laid out in their slots."""
@@ -54,7 +70,6 @@ class LuaScript(Script):
 class ListeningKeys:
     """``listening.lua``: all in the tenant's hash slot (layout in ``keys.py``)."""
 
-    seen_today: str  # hash event_id -> "position|incarnation" (written here)
     user: str
     user_tracks: str  # HyperLogLog
     user_plays: str  # hash track -> listens
@@ -68,6 +83,8 @@ class ListeningKeys:
     recent: str  # list "track|ts", newest first
     popular: str  # zset of this epoch
     segments: str  # string: the segment centres
+    clock: str  # hash: the tenant's event time per partition, its low watermark (clock.lua)
+    seen_today: str  # hash event digest -> "position|incarnation" (written here)
     seen_days: tuple[str, ...] = ()  # the other days of the replay memory (read only)
 
 
@@ -105,7 +122,6 @@ class ListeningArgs:
     n_features: int
     # co-listening (core/colisten.py)
     qualifies: int  # 0/1: a play of 30 s or more
-    co_weight: str
     co_prefix: str
     pop_weight: str
     pop_carry: str  # the previous epoch's popular key
@@ -113,6 +129,28 @@ class ListeningArgs:
     co_top: int
     pop_top: int
     recent_kept: int
+    event_key: str  # the event id's digest: its field among the tenant's applied events
+    listener_ts: int  # ts, or the clock + allowed skew for a play dated ahead of it
+    read_time: int  # when the worker read the record (ms): an erasure refuses what came before
+    window_ms: int
+    max_windows: int  # the most windows a track keeps, however far its partitions drift
+    co_origin: int  # the co-listening epoch's origin (ms) and half-life: pair weights
+    co_half_life: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClockKeys:
+    """``clock.lua``: a tenant's event time per input partition, and its low watermark."""
+
+    clock: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClockArgs:
+    now: int  # the worker's clock (ms)
+    idle: int  # a partition silent this long (ms) does not hold the watermark back
+    ttl: int
+    times: tuple[int, ...] = ()  # partition, its newest event time, partition, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +206,21 @@ LISTENING = LuaScript(
     ListeningKeys,
     ListeningArgs,
 )
+CLOCK = LuaScript(("common.lua", "clock.lua"), ClockKeys, ClockArgs)
 STREAM = LuaScript(("common.lua", "stream.lua"), StreamKeys, StreamArgs)
 NOTE_ACCOUNT = LuaScript(("note_account.lua",), NoteAccountKeys, NoteAccountArgs)
 SAVE_EMBEDDING = LuaScript(("save_embedding.lua",), EmbeddingKeys, EmbeddingArgs)
+
+ALL = (LISTENING, CLOCK, STREAM, NOTE_ACCOUNT, SAVE_EMBEDDING)
+
+
+def check_all() -> None:
+    """Every script's header against its declarations (the store does it at start)."""
+    for script in ALL:
+        script.check()
+
+
+if __name__ == "__main__":
+    for script in ALL:
+        script.rewrite_header()
+    check_all()

@@ -29,7 +29,7 @@ import dataclasses
 import re
 from typing import Any
 
-__all__ = ["SeamMismatch", "check_header", "flatten", "header"]
+__all__ = ["SeamMismatch", "check_header", "flatten", "header", "with_header"]
 
 _LINE = re.compile(
     r"^local (?P<name>[a-z_][a-z0-9_]*) = "
@@ -99,3 +99,21 @@ def check_header(source: str, declaration: type[Any], table: str) -> None:
 def _pairs(a: list[str], b: list[str]) -> list[tuple[str, str]]:
     n = max(len(a), len(b))
     return [(a[i] if i < len(a) else "", b[i] if i < len(b) else "") for i in range(n)]
+
+
+def with_header(source: str, keys: type[Any], args: type[Any]) -> str:
+    """``source`` with its KEYS and ARGV blocks replaced by the declared ones (each block
+    where its first line was)."""
+    lines = source.split("\n")
+    for declaration, table in ((keys, "KEYS"), (args, "ARGV")):
+        found = [
+            i
+            for i, line in enumerate(lines)
+            if (m := _LINE.match(line.strip())) and (m["table"] or m["rest_of"]) == table
+        ]
+        if not found:
+            raise SeamMismatch(f"no {table} block to rewrite")
+        for i in reversed(found):
+            del lines[i]
+        lines[found[0] : found[0]] = header(declaration, table)
+    return "\n".join(lines)

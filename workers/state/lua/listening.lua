@@ -23,21 +23,22 @@
 --   flags: 1 late (beyond the lateness bound), 2 early (held out of the live window)
 --   counts = plays, skips, likes, shares, listeners, near30
 
-local seen_today = KEYS[1]
-local user = KEYS[2]
-local user_tracks = KEYS[3]
-local user_plays = KEYS[4]
-local track_windows = KEYS[5]
-local track_listeners = KEYS[6]
-local erased = KEYS[7]
-local quota = KEYS[8]
-local detector_key = KEYS[9]
-local score_window = KEYS[10]
-local forecaster = KEYS[11]
-local recent = KEYS[12]
-local popular = KEYS[13]
-local segments = KEYS[14]
-local seen_days = {unpack(KEYS, 15)}
+local user = KEYS[1]
+local user_tracks = KEYS[2]
+local user_plays = KEYS[3]
+local track_windows = KEYS[4]
+local track_listeners = KEYS[5]
+local erased = KEYS[6]
+local quota = KEYS[7]
+local detector_key = KEYS[8]
+local score_window = KEYS[9]
+local forecaster = KEYS[10]
+local recent = KEYS[11]
+local popular = KEYS[12]
+local segments = KEYS[13]
+local clock = KEYS[14]
+local seen_today = KEYS[15]
+local seen_days = {unpack(KEYS, 16)}
 
 local kind = ARGV[1]
 local ms_played = ARGV[2]
@@ -70,14 +71,20 @@ local track_hash = ARGV[28]
 local window_prefix = ARGV[29]
 local n_features = ARGV[30]
 local qualifies = ARGV[31]
-local co_weight = ARGV[32]
-local co_prefix = ARGV[33]
-local pop_weight = ARGV[34]
-local pop_carry = ARGV[35]
-local session_gap = ARGV[36]
-local co_top = ARGV[37]
-local pop_top = ARGV[38]
-local recent_kept = ARGV[39]
+local co_prefix = ARGV[32]
+local pop_weight = ARGV[33]
+local pop_carry = ARGV[34]
+local session_gap = ARGV[35]
+local co_top = ARGV[36]
+local pop_top = ARGV[37]
+local recent_kept = ARGV[38]
+local event_key = ARGV[39]
+local listener_ts = ARGV[40]
+local read_time = ARGV[41]
+local window_ms = ARGV[42]
+local max_windows = ARGV[43]
+local co_origin = ARGV[44]
+local co_half_life = ARGV[45]
 
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_played',
                 'first_ts', 'last_ts', 'top_track'}
@@ -100,7 +107,9 @@ local NUMBERS = {{'ms_played', ms_played}, {'hour', hour}, {'ts', ts}, {'window'
                  {'seen_ttl', seen_ttl}, {'window_ttl', window_ttl}, {'state_ttl', state_ttl},
                  {'record_time', record_time}, {'lateness', lateness},
                  {'quota', quota_limit}, {'quota_ttl', quota_ttl}, {'kept_tracks', kept_tracks},
-                 {'n_features', n_features}}
+                 {'n_features', n_features}, {'listener_ts', listener_ts},
+                 {'read_time', read_time}, {'window_ms', window_ms},
+                 {'max_windows', max_windows}}
 for _, item in ipairs(NUMBERS) do
   if integer(item[2]) == nil then return refuse('state', item[1] .. ' is not an integer') end
 end
@@ -108,7 +117,9 @@ ms_played, hour, ts, window = tonumber(ms_played), tonumber(hour), tonumber(ts),
 seen_ttl, window_ttl, state_ttl = tonumber(seen_ttl), tonumber(window_ttl), tonumber(state_ttl)
 record_time, lateness = tonumber(record_time), tonumber(lateness)
 quota_limit, quota_ttl, kept_tracks = tonumber(quota_limit), tonumber(quota_ttl), tonumber(kept_tracks)
-n_features = tonumber(n_features)
+n_features, listener_ts, read_time = tonumber(n_features), tonumber(listener_ts),
+  tonumber(read_time)
+window_ms, max_windows = tonumber(window_ms), tonumber(max_windows)
 if n_features ~= #FEATURE_NAMES then
   return refuse('state', 'the caller has ' .. n_features .. ' features, the script ' .. #FEATURE_NAMES)
 end
@@ -180,29 +191,53 @@ if problem == nil then
 end
 if problem then return refuse('state', problem) end
 
--- co-listening: the listener's previous play, and every set it writes, checked here
+-- co-listening follows event time: a play takes its place among the listener's recent plays
+-- by its time, pairs with its neighbours there, and undoes the pair those two formed (so the
+-- order plays arrive in does not matter). Every set it writes is checked here.
 local co = nil
+local function parse_play(item)
+  local t, at = string.match(item, '^(.*)|(%-?%d+)$')
+  if t then return {track = t, ts = tonumber(at), item = item} end
+  return nil
+end
 if qualifies == '1' then
-  local co_w, pop_w = tonumber(co_weight), tonumber(pop_weight)
+  local pop_w, origin, half = tonumber(pop_weight), tonumber(co_origin), tonumber(co_half_life)
   local gap, co_n, pop_n, kept = integer(session_gap), integer(co_top), integer(pop_top),
     integer(recent_kept)
-  if not (co_w and pop_w and gap and co_n and pop_n and kept) then
+  if not (pop_w and origin and half and gap and co_n and pop_n and kept) then
     return refuse('state', 'co-listening arguments are not numbers')
   end
-  co = {w = co_w, pop_w = pop_w, co_top = co_n, pop_top = pop_n, kept = kept,
-        sets = {}, carry = nil}
+  co = {pop_w = pop_w, co_top = co_n, pop_top = pop_n, kept = kept, sets = {}, carry = nil,
+        at = nil, pivot = nil}
   local recent_type = redis.call('TYPE', recent)['ok']
   if recent_type ~= 'none' and recent_type ~= 'list' then
     return refuse('state', 'key ' .. recent .. ' holds a ' .. recent_type .. ', not a list')
   end
   local wanted = {[popular] = 'zset'}
-  local last = recent_type == 'list' and redis.call('LINDEX', recent, 0)
-  if last then
-    local prev, prev_ts = string.match(last, '^(.*)|(%-?%d+)$')
-    if prev and prev ~= track and math.abs(ts - tonumber(prev_ts)) <= gap then
-      co.sets = {{co_prefix .. prev, track}, {co_prefix .. track, prev}}
-      wanted[co_prefix .. prev], wanted[co_prefix .. track] = 'zset', 'zset'
+  local items = recent_type == 'list' and redis.call('LRANGE', recent, 0, -1) or {}
+  local plays = {}
+  for _, item in ipairs(items) do plays[#plays + 1] = parse_play(item) end
+  -- newest first: the play goes before the first one at or before its time
+  local at = #plays + 1
+  for i, p in ipairs(plays) do
+    if p.ts <= listener_ts then at = i; break end
+  end
+  co.at = at
+  co.pivot = plays[at] and plays[at].item or nil
+  if at <= kept then  -- beyond the kept plays its neighbours are not known
+    local me = {track = track, ts = listener_ts}
+    local newer, older = plays[at - 1], plays[at]
+    local function pair(a, b, sign)  -- a before b in time
+      if a and b and a.track ~= b.track and b.ts - a.ts <= gap then
+        local w = sign * 2 ^ ((b.ts - origin) / half)
+        co.sets[#co.sets + 1] = {co_prefix .. a.track, b.track, w}
+        co.sets[#co.sets + 1] = {co_prefix .. b.track, a.track, w}
+        wanted[co_prefix .. a.track], wanted[co_prefix .. b.track] = 'zset', 'zset'
+      end
     end
+    pair(older, newer, -1)
+    pair(older, me, 1)
+    pair(me, newer, 1)
   end
   for key, kind_wanted in pairs(wanted) do
     local t = redis.call('TYPE', key)['ok']
@@ -220,14 +255,20 @@ if qualifies == '1' then
 end
 local erased_at = redis.call('GET', erased)
 local quota_used = redis.call('GET', quota)
-if (erased_at and integer(erased_at) == nil) or (quota_used and integer(quota_used) == nil) then
-  return refuse('state', 'erasure or quota counter is not an integer')
+local clock_type = redis.call('TYPE', clock)['ok']
+local low = clock_type == 'hash' and redis.call('HGET', clock, 'low') or nil
+if (erased_at and integer(erased_at) == nil) or (quota_used and integer(quota_used) == nil)
+    or (clock_type ~= 'none' and clock_type ~= 'hash') or (low and integer(low) == nil) then
+  return refuse('state', 'erasure, quota or event-time clock is not an integer')
 end
+-- the tenant's low watermark (clock.lua): below it, by the kept windows, a track's windows
+-- are gone; unknown (-1) while its partitions have not all reported
+low = tonumber(low or '-1')
 
 -- the same record again (a replay, or this worker's own retry), or the same event twice
 local status = 1
 for _, key in ipairs({seen_today, unpack(seen_days)}) do
-  local seen = redis.call('HGET', key, event_id)
+  local seen = redis.call('HGET', key, event_key)
   if seen then
     local where, by = string.match(seen, '^(.*)|([^|]*)$')
     if where ~= position then
@@ -237,13 +278,19 @@ for _, key in ipairs({seen_today, unpack(seen_days)}) do
     break
   end
 end
-if status == 1 and erased_at and record_time <= tonumber(erased_at) then
+-- published before the erasure by its timestamp, or read before it (whatever it says)
+if status == 1 and erased_at and math.min(record_time, read_time) <= tonumber(erased_at) then
   return refuse('erased', 'listener erased at ' .. erased_at)
 end
 
 local flags, rolled = 0, -1
 local maxw = tonumber(redis.call('HGET', meta, 'maxw') or '-1')
-local late_track = maxw >= 0 and window < maxw - KEPT_WINDOWS
+-- late for the track: its window is older than the kept windows below the low watermark
+-- (the slowest partition's time, not this track's newest: partitions drain at their own
+-- pace in a backlog), or than the most windows a track keeps at all
+local low_window = low >= 0 and math.floor(low / window_ms) or nil
+local late_track = (low_window ~= nil and window < low_window - KEPT_WINDOWS)
+  or (maxw >= 0 and window < maxw - max_windows)
 if status == 1 then
   -- a quota on new ids: a tenant sending random ids cannot take the others' memory
   local new_ids = 1 - redis.call('EXISTS', user)
@@ -256,7 +303,7 @@ if status == 1 then
     redis.call('INCRBY', quota, new_ids)
     redis.call('EXPIRE', quota, quota_ttl)
   end
-  redis.call('HSET', seen_today, event_id, position .. '|' .. incarnation)
+  redis.call('HSET', seen_today, event_key, position .. '|' .. incarnation)
   redis.call('EXPIRE', seen_today, seen_ttl)
 
   redis.call('HINCRBY', user, 'events', 1)
@@ -278,15 +325,17 @@ if status == 1 then
     redis.call('EXPIRE', user_plays, state_ttl)
   end
   -- event time: an event later than the lateness bound cannot pin first_ts back
-  local last = tonumber(redis.call('HGET', user, 'last_ts') or ts)
-  local effective = ts
-  if ts < last - lateness then
+  -- (listener_ts: ts, or the clock plus the allowed skew for a play dated ahead of it, so
+  -- one such play cannot stretch the listener's span nor make their next plays late)
+  local last = tonumber(redis.call('HGET', user, 'last_ts') or listener_ts)
+  local effective = listener_ts
+  if listener_ts < last - lateness then
     effective = last - lateness
     flags = 1
   end
   local first = tonumber(redis.call('HGET', user, 'first_ts') or effective)
   redis.call('HSET', user, 'first_ts', math.min(first, effective), 'last_ts',
-             math.max(last, ts))
+             math.max(last, listener_ts))
   redis.call('EXPIRE', user, state_ttl)
 
   if late_track then
@@ -305,9 +354,13 @@ if status == 1 then
     elseif window > maxw then
       redis.call('HSET', meta, 'maxw', window)
       rolled = maxw
+      -- gone: windows below the watermark's kept ones (or beyond the most a track keeps)
+      local keep_from = window - max_windows
+      if low_window ~= nil then keep_from = math.max(keep_from, low_window - KEPT_WINDOWS) end
+      keep_from = math.min(keep_from, window - KEPT_WINDOWS)
       for _, field in ipairs(redis.call('HKEYS', meta)) do
         local w = tonumber(string.match(field, '^(%-?%d+):'))
-        if w and w < window - KEPT_WINDOWS then redis.call('HDEL', meta, field) end
+        if w and w < keep_from then redis.call('HDEL', meta, field) end
       end
     end
     redis.call('EXPIRE', meta, state_ttl)
@@ -322,11 +375,23 @@ if status == 1 then
       end
       redis.call('EXPIRE', key, state_ttl)
     end
-    redis.call('LPUSH', recent, track .. '|' .. ts)
+    local item = track .. '|' .. listener_ts
+    if co.pivot then
+      redis.call('LINSERT', recent, 'BEFORE', co.pivot, item)
+    else
+      redis.call('RPUSH', recent, item)
+    end
     redis.call('LTRIM', recent, 0, co.kept - 1)
     redis.call('EXPIRE', recent, state_ttl)
     for _, pair in ipairs(co.sets) do
-      bounded(pair[1], co.co_top, redis.call('ZINCRBY', pair[1], num(co.w), pair[2]), co.w)
+      local key, member, w = pair[1], pair[2], pair[3]
+      local score = redis.call('ZINCRBY', key, num(w), member)
+      if w < 0 and tonumber(score) <= -w * 1e-9 then  -- undone: the pair is gone
+        redis.call('ZREM', key, member)
+        redis.call('EXPIRE', key, state_ttl)
+      else
+        bounded(key, co.co_top, score, w)
+      end
     end
     if co.carry then  -- a new epoch: the standings carry over, rescaled to its origin
       local old = redis.call('ZREVRANGE', co.carry, 0, co.pop_top - 1, 'WITHSCORES')

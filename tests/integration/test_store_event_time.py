@@ -1,0 +1,225 @@
+"""Event time and ids the way producers really send them, on both stores: an id used again
+by another listener, a play dated a day ahead, plays arriving out of order, a backlog whose
+partitions drain at different speeds. Each must give the answers live, ordered traffic
+gives."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+
+import pytest
+import redis.asyncio as aioredis
+
+from tests.integration.test_store_contract import HOUR, NOW, TS, update
+from workers.core import colisten
+from workers.core.errors import Reason
+from workers.core.listening import MAX_SKEW_MS
+from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.state import MemoryStore, RedisStore, keys
+from workers.state.catalogue import MemoryCatalogue, RedisCatalogue
+from workers.state.protocol import Refused, StateLimits
+
+Store = RedisStore | MemoryStore
+
+
+@pytest.fixture
+def limits() -> StateLimits:
+    return StateLimits(window_s=3600, lateness_ms=3 * HOUR)
+
+
+def both(redis_client: aioredis.Redis, limits: StateLimits) -> list[Store]:
+    return [RedisStore(redis_client, limits=limits), MemoryStore(limits=limits)]
+
+
+async def test_an_event_id_is_used_once_per_tenant_whoever_sends_it(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    for store in both(redis_client, limits):
+        first = update("acme", "u1", "e1", offset=1)
+        results = await store.apply_listening(
+            [
+                first,
+                update("acme", "u2", "e1", offset=2),  # another listener, the same id
+                update("beats", "u2", "e1", offset=3),  # another tenant: its own ids
+            ],
+            now_ms=NOW,
+        )
+        assert isinstance(results[0], ListeningState)
+        assert isinstance(results[1], Refused)
+        assert results[1].reason is Reason.DUPLICATE_EVENT
+        assert isinstance(results[2], ListeningState)
+        (again,) = await store.apply_listening([first], now_ms=NOW)  # the same record again
+        assert isinstance(again, ListeningState)
+
+
+async def test_a_play_dated_a_day_ahead_bends_no_later_judgement(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    for store in both(redis_client, limits):
+        now = NOW
+        habit = [
+            update("acme", "u1", f"h{i}", offset=i, ts=now - (10 - i) * HOUR, track=f"t{i}")
+            for i in range(10)
+        ]
+        await store.apply_listening(habit, now_ms=now)
+        (ahead,) = await store.apply_listening(
+            [update("acme", "u1", "ahead", offset=20, ts=now + 23 * HOUR, track="hit")],
+            now_ms=now,
+        )
+        (later,) = await store.apply_listening(
+            [update("acme", "u1", "later", offset=21, ts=now, track="t20")], now_ms=now
+        )
+        assert isinstance(ahead, ListeningState) and ahead.early
+        assert isinstance(later, ListeningState) and not later.late
+        # the listener's span ends at the clock plus the allowed skew, not 23 h ahead
+        assert later.user.last_ts == now + MAX_SKEW_MS
+        assert later.models is not None
+        plays_per_hour = later.models.features["plays_per_hour"]
+        assert plays_per_hour == pytest.approx(12 / (10 + MAX_SKEW_MS / HOUR) / 60, rel=1e-6)
+        # in "popular now" it weighs one play at that bound, not one 23 h ahead (14 of them)
+        catalogue = (
+            RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s)
+            if isinstance(store, RedisStore)
+            else MemoryCatalogue(store)
+        )
+        _, _, popular, _ = await catalogue.reads("acme", user=None, tracks=[], now_ms=now, n=50)
+        hit = dict(popular)["hit"]
+        _, one_play = colisten.decayed(now + MAX_SKEW_MS, colisten.POPULAR_HALF_LIFE_MS)
+        assert hit == pytest.approx(one_play)
+        await redis_client.flushdb()
+
+
+async def _co_listening(store: Store, tenant: str, catalogue: object) -> dict[str, list[tuple]]:
+    tracks = ["a", "b", "c", "d"]
+    _, co, _, _ = await catalogue.reads(  # type: ignore[attr-defined]
+        tenant, user=None, tracks=tracks, now_ms=TS, n=10
+    )
+    return {
+        t: sorted((name, round(score, 9)) for name, score in pairs)
+        for t, pairs in zip(tracks, co, strict=True)
+    }
+
+
+async def test_co_listening_follows_event_time_not_arrival_order(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """A listener's plays a, b, c, d (five minutes apart) arriving as a, c, d, b pair the
+    same tracks with the same weights as in order, and leave the same recent plays."""
+    for store in both(redis_client, limits):
+        catalogue = (
+            RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s)
+            if isinstance(store, RedisStore)
+            else MemoryCatalogue(store)
+        )
+        at = {t: TS + i * 5 * 60_000 for i, t in enumerate("abcd")}
+        for tenant, order in (("acme", "abcd"), ("beats", "acdb")):
+            plays = [
+                update(tenant, "u1", f"{tenant}-{t}", offset=i, track=t, ts=at[t])
+                for i, t in enumerate(order)
+            ]
+            for play in plays:  # one by one, as a listener's records arrive
+                await store.apply_listening([play], now_ms=NOW)
+        in_order = await _co_listening(store, "acme", catalogue)
+        shuffled = await _co_listening(store, "beats", catalogue)
+        assert in_order == shuffled
+        assert [t for t, _ in in_order["b"]] == ["a", "c"]
+        recent = [
+            await catalogue.reads(t, user="u1", tracks=[], now_ms=TS, n=10)  # type: ignore[attr-defined]
+            for t in ("acme", "beats")
+        ]
+        assert recent[0][0] == recent[1][0] == ["d", "c", "b", "a"]
+        await redis_client.flushdb()
+
+
+def _plays(n: int, partition: int, tenant: str, span_ms: int) -> list[ListeningUpdate]:
+    """``n`` plays of three shared tracks spread evenly over ``span_ms`` of event time, by
+    listeners of one partition."""
+    return [
+        update(
+            tenant,
+            f"p{partition}-u{i % 7}",
+            f"{tenant}-{partition}-{i}",
+            offset=i,
+            partition=partition,
+            track=f"t{i % 3}",
+            ts=TS + i * span_ms // n,
+        )
+        for i in range(n)
+    ]
+
+
+def _window_plays(
+    states: Sequence[ListeningState | Refused], sent: Sequence[ListeningUpdate]
+) -> Counter[tuple[str, int]]:
+    """The plays each (track, window) reached, as its outputs reported them (the highest)."""
+    best: Counter[tuple[str, int]] = Counter()
+    for state, u in zip(states, sent, strict=True):
+        assert isinstance(state, ListeningState)
+        key = (u.track_id, u.window)
+        best[key] = max(best[key], state.current.plays)
+    return best
+
+
+async def test_a_backlog_draining_unevenly_counts_what_live_traffic_counts(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """Two partitions with ten hours of plays each. Live, they arrive interleaved by time;
+    as a backlog, partition 0 is read ten times faster than partition 1 (as librdkafka
+    drains partitions at their own speeds). The track windows count the same plays."""
+    span = 10 * HOUR
+    # partitions silent for half a second stop holding the watermark back (a minute in
+    # production), so the watermark is known from the fifth batch on
+    limits = dataclasses.replace(limits, watermark_idle_ms=500)
+    for store in both(redis_client, limits):
+        truth: Counter[tuple[str, int]] = Counter()
+        for u in _plays(600, 0, "acme", span) + _plays(600, 1, "acme", span):
+            truth[(u.track_id, u.window)] += 1
+        # live: batches of both partitions, in event time
+        live = sorted(
+            _plays(600, 0, "acme", span) + _plays(600, 1, "acme", span), key=lambda u: u.ts
+        )
+        # backlog: 60 of partition 0 for every 6 of partition 1, then the rest of partition 1
+        fast, slow = _plays(600, 0, "beats", span), _plays(600, 1, "beats", span)
+        backlog: list[list[ListeningUpdate]] = []
+        while fast or slow:
+            backlog.append(fast[:60] + slow[:6])
+            fast, slow = fast[60:], slow[6:]
+        now = NOW
+        got = {}
+        for tenant, batches in (
+            ("acme", [live[i : i + 66] for i in range(0, 1200, 66)]),
+            ("beats", backlog),
+        ):
+            states, sent = [], []
+            for batch in batches:
+                now += 100  # the worker's clock moves on while it reads
+                states += await store.apply_listening(batch, now_ms=now)
+                sent += batch
+            got[tenant] = _window_plays(states, sent)
+        assert got["acme"] == truth, "live, every play reached its window"
+        assert got["beats"] == truth, "as a backlog, every play reached its window too"
+        await redis_client.flushdb()
+
+
+async def test_an_erasure_refuses_what_was_read_before_it_whatever_its_timestamp(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    for store in both(redis_client, limits):
+        erased_at = NOW - 1_000
+        if isinstance(store, RedisStore):
+            await redis_client.set(keys.erased("acme", "u1"), erased_at)
+        else:
+            store.erasures[keys.erased("acme", "u1")] = erased_at
+        read_before = dataclasses.replace(
+            update("acme", "u1", "e1", offset=1, record_time=NOW + HOUR),  # producer's clock
+            read_time_ms=erased_at - 10,
+        )
+        published_after = dataclasses.replace(
+            update("acme", "u1", "e2", offset=2, record_time=NOW), read_time_ms=NOW
+        )
+        refused, fresh = await store.apply_listening([read_before, published_after], now_ms=NOW)
+        assert isinstance(refused, Refused) and refused.reason is Reason.SUBJECT_ERASED
+        assert isinstance(fresh, ListeningState)
+        await redis_client.flushdb()

@@ -1,0 +1,168 @@
+"""The listening script's commands (``listening.lua``, ``clock.lua``): an update in, its
+keys and arguments by name (``scripts.py``) out; ``listening_reply.py`` reads the reply."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from workers.core import colisten
+from workers.core.behaviour import BOT_DIRECTIONS
+from workers.core.colisten import epoch_of
+from workers.core.eventtime import PartitionClocks
+from workers.core.listening_state import ListeningUpdate
+from workers.core.models.accounts import track_hash
+from workers.core.records import LISTENING_EVENTS
+from workers.state import keys, scripts
+from workers.state.protocol import DAY_S, StateLimits
+
+__all__ = ["LISTENING", "ListeningCommands"]
+
+#: the store-kept listening detector's name in its keys
+LISTENING = "listening"
+
+
+class ListeningCommands:
+    def __init__(self, limits: StateLimits, incarnation: str) -> None:
+        self.limits = limits
+        self.incarnation = incarnation
+        self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
+        self._clocks = PartitionClocks()
+
+    def clocks(self, updates: Sequence[ListeningUpdate], now_ms: int) -> list[tuple[Any, ...]]:
+        """The tenants' partitions whose event time is due to be reported (``clock.lua``),
+        run ahead of the events in the same pipeline."""
+        due = self._clocks.due(
+            ((u.tenant, u.position.partition, u.ts) for u in updates if not u.early),
+            now_ms=now_ms,
+        )
+        return [
+            scripts.CLOCK.command(
+                scripts.ClockKeys(clock=keys.event_time(tenant, LISTENING_EVENTS)),
+                scripts.ClockArgs(
+                    now=now_ms,
+                    idle=self.limits.watermark_idle_ms,
+                    ttl=self.limits.state_ttl_s,
+                    times=tuple(v for pair in times for v in pair),
+                ),
+            )
+            for tenant, times in due.items()
+        ]
+
+    def _tenant_keys(self, tenant: str, today: int) -> tuple[str, ...]:
+        """The keys every event of a tenant names on ``today``: its quota, its detector's
+        counters and windows, its forecaster, its listener segments (built once a day per
+        tenant)."""
+        found = self._tenant_key_cache.get((tenant, today))
+        if found is None:
+            if len(self._tenant_key_cache) > 4096:
+                self._tenant_key_cache.clear()
+            found = (
+                keys.quota(tenant, today),
+                keys.detector(tenant, LISTENING),
+                keys.detector_window(tenant, LISTENING, "score"),
+                keys.detector_window(tenant, LISTENING, ""),
+                keys.model(tenant, "popularity"),
+                keys.model(tenant, "segments"),
+                keys.event_time(tenant, LISTENING_EVENTS),
+            )
+            self._tenant_key_cache[(tenant, today)] = found
+        return found
+
+    def event(self, u: ListeningUpdate, now_ms: int, learn: bool) -> tuple[Any, ...]:
+        limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
+        t, uid = u.tenant, u.user_id
+        quota, detector, score_window, window_prefix, forecaster, segments, clock = (
+            self._tenant_keys(t, today)
+        )
+        digest = keys.event_digest(u.event_id)
+        named = scripts.ListeningKeys(
+            user=keys.user(t, uid),
+            user_tracks=keys.user_tracks(t, uid),
+            user_plays=keys.user_plays(t, uid),
+            track_windows=keys.track(t, u.track_id),
+            track_listeners=keys.track_listeners(t, u.window, u.track_id),
+            erased=keys.erased(t, uid),
+            quota=quota,
+            detector_key=detector,
+            score_window=score_window,
+            forecaster=forecaster,
+            recent=keys.recent(t, uid),
+            popular=keys.popular(t, epoch_of(u.listener_ts, colisten.POPULAR_HALF_LIFE_MS)),
+            segments=segments,
+            clock=clock,
+            seen_today=keys.seen(t, today, digest),
+            seen_days=(
+                keys.seen(t, today + 1, digest),
+                *(keys.seen(t, today - i, digest) for i in range(1, limits.replay_days)),
+            ),
+        )
+        co = _co_listen(u)
+        args = scripts.ListeningArgs(
+            kind=u.type,
+            ms_played=u.ms_played,
+            track_id=u.track_id,
+            hour=u.hour,
+            ts=u.ts,
+            user_id=uid,
+            window=u.window,
+            seen_ttl=limits.replay_memory_s + DAY_S,
+            window_ttl=limits.window_s * 6,
+            near30=int(u.near_30s),
+            completed=int(u.completed),
+            position=str(u.position),
+            incarnation=self.incarnation,
+            state_ttl=limits.state_ttl_s,
+            record_time=u.record_time_ms,
+            lateness=limits.lateness_ms,
+            early=int(u.early),
+            quota_limit=limits.new_ids_per_day,
+            quota_ttl=2 * DAY_S,
+            kept_tracks=limits.tracks_per_user,
+            event_id=u.event_id,
+            learning=int(learn),
+            alarm_rate=params.alarm_rate,
+            warmup=params.warmup,
+            top_k=params.top_k,
+            detector_window=params.window,
+            forgetting=params.forgetting,
+            track_hash=track_hash(u.track_id),
+            window_prefix=window_prefix,
+            n_features=len(BOT_DIRECTIONS),
+            **co,
+            event_key=digest,
+            listener_ts=u.listener_ts,
+            read_time=u.read_time_ms,
+            window_ms=limits.window_s * 1000,
+            max_windows=limits.max_windows,
+            co_origin=colisten.epoch_origin(u.listener_ts, colisten.CO_LISTEN_HALF_LIFE_MS),
+            co_half_life=colisten.CO_LISTEN_HALF_LIFE_MS,
+        )
+        return scripts.LISTENING.command(named, args)
+
+
+def _co_listen(u: ListeningUpdate) -> dict[str, Any]:
+    """The play's co-listening weights and keys (``ListeningArgs``' last fields)."""
+    if not colisten.qualifies(u.type, u.ms_played):
+        return {
+            "qualifies": 0,
+            "co_prefix": "",
+            "pop_weight": "0",
+            "pop_carry": "",
+            "session_gap": 0,
+            "co_top": 0,
+            "pop_top": 0,
+            "recent_kept": 0,
+        }
+    epoch = colisten.epoch_of(u.listener_ts, colisten.CO_LISTEN_HALF_LIFE_MS)
+    pop_epoch, pop_weight = colisten.decayed(u.listener_ts, colisten.POPULAR_HALF_LIFE_MS)
+    return {
+        "qualifies": 1,
+        "co_prefix": keys.co_listen(u.tenant, epoch, ""),
+        "pop_weight": repr(pop_weight),
+        "pop_carry": keys.popular(u.tenant, pop_epoch - 1),
+        "session_gap": colisten.SESSION_GAP_MS,
+        "co_top": colisten.CO_LISTEN_TOP,
+        "pop_top": colisten.POPULAR_TOP,
+        "recent_kept": colisten.RECENT_KEPT,
+    }
