@@ -223,3 +223,29 @@ async def test_an_erasure_refuses_what_was_read_before_it_whatever_its_timestamp
         assert isinstance(refused, Refused) and refused.reason is Reason.SUBJECT_ERASED
         assert isinstance(fresh, ListeningState)
         await redis_client.flushdb()
+
+
+async def test_a_partition_with_records_waiting_holds_the_watermark_back(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """As a backlog is read partition by partition (librdkafka hands a whole fetch of one
+    partition at a time), partition 1 has not been read at all while partition 0 is ten
+    hours on; its owner says it has records waiting, so none of its plays is late."""
+    limits = dataclasses.replace(limits, watermark_idle_ms=500)
+    for store in both(redis_client, limits):
+        now = NOW
+        first, rest = _plays(300, 0, "acme", 10 * HOUR), _plays(300, 1, "acme", 10 * HOUR)
+        await store.report_waiting("acme", [0, 1], now_ms=now)
+        states: list[ListeningState | Refused] = []
+        for start in range(0, 300, 30):
+            now += 1_000  # slowly enough for the watermark to be known, were it not held
+            await store.report_waiting("acme", [0, 1], now_ms=now)
+            states += await store.apply_listening(first[start : start + 30], now_ms=now)
+        for start in range(0, 300, 30):
+            now += 1_000
+            await store.report_waiting("acme", [1], now_ms=now)
+            states += await store.apply_listening(rest[start : start + 30], now_ms=now)
+        truth = Counter((u.track_id, u.window) for u in first + rest)
+        assert _window_plays(states, first + rest) == truth
+        assert not any(isinstance(s, ListeningState) and s.late for s in states)
+        await redis_client.flushdb()

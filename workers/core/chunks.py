@@ -276,7 +276,9 @@ def analyse_chunk(
 ) -> ChunkAnalysis:
     """Quality flags, features and the anomaly verdict of a chunk that follows ``memory``;
     the memory returned has learnt the chunk, unless it has a measured fault (not the
-    stream's normal sound) or the worker is ``degraded``."""
+    stream's normal sound). A ``degraded`` worker (behind its input) skips the sample-rate
+    check, a second FFT: ``rate_mismatch`` is then left out of ``quality`` (not checked),
+    and what the stream's model learns does not change."""
     key = f"{headers.tenant}/{headers.stream}"
     state = memory.framing
     flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not degraded)
@@ -296,7 +298,7 @@ def analyse_chunk(
     if verdict.is_anomaly:
         reasons.extend(context.explain_one(x))
         reasons.append("model-score")
-    if not faults and not degraded:
+    if not faults:
         context.learn_one(x, verdict.score)
     context.alarms += int(verdict.is_anomaly or bool(faults))
     outputs = [
@@ -312,7 +314,9 @@ def analyse_chunk(
                 sample_rate=extractor.sr,
                 duration_ms=1000 * samples.shape[0] / headers.sample_rate,
                 features=features,
-                quality=flags,
+                quality=flags
+                if not degraded
+                else {k: v for k, v in flags.items() if k != "rate_mismatch"},
             ),
         ),
         Output(

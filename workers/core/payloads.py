@@ -142,6 +142,8 @@ class RecommendationsPayload(TypedDict):
     strategy: Literal["hybrid", "popular"]
     catalogue: dict[str, Any]
     model_version: str
+    #: past its tenant's share of requests: answered from what is popular now, at once
+    rate_limited: bool
 
 
 def tags_payload(
@@ -182,6 +184,7 @@ def recommendations_payload(
     strategy: Literal["hybrid", "popular"],
     catalogue: dict[str, Any],
     version: str,
+    rate_limited: bool = False,
 ) -> RecommendationsPayload:
     return {
         "schema": "predictions.recommendations/v1",
@@ -192,6 +195,7 @@ def recommendations_payload(
         "strategy": strategy,
         "catalogue": catalogue,
         "model_version": version,
+        "rate_limited": rate_limited,
     }
 
 

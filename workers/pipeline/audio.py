@@ -44,7 +44,7 @@ class AudioStep:
         warm_up(self._extractor)
 
     async def process(self, record: Record, *, degraded: bool = False) -> Outcome:
-        """``degraded`` (overload): score without learning, skip the sample-rate check."""
+        """``degraded`` (the worker is behind its input): the sample-rate check is skipped."""
         watch = Stopwatch()
         outcome = Outcome(record)
         try:

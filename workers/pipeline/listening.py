@@ -89,7 +89,9 @@ class ListeningStep:
     async def process_batch(
         self, records: Sequence[Record], *, degraded: bool = False
     ) -> list[Outcome]:
-        """Process records in order; ``degraded`` (overload): score without learning."""
+        """Process records in order. The tenants' models learn every event whatever the
+        worker's load (``degraded`` changes nothing here): a backlog must not change what
+        they learn."""
         now_ms = clock_ms()
         outcomes = [Outcome(record) for record in records]
         watches = [Stopwatch() for _ in records]
@@ -114,7 +116,6 @@ class ListeningStep:
                 for i, event in parsed
             ],
             now_ms=now_ms,
-            learn=not degraded,
         )
         batch_watch.lap("state")
         state_share = batch_watch.stages["state"] / max(1, len(parsed))

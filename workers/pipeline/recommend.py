@@ -5,12 +5,18 @@ similarity index per tenant, in this process, refreshed with what changed whenev
 tenant's embeddings version moves), and the co-listening, recent plays and popularity
 that the listening step's script keeps in Redis. A request changes no state: one read
 again is answered again.
+
+Each tenant has its share (``rate`` requests a second per process, a token bucket): past
+it, a request is answered at once from the tenant's popular tracks of the last second,
+marked ``rate_limited``, so one tenant's flood is cheap and the others' requests behind it
+get full answers without waiting for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from typing import Literal
 
@@ -20,10 +26,12 @@ import numpy.typing as npt
 from workers.core.errors import Rejected
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.payloads import recommendations_payload
+from workers.core.ratelimit import TenantBuckets
 from workers.core.recommend import (
     CONTENT_WEIGHT,
     RECENCY,
     SEEDS,
+    Item,
     Request,
     hybrid,
     merge_seeds,
@@ -64,8 +72,10 @@ class RecommendStep:
         exact_limit: int = 20_000,
         content_weight: float = CONTENT_WEIGHT,
         sources: tuple[str, ...] = ("content", "collaborative"),
+        rate_per_tenant: float = 0.0,
     ) -> None:
-        """``sources``: both, or one of them alone (the benchmark's ablations)."""
+        """``sources``: both, or one of them alone (the benchmark's ablations);
+        ``rate_per_tenant``: requests a second each tenant gets full answers for (0: all)."""
         self._tenants = frozenset(tenants)
         self._store = store
         self._catalogue = catalogue
@@ -75,6 +85,9 @@ class RecommendStep:
         self.indexes: dict[str, SimilarityIndex] = {}
         self._versions: dict[str, int] = {}
         self._builds: set[asyncio.Task[None]] = set()
+        self._shares = TenantBuckets(rate=rate_per_tenant, burst=max(1.0, 2 * rate_per_tenant))
+        #: per tenant: when its popular tracks were read (ms), and what they were
+        self._popular: dict[str, tuple[int, list[tuple[str, float]]]] = {}
 
     async def process(self, record: Record, *, degraded: bool = False) -> Outcome:
         watch = Stopwatch()
@@ -89,7 +102,10 @@ class RecommendStep:
             return outcome
         outcome.tenant = request.tenant
         watch.lap("validate")
-        outcome.outputs = [await self._answer(request, watch)]
+        if self._shares.take(request.tenant, now_s=time.monotonic()):
+            outcome.outputs = [await self._answer(request, watch)]
+        else:
+            outcome.outputs = [await self._limited(request, watch)]
         outcome.stages = watch.stages
         return outcome
 
@@ -132,22 +148,22 @@ class RecommendStep:
         if not items:
             items, strategy = popular_items(popular, k=request.k, exclude=exclude), "popular"
         watch.lap("ranking")
-        return Output(
-            RECOMMENDATIONS,
-            f"{t}/{request.request_id}",
-            recommendations_payload(
-                request_id=request.request_id,
-                tenant=t,
-                subject={"kind": request.kind, "id": request.subject},
-                items=[item.as_json() for item in items],
-                strategy=strategy,
-                catalogue={
-                    "embedded": len(index),
-                    "search": "approximate" if index.approximate else "exact",
-                },
-                version=RECOMMENDER_VERSION,
-            ),
-        )
+        return _answer(request, items, strategy, index)
+
+    async def _limited(self, request: Request, watch: Stopwatch) -> Output:
+        """A request past its tenant's share: the tenant's popular tracks, read at most once
+        a second (no index, no per-request read)."""
+        t, now = request.tenant, clock_ms()
+        read_at, popular = self._popular.get(t, (-1, []))
+        if now - read_at >= 1000:
+            _, _, popular, _ = await self._catalogue.reads(
+                t, user=None, tracks=(), now_ms=now, n=100 * CANDIDATES
+            )
+            self._popular[t] = (now, popular)
+        exclude = {request.subject} if request.kind == "track" else set()
+        items = popular_items(popular, k=request.k, exclude=exclude)
+        watch.lap("ranking")
+        return _answer(request, items, "popular", self.indexes.get(t), rate_limited=True)
 
     async def _query_vector(
         self, request: Request, index: SimilarityIndex, seeds: list[str], exclude: set[str]
@@ -187,3 +203,30 @@ class RecommendStep:
                 task.add_done_callback(self._builds.discard)
                 log.info("building the similarity graph of %s (%d tracks)", tenant, len(index))
         return index
+
+
+def _answer(
+    request: Request,
+    items: list[Item],
+    strategy: Literal["hybrid", "popular"],
+    index: SimilarityIndex | None,
+    *,
+    rate_limited: bool = False,
+) -> Output:
+    return Output(
+        RECOMMENDATIONS,
+        f"{request.tenant}/{request.request_id}",
+        recommendations_payload(
+            request_id=request.request_id,
+            tenant=request.tenant,
+            subject={"kind": request.kind, "id": request.subject},
+            items=[item.as_json() for item in items],
+            strategy=strategy,
+            catalogue={
+                "embedded": len(index) if index is not None else 0,
+                "search": "approximate" if index is not None and index.approximate else "exact",
+            },
+            version=RECOMMENDER_VERSION,
+            rate_limited=rate_limited,
+        ),
+    )

@@ -110,6 +110,9 @@ class DirectEngine(LaneEngine):
         highwater: int | None = self.consumer.highwater(tp)  # type: ignore[arg-type]
         return highwater
 
+    def waiting(self, tp: TopicPartitionLike) -> int | None:
+        return None  # aiokafka's position is a coroutine: the worker uses what it read
+
     def last_fetch_age_s(self) -> float | None:
         return last_fetch_age_s(self.consumer) if self.consumer is not None else None
 

@@ -90,6 +90,10 @@ class Engine(Protocol):
     def last_fetch_age_s(self) -> float | None:
         """Seconds since the broker last answered a fetch (None before the first)."""
 
+    def waiting(self, tp: TopicPartitionLike) -> int | None:
+        """Records of an assigned partition not read yet, as the client knows it (from
+        its committed offset before the first record), or None when it cannot say."""
+
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> Sent:
         """Hand one output to the producer; the result carries its delivery future (failed
         at once when the producer refuses it outright)."""

@@ -209,6 +209,9 @@ class FaustEngine:
             return None
         return self.app.consumer.highwater(tp)  # type: ignore[arg-type]
 
+    def waiting(self, tp: TopicPartitionLike) -> int | None:
+        return None  # the worker uses what it read
+
     def last_fetch_age_s(self) -> float | None:
         if not self._started:
             return None

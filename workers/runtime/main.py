@@ -35,6 +35,7 @@ class ShellService(mode.Service):
     async def on_start(self) -> None:
         await self.http.start()
         self.add_future(self._every(1.0, "watch_overload"))
+        self.add_future(self._every(1.0, "report_event_time"))
 
     async def _every(self, seconds: float, name: str) -> None:
         action: Callable[[], Awaitable[None]] = getattr(self.worker, name)

@@ -118,9 +118,16 @@ class Metrics:
             "1 while the overload policy is active (lag past its threshold).",
             registry=r,
         )
+        self.behind = Gauge(
+            "workers_input_behind_seconds",
+            "How far behind its input the worker is: over its partitions with records "
+            "waiting, the age of the record it last processed (0 when it keeps up).",
+            registry=r,
+        )
         self.degraded_records = Counter(
             "workers_degraded_records",
-            "Records processed in degraded mode (scored without learning).",
+            "Records processed in degraded mode (the sample-rate check skipped; a tagger "
+            "tags fewer windows). Models learn every input regardless.",
             ["topic"],
             registry=r,
         )

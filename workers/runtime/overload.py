@@ -1,17 +1,20 @@
-"""Overload policy: when the budget is at risk, degrade in a stated way, and say so.
+"""Overload policy: when the worker falls behind its input, shed work in a stated way that
+never changes what the models learn, and say so.
 
-The signal is consumer lag (records assigned to this worker and not processed yet).
-Past ``enter`` records the worker degrades; it recovers once the lag falls below
-``leave`` (hysteresis: no flapping). Degraded, it keeps every output but:
+The signal is time behind the input: for each assigned partition with records waiting,
+how old (by its Kafka timestamp) the record last processed is. A record count would mean
+different things at different rates (5,000 records is 2.5 s here, minutes elsewhere).
+Past ``enter_s`` the worker degrades; it recovers once it is under ``leave_s`` (hysteresis:
+no flapping). Degraded, it keeps every output and every model learns every input, but:
 
-- models score without learning (learning is about half of a model step; the inputs
-  skipped are not learnt later: a busy hour is not worth a growing backlog);
-- the audio path skips the sample-rate mismatch check (a second FFT at the source rate).
+- the audio path skips the sample-rate check (a second FFT at the source rate), and says so
+  (``rate_mismatch`` is left out of the chunk's ``quality``);
+- a tagger tags one window in ``WORKERS_TAGGER_DEGRADED_EVERY`` (its tags are not learnt).
 
 ``workers_degraded`` shows the state, ``workers_degraded_records_total`` what it touched.
 
->>> policy = OverloadPolicy(enter=1000, leave=200)
->>> [policy.update(lag) for lag in (0, 1500, 800, 150)]
+>>> policy = OverloadPolicy(enter_s=30.0, leave_s=5.0)
+>>> [policy.update(lag_s) for lag_s in (0.0, 45.0, 12.0, 2.0)]
 [False, True, True, False]
 """
 
@@ -24,14 +27,14 @@ __all__ = ["OverloadPolicy"]
 
 @dataclass
 class OverloadPolicy:
-    enter: int = 5000
-    leave: int = 1000
+    enter_s: float = 30.0
+    leave_s: float = 5.0
     degraded: bool = False
 
-    def update(self, lag: int) -> bool:
-        """The new state for the current total lag."""
-        if self.degraded and lag < self.leave:
+    def update(self, lag_s: float) -> bool:
+        """The new state for how far behind its input (seconds) the worker is now."""
+        if self.degraded and lag_s < self.leave_s:
             self.degraded = False
-        elif not self.degraded and lag > self.enter:
+        elif not self.degraded and lag_s > self.enter_s:
             self.degraded = True
         return self.degraded

@@ -76,12 +76,15 @@ def _as_exception(error: KafkaError) -> Exception:
 
 
 class _FetchClock:
-    """When a fetch was last answered, from librdkafka's statistics (every second): a
-    broker's Fetch request count grows only as its previous fetch is answered."""
+    """What librdkafka's statistics (every second) tell: when a fetch was last answered (a
+    broker's Fetch request count grows only as its previous fetch is answered), and each
+    partition's records waiting (``consumer_lag``: its high watermark less the offset this
+    consumer has reached, committed or read; -1 when not known yet)."""
 
     def __init__(self) -> None:
         self._fetches = -1
         self._at: float | None = None
+        self.lags: dict[TP, int] = {}
 
     def on_stats(self, text: str) -> None:
         stats = orjson.loads(text)
@@ -90,6 +93,13 @@ class _FetchClock:
         )
         if fetches > self._fetches:
             self._fetches, self._at = fetches, time.time()
+        lags: dict[TP, int] = {}
+        for topic, about in stats.get("topics", {}).items():
+            for partition, numbers in about.get("partitions", {}).items():
+                lag = int(numbers.get("consumer_lag", -1))
+                if lag >= 0 and int(partition) >= 0:
+                    lags[(topic, int(partition))] = lag
+        self.lags = lags
 
     def age_s(self) -> float | None:
         return None if self._at is None else time.time() - self._at
@@ -194,6 +204,11 @@ class RdkafkaEngine(LaneEngine):
 
     def last_fetch_age_s(self) -> float | None:
         return self._fetch_clock.age_s()
+
+    def waiting(self, tp: TopicPartitionLike) -> int | None:
+        if (tp.topic, tp.partition) not in self._assignment:
+            return None
+        return self._fetch_clock.lags.get((tp.topic, tp.partition))
 
     async def send(self, topic: str, key: bytes, value: bytes, headers: Headers | None) -> Sent:
         assert self.producer is not None

@@ -60,9 +60,11 @@ class Settings(BaseSettings):
     #: waiting at most batch_wait_ms for others (one Redis round trip per batch).
     batch_max: int = Field(default=256, ge=1, le=10_000)
     batch_wait_ms: float = Field(default=1.0, ge=0.0, le=100.0)
-    #: Overload policy (workers/overload.py): degrade past this consumer lag, recover below.
-    overload_lag_enter: int = Field(default=5000, ge=1)
-    overload_lag_leave: int = Field(default=1000, ge=0)
+    #: Overload policy (runtime/overload.py): degrade when this far behind the input
+    #: (seconds, by the records' timestamps), recover below the second figure. Degraded,
+    #: the worker skips the sample-rate check; the models learn every input regardless.
+    overload_lag_enter_s: float = Field(default=30.0, gt=0)
+    overload_lag_leave_s: float = Field(default=5.0, ge=0)
     #: Share of inputs a tenant's listening detector, and each audio stream's model, may alarm
     #: on (the adaptive threshold is the 1 - rate quantile of recent scores). Reports put fake
     #: streams at 1-10 % of streams.
@@ -99,14 +101,18 @@ class Settings(BaseSettings):
     #: needs: measured, BENCHMARKS.md "What music understanding costs the rest")
     tagger_fetch_max_wait_ms: int = Field(default=500, ge=0, le=5000)
     tagger_fetch_min_bytes: int = Field(default=1_048_576, ge=1)
-    #: a tagger behind by more than this many chunks tags one window in
+    #: a tagger this far behind its input (seconds) tags one window in
     #: tagger_degraded_every (the others are framed and skipped) until it is back under
     #: the leave mark: on a shared host it must not take the core worker's CPU
-    tagger_overload_lag_enter: int = Field(default=400, ge=1)
-    tagger_overload_lag_leave: int = Field(default=100, ge=0)
+    tagger_overload_lag_enter_s: float = Field(default=30.0, gt=0)
+    tagger_overload_lag_leave_s: float = Field(default=5.0, ge=0)
     tagger_degraded_every: int = Field(default=8, ge=1, le=10_000)
     #: a tenant's catalogue is searched exactly up to this many tracks, by HNSW above
     similarity_exact_limit: int = Field(default=20_000, ge=1)
+    #: each tenant's share of recommendations, in requests a second per worker process
+    #: (a token bucket; 0: no limit): past it a request is answered at once from what is
+    #: popular now, marked rate_limited, so one tenant's flood cannot delay the others
+    recommend_rate_per_tenant: float = Field(default=200.0, ge=0)
 
     # --- state retention, event time and quotas (docs/contract.md "State") ---
     #: How long a re-read record is recognised as a replay (and a repeated event_id as a
@@ -120,6 +126,12 @@ class Settings(BaseSettings):
     #: count for the listener but cannot move their first event time back, and miss the
     #: track windows (gone by then). At most 4 popularity windows.
     allowed_lateness_s: int = Field(default=3 * 3600, ge=0)
+    #: A tenant's late plays are judged against its low watermark: the oldest event time
+    #: among the input's partitions (they live on different workers and drain at their own
+    #: speed in a backlog). A partition that has sent nothing for this long stops holding
+    #: it back (Flink's idleness), and for this long after a tenant's first event the
+    #: watermark is not known (no play is late for its track then).
+    watermark_idle_s: float = Field(default=60.0, gt=0)
     #: How far ahead of the worker's clock a producer's clock may run: an event further ahead
     #: (up to the 24 h that are accepted) is counted in its own window but cannot open it.
     clock_skew_s: int = Field(default=300, ge=0, le=86400)
@@ -222,6 +234,7 @@ class Settings(BaseSettings):
             replay_memory_s=self.replay_memory_s,
             state_ttl_s=self.state_ttl_s,
             lateness_ms=self.allowed_lateness_s * 1000,
+            watermark_idle_ms=int(self.watermark_idle_s * 1000),
             new_ids_per_day=self.tenant_new_ids_per_day,
             models=ModelParams(alarm_rate=self.alarm_rate_listening),
         )

@@ -22,10 +22,12 @@ from workers.core.payloads import encode
 from workers.core.records import (
     AUDIO_CHUNKS,
     DEADLETTER,
+    LISTENING_EVENTS,
     Outcome,
     Record,
     tenant_topic,
     topic_kind,
+    topic_owner,
 )
 from workers.core.tagging import TagModel
 from workers.pipeline.audio import AudioStep
@@ -71,6 +73,8 @@ class Worker:
             **redis_options(settings),
         )
         self._positions: dict[tuple[str, int], int] = {}
+        #: per partition, the Kafka timestamp of the record last processed (ms)
+        self._times: dict[tuple[str, int], int] = {}
         self._progress_at: dict[tuple[str, int], float] = {}
         #: the tenants' store-kept models, as the latest event this worker saw left them
         self._models_seen: dict[str, ModelsAfter] = {}
@@ -91,8 +95,12 @@ class Worker:
         self.warmed = False
         tagger = settings.role == "tagger"
         self.overload = OverloadPolicy(
-            enter=settings.tagger_overload_lag_enter if tagger else settings.overload_lag_enter,
-            leave=settings.tagger_overload_lag_leave if tagger else settings.overload_lag_leave,
+            enter_s=settings.tagger_overload_lag_enter_s
+            if tagger
+            else settings.overload_lag_enter_s,
+            leave_s=settings.tagger_overload_lag_leave_s
+            if tagger
+            else settings.overload_lag_leave_s,
         )
 
     def _pipeline(self, settings: Settings) -> RecordPipeline | TaggerPipeline:
@@ -129,6 +137,7 @@ class Worker:
                 store=self.store,
                 catalogue=self.catalogue,
                 exact_limit=settings.similarity_exact_limit,
+                rate_per_tenant=settings.recommend_rate_per_tenant,
             ),
             store=self.store,
             on_retry=on_retry,
@@ -161,6 +170,34 @@ class Worker:
             if position is not None and highwater is not None:
                 lags.append((tp.topic, tp.partition, max(0, int(highwater) - position - 1)))
         return lags
+
+    def waiting_partitions(self) -> dict[str, list[int]]:
+        """Per tenant, the partitions of ``listening.events`` this worker owns with records
+        waiting (every served tenant's records may be in a shared topic's partitions)."""
+        behind = {(topic, partition) for topic, partition, lag in self.partition_lags() if lag}
+        out: dict[str, list[int]] = {}
+        for tp in self.engine.assignment():
+            if topic_kind(tp.topic) != LISTENING_EVENTS:
+                continue
+            waiting = self.engine.waiting(tp)
+            if not (waiting or (tp.topic, tp.partition) in behind):
+                continue
+            owner = topic_owner(tp.topic)
+            for tenant in (owner,) if owner is not None else self._tenants:
+                out.setdefault(tenant, []).append(tp.partition)
+        return out
+
+    async def report_event_time(self) -> None:
+        """Tell each tenant's event-time clock which of its partitions this worker is
+        still reading (they hold its low watermark back, however slowly they drain)."""
+        if self.settings.role != "core":
+            return
+        now_ms = int(time.time() * 1000)
+        for tenant, partitions in self.waiting_partitions().items():
+            try:
+                await self.store.report_waiting(tenant, sorted(partitions), now_ms=now_ms)
+            except Exception as exc:  # the next report, a second later, says it again
+                log.warning("event time of %s not reported (%s)", tenant, exc)
 
     def model_quality(self) -> list[tuple[str, str, ModelQuality]]:
         """(tenant, model, quality) of the tenants' listening models, for the metrics."""
@@ -232,6 +269,7 @@ class Worker:
     async def _publish(self, outcome: Outcome) -> list[Sent]:
         record, m = outcome.record, self.metrics
         self._positions[(record.topic, record.partition)] = record.offset
+        self._times[(record.topic, record.partition)] = record.time_ms
         self._progress_at[(record.topic, record.partition)] = time.monotonic()
         latency = time.perf_counter() - record.received
         latency_ms = round(latency * 1000.0, 3)
@@ -287,17 +325,29 @@ class Worker:
             m.child(m.over_budget, topic_in).inc()
         return sent
 
+    def behind_s(self) -> float:
+        """How far behind its input the worker is: over the partitions with records
+        waiting, the age of the record last processed (0 when it keeps up)."""
+        now_ms = time.time() * 1000
+        ages = [
+            now_ms - self._times[(topic, partition)]
+            for topic, partition, lag in self.partition_lags()
+            if lag > 0 and (topic, partition) in self._times
+        ]
+        return max(0.0, max(ages, default=0.0) / 1000)
+
     async def watch_overload(self) -> None:
-        lag = sum(lag for _, _, lag in self.partition_lags())
+        behind = self.behind_s()
         was = self.overload.degraded
-        degraded = self.overload.update(lag)
+        degraded = self.overload.update(behind)
         if degraded != was:
             log.warning(
-                "overload policy %s (consumer lag %d records)",
+                "overload policy %s (%.1f s behind the input)",
                 "engaged" if degraded else "released",
-                lag,
+                behind,
             )
         self.metrics.degraded.set(int(degraded))
+        self.metrics.behind.set(round(behind, 3))
 
     async def shutdown(self) -> None:
         """After the engine stopped: close the store (the models live in it)."""

@@ -16,10 +16,13 @@ from workers.core.records import LISTENING_EVENTS
 from workers.state import keys, scripts
 from workers.state.protocol import DAY_S, StateLimits
 
-__all__ = ["LISTENING", "ListeningCommands"]
+__all__ = ["LISTENING", "WAITING_FOR_MS", "ListeningCommands"]
 
 #: the store-kept listening detector's name in its keys
 LISTENING = "listening"
+#: a worker reports its partitions with records waiting every second; a report holds this
+#: long (a few missed reports, a worker gone)
+WAITING_FOR_MS = 5_000
 
 
 class ListeningCommands:
@@ -36,18 +39,29 @@ class ListeningCommands:
             ((u.tenant, u.position.partition, u.ts) for u in updates if not u.early),
             now_ms=now_ms,
         )
-        return [
-            scripts.CLOCK.command(
-                scripts.ClockKeys(clock=keys.event_time(tenant, LISTENING_EVENTS)),
-                scripts.ClockArgs(
-                    now=now_ms,
-                    idle=self.limits.watermark_idle_ms,
-                    ttl=self.limits.state_ttl_s,
-                    times=tuple(v for pair in times for v in pair),
-                ),
-            )
-            for tenant, times in due.items()
-        ]
+        return [self.clock(tenant, now_ms, times=times) for tenant, times in due.items()]
+
+    def clock(
+        self,
+        tenant: str,
+        now_ms: int,
+        *,
+        times: Sequence[tuple[int, int]] = (),
+        waiting: Sequence[int] = (),
+    ) -> tuple[Any, ...]:
+        """``clock.lua``: partitions' newest event times, and partitions with records
+        waiting (their owner's report)."""
+        return scripts.CLOCK.command(
+            scripts.ClockKeys(clock=keys.event_time(tenant, LISTENING_EVENTS)),
+            scripts.ClockArgs(
+                now=now_ms,
+                idle=self.limits.watermark_idle_ms,
+                ttl=self.limits.state_ttl_s,
+                waiting_for=WAITING_FOR_MS,
+                waiting=",".join(str(p) for p in waiting),
+                times=tuple(v for pair in times for v in pair),
+            ),
+        )
 
     def _tenant_keys(self, tenant: str, today: int) -> tuple[str, ...]:
         """The keys every event of a tenant names on ``today``: its quota, its detector's
@@ -69,7 +83,7 @@ class ListeningCommands:
             self._tenant_key_cache[(tenant, today)] = found
         return found
 
-    def event(self, u: ListeningUpdate, now_ms: int, learn: bool) -> tuple[Any, ...]:
+    def event(self, u: ListeningUpdate, now_ms: int) -> tuple[Any, ...]:
         limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
         t, uid = u.tenant, u.user_id
         quota, detector, score_window, window_prefix, forecaster, segments, clock = (
@@ -120,7 +134,6 @@ class ListeningCommands:
             quota_ttl=2 * DAY_S,
             kept_tracks=limits.tracks_per_user,
             event_id=u.event_id,
-            learning=int(learn),
             alarm_rate=params.alarm_rate,
             warmup=params.warmup,
             top_k=params.top_k,

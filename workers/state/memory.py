@@ -28,6 +28,7 @@ from workers.core.models.segments import Segmenter
 from workers.core.models.tailrank import RankDetector
 from workers.core.records import LISTENING_EVENTS, Position
 from workers.state import keys
+from workers.state.listening_command import WAITING_FOR_MS
 from workers.state.listening_reply import (
     APPLIED,
     COUNTS,
@@ -75,37 +76,53 @@ class MemoryStore:
     forecasters: dict[str, PopularityModel] = field(default_factory=dict)
 
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int
     ) -> list[ListeningState | Refused]:
         due = self._clocks.due(
             ((u.tenant, u.position.partition, u.ts) for u in updates if not u.early),
             now_ms=now_ms,
         )
         for tenant, times in due.items():
-            self._advance(tenant, times, now_ms)
-        return [self._apply(update, now_ms, learn) for update in updates]
+            self._advance(tenant, now_ms, times=times)
+        return [self._apply(update, now_ms) for update in updates]
 
-    def _advance(self, tenant: str, times: list[tuple[int, int]], now_ms: int) -> int:
-        """clock.lua: the partitions' newest event times, then the low watermark."""
+    async def report_waiting(self, tenant: str, waiting: Sequence[int], *, now_ms: int) -> None:
+        self._advance(tenant, now_ms, waiting=waiting)
+
+    def _advance(
+        self,
+        tenant: str,
+        now_ms: int,
+        *,
+        times: Sequence[tuple[int, int]] = (),
+        waiting: Sequence[int] = (),
+    ) -> int:
+        """clock.lua: the partitions' newest event times and which have records waiting,
+        then the low watermark."""
         clock = self.clocks.setdefault(keys.event_time(tenant, LISTENING_EVENTS), {})
         since = clock.setdefault("since", now_ms)
         for partition, newest in times:
             clock[f"p{partition}"] = max(clock.get(f"p{partition}", newest), newest)
             clock[f"w{partition}"] = now_ms
-        idle = self.limits.watermark_idle_ms
-        live = [
-            value
-            for name, value in clock.items()
-            if name.startswith("p") and clock.get("w" + name[1:], 0) >= now_ms - idle
-        ]
-        clock["low"] = min(live) if live and now_ms - since >= idle else -1
-        return clock["low"]
+        for partition in waiting:
+            clock[f"q{partition}"] = now_ms
+        idle, fresh = self.limits.watermark_idle_ms, now_ms - WAITING_FOR_MS
+        at = {n[1:]: v for n, v in clock.items() if n.startswith("p")}
+        queued = {n[1:] for n, v in clock.items() if n.startswith("q") and v >= fresh}
+        low = -1
+        if now_ms - since >= idle and queued <= set(at):
+            held = [
+                v for n, v in at.items() if n in queued or clock.get(f"w{n}", 0) >= now_ms - idle
+            ]
+            low = min(held, default=-1)
+        clock["low"] = low
+        return low
 
     def _seen_days(self, now_ms: int) -> list[int]:
         today = now_ms // (DAY_S * 1000)
         return [today, today + 1, *(today - i for i in range(1, self.limits.replay_days))]
 
-    def _apply(self, u: ListeningUpdate, now_ms: int, learn: bool) -> ListeningState | Refused:
+    def _apply(self, u: ListeningUpdate, now_ms: int) -> ListeningState | Refused:
         t, uid, limits = u.tenant, u.user_id, self.limits
         days = self._seen_days(now_ms)
         marker = f"{u.position}|{self.incarnation}"
@@ -164,7 +181,7 @@ class MemoryStore:
         if status == APPLIED and u.type in ("play", "skip"):
             account = fold_evidence(account, state.current, u.track_id, track_hash(u.track_id))
             self.accounts[user_key] = account
-        models = self._models(u, state, learn=learn and status == APPLIED)
+        models = self._models(u, state, learn=status == APPLIED)
         return replace(state, models=replace(models, account=account))
 
     def _co_listen(self, u: ListeningUpdate) -> None:

@@ -125,13 +125,18 @@ class StateStore(Protocol):
     incarnation: str
 
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int
     ) -> list[ListeningState | Refused]:
         """Apply events, each atomically and once, and let the tenant's models judge each
-        one and learn it (unless ``learn`` is off: overload) in the same step. A record
+        one and learn it in the same step. A record
         applied before is answered with the state as it is (``replay`` set unless this
         process applied it) and learnt nothing; the same ``event_id`` from another record is
         ``Refused(DUPLICATE_EVENT)``."""
+
+    async def report_waiting(self, tenant: str, waiting: Sequence[int], *, now_ms: int) -> None:
+        """Tell the tenant's event-time clock which partitions of ``listening.events`` this
+        worker owns with records waiting (every second): they hold the tenant's low
+        watermark back, however slowly they are read."""
 
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
         """Remember each ``(tenant, user_id, marker)`` as the listener's verdict last

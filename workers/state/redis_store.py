@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
-from workers.core.records import Position
+from workers.core.records import LISTENING_EVENTS, Position
 from workers.state import keys, scripts
 from workers.state.listening_command import ListeningCommands
 from workers.state.listening_reply import decode_listening
@@ -128,12 +128,12 @@ class RedisStore:
 
     @translated
     async def apply_listening(
-        self, updates: Sequence[ListeningUpdate], *, now_ms: int, learn: bool = True
+        self, updates: Sequence[ListeningUpdate], *, now_ms: int
     ) -> list[ListeningState | Refused]:
         if not updates:
             return []
         clocks = self._commands.clocks(updates, now_ms)
-        commands = [*clocks, *(self._commands.event(u, now_ms, learn) for u in updates)]
+        commands = [*clocks, *(self._commands.event(u, now_ms) for u in updates)]
         slots = [keys.user(u.tenant, u.user_id) for u in updates]
         replies = await self._pipeline(commands, slots)
         if any(isinstance(reply, rx.NoScriptError) for reply in replies):
@@ -251,6 +251,16 @@ class RedisStore:
             else:
                 noted.append(int(reply) == 1)
         return noted
+
+    @translated
+    async def report_waiting(self, tenant: str, waiting: Sequence[int], *, now_ms: int) -> None:
+        command = self._commands.clock(tenant, now_ms, waiting=waiting)
+        (reply,) = await self._pipeline([command], [keys.event_time(tenant, LISTENING_EVENTS)])
+        if isinstance(reply, rx.NoScriptError):
+            await scripts.CLOCK.load(self._client)
+            (reply,) = await self._pipeline([command], [keys.event_time(tenant, LISTENING_EVENTS)])
+        if isinstance(reply, Exception):
+            raise reply
 
     @translated
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:

@@ -111,7 +111,6 @@ class ListeningArgs:
     quota_ttl: int
     kept_tracks: int  # tracks kept per listener in user_plays
     event_id: str
-    learning: int  # 0/1
     alarm_rate: float
     warmup: int
     top_k: int
@@ -150,6 +149,8 @@ class ClockArgs:
     now: int  # the worker's clock (ms)
     idle: int  # a partition silent this long (ms) does not hold the watermark back
     ttl: int
+    waiting_for: int  # a report of records waiting holds for this long (ms)
+    waiting: str  # partitions with records waiting, comma-separated ("": none said)
     times: tuple[int, ...] = ()  # partition, its newest event time, partition, ...
 
 

@@ -61,30 +61,29 @@ local quota_limit = ARGV[18]
 local quota_ttl = ARGV[19]
 local kept_tracks = ARGV[20]
 local event_id = ARGV[21]
-local learning = ARGV[22]
-local alarm_rate = ARGV[23]
-local warmup = ARGV[24]
-local top_k = ARGV[25]
-local detector_window = ARGV[26]
-local forgetting = ARGV[27]
-local track_hash = ARGV[28]
-local window_prefix = ARGV[29]
-local n_features = ARGV[30]
-local qualifies = ARGV[31]
-local co_prefix = ARGV[32]
-local pop_weight = ARGV[33]
-local pop_carry = ARGV[34]
-local session_gap = ARGV[35]
-local co_top = ARGV[36]
-local pop_top = ARGV[37]
-local recent_kept = ARGV[38]
-local event_key = ARGV[39]
-local listener_ts = ARGV[40]
-local read_time = ARGV[41]
-local window_ms = ARGV[42]
-local max_windows = ARGV[43]
-local co_origin = ARGV[44]
-local co_half_life = ARGV[45]
+local alarm_rate = ARGV[22]
+local warmup = ARGV[23]
+local top_k = ARGV[24]
+local detector_window = ARGV[25]
+local forgetting = ARGV[26]
+local track_hash = ARGV[27]
+local window_prefix = ARGV[28]
+local n_features = ARGV[29]
+local qualifies = ARGV[30]
+local co_prefix = ARGV[31]
+local pop_weight = ARGV[32]
+local pop_carry = ARGV[33]
+local session_gap = ARGV[34]
+local co_top = ARGV[35]
+local pop_top = ARGV[36]
+local recent_kept = ARGV[37]
+local event_key = ARGV[38]
+local listener_ts = ARGV[39]
+local read_time = ARGV[40]
+local window_ms = ARGV[41]
+local max_windows = ARGV[42]
+local co_origin = ARGV[43]
+local co_half_life = ARGV[44]
 
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_played',
                 'first_ts', 'last_ts', 'top_track'}
@@ -141,7 +140,6 @@ for _, item in ipairs(typed) do
     return refuse('state', 'key ' .. item[1] .. ' holds a ' .. t .. ', not a ' .. item[2])
   end
 end
-learning = learning == '1'
 alarm_rate, warmup, top_k = tonumber(alarm_rate), tonumber(warmup), tonumber(top_k)
 detector_window, forgetting = tonumber(detector_window), tonumber(forgetting)
 
@@ -454,7 +452,7 @@ local x = behaviour(u, hours, distinct, counts[1], counts[2], counts[6])
 local detector = detector_state(detector_key)
 local j = judge(detector, score_window, window_keys, x, top_k, alarm_rate, warmup, detector_window)
 local alarm = (not j.warming) and j.score > j.threshold
-if status == 1 and learning then
+if status == 1 then
   learn(detector, detector_key, score_window, window_keys, x, j.score, detector_window, alarm,
         state_ttl)
 end
@@ -468,7 +466,7 @@ for _, v in ipairs(j.ranks) do out[#out + 1] = num(v) end
 
 -- the popularity forecaster learns the delayed label of the window this event closed
 local model = load_forecaster(forecaster)
-if status == 1 and learning and rolled >= 0 then
+if status == 1 and rolled >= 0 then
   -- counts 13-18: the window that closed (r); 19-24: the one before it; 25-30: before that
   learn_forecaster(forecaster, model, counts[19], counts[25], counts[13], forgetting, 1000)
   redis.call('EXPIRE', forecaster, state_ttl)
@@ -482,5 +480,5 @@ for _, v in ipairs({a_n, num(a_c), num(a_t), a_g, string.format('%d', a_h), acct
   out[#out + 1] = v
 end
 -- the listener's segment among the tenant's, from their tail ranks (learnt on first read)
-out[#out + 1] = segment(segments, centres, j.ranks, status == 1 and learning, state_ttl)
+out[#out + 1] = segment(segments, centres, j.ranks, status == 1, state_ttl)
 return out
