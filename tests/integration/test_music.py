@@ -30,12 +30,24 @@ from workers.dev.testing import WorkerProcess, metric_value
 pytestmark = pytest.mark.skipif(not corpus.available(), reason="needs sox and espeak-ng")
 SR = 22050
 NOW = int(time.time() * 1000)
+#: new ids (listeners, tracks, streams) a tenant may create a day in this module
+QUOTA = 40
+
+
+@pytest.fixture(scope="module")
+def worker(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("core") / "core.log"
+    process = start_worker(stack, log, WORKERS_TENANT_NEW_IDS_PER_DAY=str(QUOTA))
+    yield process
+    process.terminate()
 
 
 @pytest.fixture(scope="module")
 def tagger(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     log = tmp_path_factory.mktemp("tagger") / "tagger.log"
-    process = start_worker(stack, log, WORKERS_ROLE="tagger")
+    process = start_worker(
+        stack, log, WORKERS_ROLE="tagger", WORKERS_TENANT_NEW_IDS_PER_DAY=str(QUOTA)
+    )
     yield process
     process.terminate()
 
@@ -165,3 +177,107 @@ async def test_bad_requests_and_chunks_are_one_dead_letter_each(
         text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ignored"
     )
     assert ignored >= 1
+
+
+async def test_tenants_sharing_a_stream_id_get_the_tags_of_their_own_audio(
+    worker: WorkerProcess, tagger: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    """acme's tone and beats' music arrive interleaved under one stream id; acme's tags are
+    those of the same tone under an id no one else uses."""
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(7 * SR) / SR)).astype(np.float32)
+    music = corpus.music(2, sr=SR, seconds=7.0)
+    producer = await start_producer(stack.broker.bootstrap)
+    step = SR // 2
+    for seq, start in enumerate(range(0, tone.size, step)):
+        for tenant, stream, audio in (
+            ("acme", "shared-id", tone),
+            ("beats", "shared-id", music),
+            ("acme", "solo-id", tone),
+        ):
+            headers = audio_headers(
+                tenant=tenant, stream=stream, seq=seq, sample_rate=SR, channels=1
+            )
+            value = pcm_bytes(audio[start : start + step, None])
+            await producer.send(
+                AUDIO_CHUNKS, value, key=f"{tenant}/{stream}".encode(), headers=headers
+            )
+    await producer.stop()
+    shared = await collector.wait_for(keyed(TAGS, "acme/shared-id"), 2, timeout=60)
+    solo = await collector.wait_for(keyed(TAGS, "acme/solo-id"), 2, timeout=60)
+    theirs = await collector.wait_for(keyed(TAGS, "beats/shared-id"), 2, timeout=60)
+    for mine, alone in zip(shared, solo, strict=True):
+        a, b = mine.json()["tags"], alone.json()["tags"]
+        assert max(abs(a[t] - b[t]) for t in a) < 1e-6  # type: ignore[index, operator]
+    far = max(
+        abs(m.json()["tags"][t] - o.json()["tags"][t])  # type: ignore[index, operator]
+        for m, o in zip(shared, theirs, strict=True)
+        for t in m.json()["tags"]  # type: ignore[union-attr]
+    )
+    assert far > 0.01, "the other tenant's audio sounds different: its tags are its own"
+
+
+async def test_the_tagger_tags_only_what_the_core_worker_admits(
+    worker: WorkerProcess, tagger: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    """Past the tenant's quota of new ids, and for a ts too far ahead of its record, the core
+    worker dead-letters a chunk: the tagger then tags nothing of it."""
+    producer = await start_producer(stack.broker.bootstrap)
+    chunk = corpus.music(1, sr=SR, seconds=3.2)
+    streams = [f"quota-{i}" for i in range(QUOTA + 5)]
+    for stream in streams:
+        for seq, start in enumerate((0, SR * 3 // 2)):
+            headers = audio_headers(
+                tenant="beats", stream=stream, seq=seq, sample_rate=SR, channels=1
+            )
+            value = pcm_bytes(chunk[start : start + SR * 3 // 2 + SR // 10, None])
+            await producer.send(
+                AUDIO_CHUNKS, value, key=f"beats/{stream}".encode(), headers=headers
+            )
+    ahead = audio_headers(
+        tenant="beats", stream="quota-0", seq=2, sample_rate=SR, channels=1, ts=NOW + 30 * 3_600_000
+    )
+    await producer.send(
+        AUDIO_CHUNKS, pcm_bytes(chunk[:SR, None]), key=b"beats/quota-0", headers=ahead
+    )
+    # then a window of another tenant's stream on every partition: once both workers have
+    # answered them, they have read everything sent before them
+    for partition in range(4):
+        for seq, start in enumerate((0, SR * 3 // 2)):
+            headers = audio_headers(
+                tenant="acme", stream=f"after-{partition}", seq=seq, sample_rate=SR, channels=1
+            )
+            value = pcm_bytes(chunk[start : start + SR * 3 // 2 + SR // 10, None])
+            await producer.send(
+                AUDIO_CHUNKS,
+                value,
+                key=f"acme/after-{partition}".encode(),
+                headers=headers,
+                partition=partition,
+            )
+    await producer.stop()
+    for partition in range(4):
+        await collector.wait_for(keyed(TAGS, f"acme/after-{partition}"), 1, timeout=90)
+        await collector.wait_for(keyed("audio.features", f"acme/after-{partition}"), 2, timeout=60)
+    featured = {
+        m.json()["stream"]
+        for m in collector.matching(lambda r: r.topic == "audio.features")
+        if str(m.json()["stream"]).startswith("quota-") and m.json()["tenant"] == "beats"
+    }
+    tagged = {
+        m.json()["stream"]
+        for m in collector.matching(lambda r: r.topic == TAGS)
+        if str(m.json()["stream"]).startswith("quota-")
+    }
+    letters = collector.matching(
+        lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"beats/quota-")
+    )
+    refused = {
+        (r.key or b"").decode().split("/")[1]
+        for r in letters
+        if r.header("error") == "quota-exceeded"
+    }
+    assert refused and featured and tagged == featured, (len(featured), len(tagged))
+    assert not refused & tagged
+    assert [r.header("error") for r in letters].count("timestamp-out-of-range") == 1
+    windows = [m.json() for m in collector.matching(keyed(TAGS, "beats/quota-0"))]
+    assert all(w["seq"] != 2 for w in windows), "no tags from the chunk dated too far ahead"

@@ -259,7 +259,7 @@ async def test_stream_contract_outputs_kept_until_committed(
     for offset, seq in enumerate((0, 1, 1, 5, 3, 6, *range(7, 300))):
         blob = f"state-{seq}".encode() + bytes(range(256))
         position = Position("audio.chunks", 0, offset, committed=-1 if offset < 250 else 100)
-        saved = {"position": position, "outputs": b"out|" + blob, "now_ms": NOW}
+        saved = {"position": position, "outputs": b"out|" + blob, "record_time_ms": NOW}
         got = await store.save_stream("acme", "s:1", seq, blob, **saved)
         assert got == await memory.save_stream("acme", "s:1", seq, blob, **saved)
         assert await store.load_stream("acme", "s:1") == await memory.load_stream("acme", "s:1")
@@ -312,7 +312,7 @@ async def test_one_tenant_never_touches_another(
             b"state",
             position=Position("audio.chunks", 0, seed),
             outputs=b"[]",
-            now_ms=NOW,
+            record_time_ms=NOW,
         )
     assert await _dump_tenant(redis_client, "beats") == before
     async for name in redis_client.scan_iter():
@@ -331,7 +331,7 @@ async def test_every_key_has_a_time_to_live(
         b"state",
         position=Position("audio.chunks", 0, 0),
         outputs=b"[]",
-        now_ms=NOW,
+        record_time_ms=NOW,
     )
     await store.note_dead_letters([(None, Position("listening.events", 0, 1))])
     async for name in redis_client.scan_iter():

@@ -17,9 +17,10 @@ from workers.core import colisten
 from workers.core.errors import Reason
 from workers.core.listening import MAX_SKEW_MS
 from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.core.records import Position
 from workers.state import MemoryStore, RedisStore, keys
 from workers.state.catalogue import MemoryCatalogue, RedisCatalogue
-from workers.state.protocol import Refused, StateLimits
+from workers.state.protocol import Refused, StateLimits, StreamSaved
 
 Store = RedisStore | MemoryStore
 
@@ -248,4 +249,41 @@ async def test_a_partition_with_records_waiting_holds_the_watermark_back(
         truth = Counter((u.track_id, u.window) for u in first + rest)
         assert _window_plays(states, first + rest) == truth
         assert not any(isinstance(s, ListeningState) and s.late for s in states)
+        await redis_client.flushdb()
+
+
+async def test_both_consumers_of_a_chunk_admit_its_stream_alike(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """The core worker and the tagger save a stream's chunks each in its own lane, at their
+    own pace; the quota admits the stream once for both, by the day of each chunk's record."""
+    limits = dataclasses.replace(limits, new_ids_per_day=1)
+    day = NOW // 86_400_000 * 86_400_000
+
+    async def save(store: Store, stream: str, seq: int, lane: str, at: int) -> object:
+        return await store.save_stream(
+            "acme",
+            stream,
+            seq,
+            b"state",
+            position=Position("audio.chunks", 0, seq),
+            outputs=b"[]",
+            record_time_ms=at,
+            lane=lane,
+        )
+
+    for store in both(redis_client, limits):
+        assert isinstance(await save(store, "s1", 0, "audio", day + 1), StreamSaved)
+        refused = await save(store, "s2", 0, "audio", day + 2)  # the day's quota is used
+        assert isinstance(refused, Refused) and refused.reason is Reason.QUOTA_EXCEEDED
+        # the next day's chunk of s2 is admitted, and counted, once
+        assert isinstance(await save(store, "s2", 1, "audio", day + 86_400_000), StreamSaved)
+        # the tagger, later: s1 and s2 as the core saw them, chunk by chunk
+        assert isinstance(await save(store, "s1", 0, "tags", day + 1), StreamSaved)
+        again = await save(store, "s2", 0, "tags", day + 2)
+        assert isinstance(again, Refused) and again.reason is Reason.QUOTA_EXCEEDED
+        assert isinstance(await save(store, "s2", 1, "tags", day + 86_400_000), StreamSaved)
+        # and nothing was counted twice: the next day still has no room for another stream
+        late = await save(store, "s3", 0, "tags", day + 86_400_000)
+        assert isinstance(late, Refused) and late.reason is Reason.QUOTA_EXCEEDED
         await redis_client.flushdb()

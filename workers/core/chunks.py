@@ -168,9 +168,14 @@ def parse_headers(headers: Mapping[str, str], *, now_ms: int | None = None) -> C
 
 
 def check_chunk(record: Record, tenants: frozenset[str]) -> ChunkHeaders:
-    """A chunk record's headers, validated with its tenant and key (samples: ``decode_pcm``)."""
+    """A chunk record's headers, validated with its tenant and key (samples: ``decode_pcm``).
+
+    A ``ts`` header is bounded by the record's own timestamp, not by a worker's clock: the
+    core worker and the tagger read the same record at different times, and must judge it
+    the same (one refusing what the other accepts would give a chunk tags *and* a dead
+    letter)."""
     check_readable(record)
-    headers = parse_headers(header_text(record.headers))
+    headers = parse_headers(header_text(record.headers), now_ms=record.time_ms)
     check_tenant(headers.tenant, tenants, record)
     key = f"{headers.tenant}/{headers.stream}"
     if record.key is None or record.key != key.encode():

@@ -17,7 +17,6 @@ from workers.core.audio import StreamingExtractor, decode_pcm
 from workers.core.audio.resample import StreamResamplers
 from workers.core.chunks import ChunkHeaders, StreamMemory, analyse_chunk, check_chunk, warm_up
 from workers.core.errors import Reason, Rejected
-from workers.core.eventtime import now_ms as clock_ms
 from workers.core.payloads import as_replay
 from workers.core.records import Outcome, Output, Record, Stopwatch, dead_letter
 from workers.state.protocol import Refused, StateStore
@@ -79,7 +78,7 @@ class AudioStep:
                 analysis.memory.to_bytes(),
                 position=record.position,
                 outputs=orjson.dumps([(o.topic, o.key, o.value) for o in analysis.outputs]),
-                now_ms=clock_ms(),
+                record_time_ms=record.time_ms,
             )
             watch.lap("state")
             if isinstance(saved, Refused):

@@ -29,7 +29,6 @@ from workers.core.audio import decode_pcm, downmix
 from workers.core.audio.resample import StreamResamplers
 from workers.core.chunks import ChunkHeaders, check_chunk
 from workers.core.errors import Reason, Rejected
-from workers.core.eventtime import now_ms as clock_ms
 from workers.core.payloads import as_replay, tags_payload
 from workers.core.records import TAGS, Outcome, Output, Record, Stopwatch
 from workers.core.tagging import Patch, TagModel, TagState, frame, patch_seconds
@@ -86,10 +85,11 @@ class TaggingStep:
         watch.lap("state")
         if headers.seq <= state.seq:
             return await self._kept(outcome, headers)
+        key = f"{t}/{stream}"  # streams are per tenant: two may share an id
         if state.seq >= 0 and headers.seq != state.seq + 1:  # a gap: frame afresh after it
             state = replace(state, started=False, frames=state.frames[:0])
-            self._resamplers.reset(stream)
-        audio = self._resamplers.process(stream, downmix(samples), sr_in=headers.sample_rate)
+            self._resamplers.reset(key)
+        audio = self._resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
         state = replace(state, seq=headers.seq, track=headers.track or "")
         every = self._every * (self._degraded_every if degraded else 1)
         state, patches = frame(state, audio, every=every)
@@ -109,7 +109,7 @@ class TaggingStep:
             state.to_bytes(),
             position=record.position,
             outputs=orjson.dumps([(o.topic, o.key, o.value) for o in outputs]),
-            now_ms=clock_ms(),
+            record_time_ms=record.time_ms,
             lane=LANE,
         )
         if isinstance(saved, Refused):

@@ -44,6 +44,7 @@ __all__ = [
     "recent",
     "seen",
     "stream",
+    "stream_admitted",
     "stream_outputs",
     "track",
     "track_listeners",
@@ -131,6 +132,12 @@ _STREAM_KINDS = {"audio": "stream", "tags": "tag-stream"}
 def stream(tenant: str, stream_id: str, lane: str = "audio") -> str:
     """Hash: an audio stream's latest ``seq`` and its framing state (per ``lane``)."""
     return _key(tenant, _STREAM_KINDS[lane], stream_id)
+
+
+def stream_admitted(tenant: str, stream_id: str) -> str:
+    """String: the chunk ``seq`` a stream was admitted from (counted once against the
+    tenant's quota), read by both consumers of ``audio.chunks``."""
+    return _key(tenant, "stream-admitted", stream_id)
 
 
 def stream_outputs(tenant: str, partition: int, stream_id: str, lane: str = "audio") -> str:

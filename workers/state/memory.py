@@ -339,21 +339,23 @@ class MemoryStore:
         *,
         position: Position,
         outputs: bytes,
-        now_ms: int,
+        record_time_ms: int,
         lane: str = "audio",
     ) -> StreamSaved | Refused:
         meta = self.hashes[keys.stream(tenant, stream, lane)]
         previous = int(meta.get("seq", -1))
         if seq <= previous:
             return StreamSaved(accepted=False, previous=previous)
-        quota_key = keys.quota(tenant, now_ms // (DAY_S * 1000))
-        new = int("seq" not in meta)
-        used = self.counters[quota_key]
-        quota = self.limits.new_ids_per_day if lane == "audio" else -1  # a stream counts once
-        if quota > 0 and new and used + new > quota:
-            return Refused(Reason.QUOTA_EXCEEDED, f"tenant created {used} ids today")
-        if quota >= 0:
-            self.counters[quota_key] += new
+        quota_key = keys.quota(tenant, record_time_ms // (DAY_S * 1000))
+        admitted_key = keys.stream_admitted(tenant, stream)
+        first = self.counters.get(admitted_key)
+        new = first is None or seq < first
+        used, quota = self.counters[quota_key], self.limits.new_ids_per_day
+        if quota > 0 and new and used + 1 > quota:
+            return Refused(Reason.QUOTA_EXCEEDED, f"tenant created {used} ids that day")
+        if first is None:
+            self.counters[quota_key] += 1
+            self.counters[admitted_key] = seq
         meta["seq"] = seq
         self.blobs[keys.stream(tenant, stream, lane)] = state
         kept = self.kept[keys.stream_outputs(tenant, position.partition, stream, lane)]

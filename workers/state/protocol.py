@@ -145,7 +145,7 @@ class StateStore(Protocol):
     async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
         """The state saved after the stream's latest chunk, if any. ``lane``: whose state,
         of the consumers of ``audio.chunks`` (``audio``: features and anomalies; ``tags``:
-        the tagger), each with its own keys; only ``audio`` counts against the quota."""
+        the tagger), each with its own keys."""
 
     async def save_stream(
         self,
@@ -156,12 +156,14 @@ class StateStore(Protocol):
         *,
         position: Position,
         outputs: bytes,
-        now_ms: int,
+        record_time_ms: int,
         lane: str = "audio",
     ) -> StreamSaved | Refused:
         """Save state after chunk ``seq`` with the chunk's record position and outputs, in one
         atomic step. A seq not above the stored one is not saved (a repeat, a replay, or
-        another worker got there first)."""
+        another worker got there first). A stream is admitted once for both lanes, against
+        the quota of the day of the chunk's record (``record_time_ms``): a chunk one lane
+        refuses for the quota, the other refuses too."""
 
     async def kept_chunk(
         self, tenant: str, stream: str, position: Position, lane: str = "audio"

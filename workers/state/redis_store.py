@@ -170,14 +170,15 @@ class RedisStore:
         *,
         position: Position,
         outputs: bytes,
-        now_ms: int,
+        record_time_ms: int,
         lane: str = "audio",
     ) -> StreamSaved | Refused:
         limits = self.limits
         named = scripts.StreamKeys(
             stream=keys.stream(tenant, stream, lane),
             outputs_key=keys.stream_outputs(tenant, position.partition, stream, lane),
-            quota=keys.quota(tenant, now_ms // (DAY_S * 1000)),
+            quota=keys.quota(tenant, record_time_ms // (DAY_S * 1000)),
+            admitted=keys.stream_admitted(tenant, stream),
         )
         args = scripts.StreamArgs(
             seq=seq,
@@ -189,7 +190,7 @@ class RedisStore:
             committed=position.committed,
             outputs_kept=limits.outputs_per_stream,
             incarnation=self.incarnation,
-            quota_limit=limits.new_ids_per_day if lane == "audio" else -1,  # a stream counts once
+            quota_limit=limits.new_ids_per_day,
             quota_ttl=2 * DAY_S,
         )
         command = self._stream.command(named, args)

@@ -160,7 +160,8 @@ class StreamKeys:
 
     stream: str  # hash seq, state
     outputs_key: str  # zset: score offset, member "position|incarnation|seq|outputs"
-    quota: str
+    quota: str  # of the day of the chunk's record
+    admitted: str  # string: the seq the stream was admitted from (both lanes read it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,7 @@ class StreamArgs:
     committed: int  # the partition's committed offset (-1: unknown)
     outputs_kept: int
     incarnation: str
-    quota_limit: int  # new ids a day; 0: no limit; -1: not counted (the tagger's copy)
+    quota_limit: int  # new ids a day; 0: no limit
     quota_ttl: int
 
 

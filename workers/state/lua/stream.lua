@@ -4,12 +4,18 @@
 -- many chunks the stream sent since. All of it or none of it: every argument and key type
 -- is checked before the first write. KEYS and ARGV: StreamKeys, StreamArgs
 -- (workers/state/scripts.py).
+-- Both consumers of audio.chunks (the core worker's features, the tagger) save here, each
+-- its own state (lane), and admit a stream the same way: by a marker both read, set by
+-- whichever admits the stream first (the chunk it starts from), counted once against the
+-- tenant's quota of the day of the chunk's *record* (not of either's clock), so a chunk one
+-- refuses for the quota the other refuses too.
 -- Returns {1, previous seq or -1} when saved, {0, previous seq} when the seq is not newer,
 -- {-1, why, detail} when refused (why: quota | state).
 
 local stream = KEYS[1]
 local outputs_key = KEYS[2]
 local quota = KEYS[3]
+local admitted = KEYS[4]
 
 local seq = ARGV[1]
 local state = ARGV[2]
@@ -29,7 +35,8 @@ local NUMBERS = {{'seq', seq}, {'ttl', ttl}, {'offset', offset}, {'committed', c
 for _, item in ipairs(NUMBERS) do
   if integer(item[2]) == nil then return {-1, 'state', item[1] .. ' is not an integer'} end
 end
-for _, item in ipairs({{stream, 'hash'}, {outputs_key, 'zset'}, {quota, 'string'}}) do
+for _, item in ipairs({{stream, 'hash'}, {outputs_key, 'zset'}, {quota, 'string'},
+                       {admitted, 'string'}}) do
   local t = redis.call('TYPE', item[1])['ok']
   if t ~= 'none' and t ~= item[2] then
     return {-1, 'state', 'key ' .. item[1] .. ' holds a ' .. t .. ', not a ' .. item[2]}
@@ -37,23 +44,30 @@ for _, item in ipairs({{stream, 'hash'}, {outputs_key, 'zset'}, {quota, 'string'
 end
 local stored = redis.call('HGET', stream, 'seq')
 local used = redis.call('GET', quota)
-if (stored and integer(stored) == nil) or (used and integer(used) == nil) then
-  return {-1, 'state', 'stored seq or quota counter is not an integer'}
+local from = redis.call('GET', admitted)
+if (stored and integer(stored) == nil) or (used and integer(used) == nil)
+    or (from and integer(from) == nil) then
+  return {-1, 'state', 'stored seq, quota counter or admission is not an integer'}
 end
 local previous = tonumber(stored or '-1')
 local n = tonumber(seq)
 offset, committed = tonumber(offset), tonumber(committed)
 if n <= previous then return {0, previous} end
 local limit = tonumber(quota_limit)
-local new = 1 - redis.call('EXISTS', stream)
-if limit > 0 and new > 0 and tonumber(used or '0') + new > limit then
-  return {-1, 'quota', 'tenant created ' .. (used or '0') .. ' ids today'}
+-- admitted from an earlier chunk: nothing to count; else a new id, within the quota (a
+-- chunk before the one the stream was admitted from was refused by the other consumer:
+-- the day's quota, which only grows, refuses it here too)
+local new = (from == false or n < tonumber(from)) and 1 or 0
+if limit > 0 and new > 0 and tonumber(used or '0') + 1 > limit then
+  return {-1, 'quota', 'tenant created ' .. (used or '0') .. ' ids that day'}
 end
 -- from here on nothing can fail
-if new > 0 and limit >= 0 then
-  redis.call('INCRBY', quota, new)
+if new > 0 and from == false then
+  redis.call('INCRBY', quota, 1)
   redis.call('EXPIRE', quota, quota_ttl)
+  redis.call('SET', admitted, n)
 end
+redis.call('EXPIRE', admitted, ttl)
 redis.call('HSET', stream, 'seq', n, 'state', state)
 redis.call('EXPIRE', stream, ttl)
 redis.call('ZADD', outputs_key, offset, position .. '|' .. incarnation .. '|' .. seq .. '|' .. outputs)
