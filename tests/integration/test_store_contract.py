@@ -411,7 +411,7 @@ async def test_co_listening_recent_plays_and_popularity_agree(
         assert await store.apply_listening(batch, now_ms=NOW) == await memory.apply_listening(
             batch, now_ms=NOW
         )
-    redis_side = RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s)
+    redis_side = RedisCatalogue(redis_client, limits=limits, model="MSD_musicnn")
     memory_side = MemoryCatalogue(memory)
     tracks = ["t0", "t1", "t1:live", "t.2"]
     for user in ("u0", "u1", "u1:x", "a@b.c", "nobody"):
@@ -428,20 +428,43 @@ async def test_co_listening_recent_plays_and_popularity_agree(
 async def test_embeddings_are_read_by_what_changed(
     redis_client: aioredis.Redis, limits: StateLimits
 ) -> None:
-    for catalogue in (
-        RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s),
-        MemoryCatalogue(MemoryStore(limits=limits)),
+    """A tenant's catalogue of one model: read by what changed, items counted against the
+    quota of new ids, items unwritten for the state's time to live removed (readers are
+    told), and a reader far behind told to start afresh."""
+    limits = dataclasses.replace(limits, new_ids_per_day=3, state_ttl_s=3600)
+    day = 86_400_000
+    memory = MemoryStore(limits=limits)
+    for catalogue, other in (
+        (
+            RedisCatalogue(redis_client, limits=limits, model="m1"),
+            RedisCatalogue(redis_client, limits=limits, model="m2"),
+        ),
+        (MemoryCatalogue(memory, model="m1"), MemoryCatalogue(memory, model="m2")),
     ):
-        v1 = await catalogue.save_embedding("acme", "t:1", np.array([3.0, 4.0]))
-        v2 = await catalogue.save_embedding("acme", "t2", np.array([0.0, 2.0]))
-        await catalogue.save_embedding("acme", "t:1", np.array([1.0, 0.0]))
+        v1 = await catalogue.save_embedding("acme", "t:1", np.array([3.0, 4.0]), now_ms=NOW)
+        v2 = await catalogue.save_embedding("acme", "t2", np.array([0.0, 2.0]), now_ms=NOW)
+        await catalogue.save_embedding("acme", "t:1", np.array([1.0, 0.0]), now_ms=NOW)
         everything = await catalogue.embeddings_since("acme", 0)
         assert set(everything.ids) == {"t:1", "t2"} and everything.version == 3
         since = await catalogue.embeddings_since("acme", v2)
-        assert since.ids == ("t:1",)
+        assert since.ids == ("t:1",) and since.removed == ()
         np.testing.assert_allclose(since.vectors, [[1.0, 0.0]])
         assert (await catalogue.embeddings_since("acme", 3)).ids == ()
         assert v1 == 1
         assert (await catalogue.embeddings_since("beats", 0)).version == 0
+        assert (await other.embeddings_since("acme", 0)).ids == (), "models never mix"
+        # the third new id of the day is kept, the fourth is not (the day's quota)
+        assert await catalogue.save_embedding("acme", "t3", np.array([1.0, 1.0]), now_ms=NOW)
+        assert await catalogue.save_embedding("acme", "t4", np.array([1.0, 1.0]), now_ms=NOW) == 0
+        # two hours on (the time to live is one): t2 and t3 leave, and a reader is told
+        later = NOW + 2 * 3_600_000
+        before = (await catalogue.embeddings_since("acme", 0)).version
+        await catalogue.save_embedding("acme", "t:1", np.array([1.0, 0.0]), now_ms=later)
+        gone = await catalogue.embeddings_since("acme", before)
+        assert set(gone.removed) == {"t2", "t3"} and gone.ids == ("t:1",) and not gone.reset
+        # a day on, the tombstones go too: a reader that old starts afresh
+        await catalogue.save_embedding("acme", "t:1", np.array([0.0, 1.0]), now_ms=later + day + 1)
+        stale = await catalogue.embeddings_since("acme", before)
+        assert stale.reset and stale.ids == ("t:1",) and stale.removed == ()
     async for name in redis_client.scan_iter():
         assert await redis_client.ttl(name) > 0, name

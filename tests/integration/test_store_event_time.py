@@ -81,7 +81,7 @@ async def test_a_play_dated_a_day_ahead_bends_no_later_judgement(
         assert plays_per_hour == pytest.approx(12 / (10 + MAX_SKEW_MS / HOUR) / 60, rel=1e-6)
         # in "popular now" it weighs one play at that bound, not one 23 h ahead (14 of them)
         catalogue = (
-            RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s)
+            RedisCatalogue(redis_client, limits=limits, model="MSD_musicnn")
             if isinstance(store, RedisStore)
             else MemoryCatalogue(store)
         )
@@ -110,7 +110,7 @@ async def test_co_listening_follows_event_time_not_arrival_order(
     same tracks with the same weights as in order, and leave the same recent plays."""
     for store in both(redis_client, limits):
         catalogue = (
-            RedisCatalogue(redis_client, ttl_s=limits.state_ttl_s)
+            RedisCatalogue(redis_client, limits=limits, model="MSD_musicnn")
             if isinstance(store, RedisStore)
             else MemoryCatalogue(store)
         )

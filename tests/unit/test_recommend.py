@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import event_record, schema_error
+from tests.helpers import TS, event_record, schema_error
 from workers.core.errors import Reason, Rejected
 from workers.core.recommend import hybrid, merge_seeds, parse_request
 from workers.core.records import DEADLETTER, RECOMMEND_REQUESTS, RECOMMENDATIONS, Record
@@ -123,7 +123,8 @@ async def world() -> tuple[MemoryStore, MemoryCatalogue]:
     rng = np.random.default_rng(1)
     base = rng.standard_normal(16)
     for track, noise in (("A", 0.0), ("D", 0.1), ("B", 3.0), ("C", 3.0), ("E", 3.0)):
-        await catalogue.save_embedding("acme", track, base + noise * rng.standard_normal(16))
+        vector = base + noise * rng.standard_normal(16)
+        await catalogue.save_embedding("acme", track, vector, now_ms=TS)
     return store, catalogue
 
 
@@ -169,8 +170,8 @@ async def test_large_catalogues_switch_to_the_graph(world) -> None:  # type: ign
         if step.indexes["acme"].approximate:
             break
         await asyncio.sleep(0.02)
-    a = catalogue.vectors["acme"]["A"]
-    await catalogue.save_embedding("acme", "F", a + 0.01)  # written after the graph was built
+    a = np.frombuffer(store.shelf("acme", catalogue.model).vectors["A"], "<f4")
+    await catalogue.save_embedding("acme", "F", a + 0.01, now_ms=TS)  # after the graph was built
     later = await answer(step, {"request_id": "r6", "track_id": "F", "k": 2})
     assert later["catalogue"] == {"embedded": 6, "search": "approximate"}
     assert [i["id"] for i in later["items"]] == ["A", "D"]  # type: ignore[union-attr]

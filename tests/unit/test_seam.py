@@ -13,7 +13,7 @@ from workers.state.redis_client import script_source
 from workers.state.scripts import LuaScript
 from workers.state.seam import SeamMismatch, check_header, flatten, header
 
-ALL = (scripts.LISTENING, scripts.STREAM, scripts.NOTE_ACCOUNT, scripts.SAVE_EMBEDDING)
+ALL = scripts.ALL
 
 
 @pytest.mark.parametrize("script", ALL, ids=lambda s: s.files[-1])

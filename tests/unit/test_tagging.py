@@ -119,8 +119,8 @@ def chunks(tenant: str, stream: str, *, seconds: float, sr: int = 44100, first: 
 
 async def test_the_step_tags_each_window_once(model: TagModel) -> None:
     store = MemoryStore()
-    catalogue = MemoryCatalogue(store)
-    step = TaggingStep(tenants=["acme"], store=store, catalogue=catalogue, model=model)
+    catalogue = MemoryCatalogue(store, model=model.name)
+    step = TaggingStep(tenants=["acme"], store=store, model=model)
     outputs = []
     for record in chunks("acme", "s1", seconds=6.5):
         outcome = await step.process(record)
@@ -139,14 +139,13 @@ async def test_the_step_tags_each_window_once(model: TagModel) -> None:
 
 async def test_a_chunk_read_again_gets_its_outputs_back(model: TagModel) -> None:
     store = MemoryStore()
-    step = TaggingStep(tenants=["acme"], store=store, catalogue=MemoryCatalogue(store), model=model)
+    step = TaggingStep(tenants=["acme"], store=store, model=model)
     records = list(chunks("acme", "s2", seconds=3.5))
     tagged = [await step.process(r) for r in records]
     (window,) = [o for outcome in tagged for o in outcome.outputs]
     restarted = TaggingStep(
         tenants=["acme"],
         store=dataclasses.replace(store, incarnation="other"),
-        catalogue=MemoryCatalogue(store),
         model=model,
     )
     completing = next(r for r, o in zip(records, tagged, strict=True) if o.outputs)
@@ -158,7 +157,7 @@ async def test_a_chunk_read_again_gets_its_outputs_back(model: TagModel) -> None
 
 async def test_what_the_core_dead_letters_the_tagger_ignores(model: TagModel) -> None:
     store = MemoryStore()
-    step = TaggingStep(tenants=["acme"], store=store, catalogue=MemoryCatalogue(store), model=model)
+    step = TaggingStep(tenants=["acme"], store=store, model=model)
     bad = dataclasses.replace(chunk_record("acme", "s3", 0), value=b"\x01")
     assert (await step.process(bad)).ignored is Reason.TRUNCATED_PCM
     stranger = chunk_record("other", "s3", 0)
@@ -171,7 +170,7 @@ async def test_what_the_core_dead_letters_the_tagger_ignores(model: TagModel) ->
 
 async def test_a_gap_restarts_the_framing_but_keeps_the_aggregate(model: TagModel) -> None:
     store = MemoryStore()
-    step = TaggingStep(tenants=["acme"], store=store, catalogue=MemoryCatalogue(store), model=model)
+    step = TaggingStep(tenants=["acme"], store=store, model=model)
     windows = []
     for record in chunks("acme", "s4", seconds=4.0):
         windows += (await step.process(record)).outputs
@@ -186,7 +185,6 @@ async def test_a_tagger_behind_tags_fewer_windows(model: TagModel) -> None:
     step = TaggingStep(
         tenants=["acme"],
         store=store,
-        catalogue=MemoryCatalogue(store),
         model=model,
         degraded_every=2,
     )

@@ -258,6 +258,8 @@ class Outcome:
     models: ModelsAfter | None = None
     #: the tagger: a record it leaves to the core worker, which dead-letters it
     ignored: Reason | None = None
+    #: the tagger: the stream's embedding was not kept in the catalogue (the tenant's quota)
+    catalogue_refused: bool = False
 
 
 def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None) -> Output:

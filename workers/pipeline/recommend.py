@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Literal
 
@@ -70,6 +71,8 @@ class RecommendStep:
         store: StateStore,
         catalogue: Catalogue,
         exact_limit: int = 20_000,
+        max_items: int = 500_000,
+        memory_bytes: int = 1 << 30,
         content_weight: float = CONTENT_WEIGHT,
         sources: tuple[str, ...] = ("content", "collaborative"),
         rate_per_tenant: float = 0.0,
@@ -82,7 +85,11 @@ class RecommendStep:
         self._exact_limit = exact_limit
         self._content_weight = content_weight
         self._sources = frozenset(sources)
-        self.indexes: dict[str, SimilarityIndex] = {}
+        self._max_items = max_items
+        self._memory_bytes = memory_bytes
+        #: per tenant, least recently asked first: a process holds at most ``memory_bytes``
+        #: of them (the tenant asked least recently is let go, and read again if asked)
+        self.indexes: OrderedDict[str, SimilarityIndex] = OrderedDict()
         self._versions: dict[str, int] = {}
         self._builds: set[asyncio.Task[None]] = set()
         self._shares = TenantBuckets(rate=rate_per_tenant, burst=max(1.0, 2 * rate_per_tenant))
@@ -165,6 +172,20 @@ class RecommendStep:
         watch.lap("ranking")
         return _answer(request, items, "popular", self.indexes.get(t), rate_limited=True)
 
+    def _fresh_index(self) -> SimilarityIndex:
+        return SimilarityIndex(exact_limit=self._exact_limit, max_items=self._max_items)
+
+    def _within_budget(self, *, keep: str) -> None:
+        """Let the indexes asked for least recently go while the process holds more than
+        its budget (never the one in use)."""
+        held = sum(index.nbytes() for index in self.indexes.values())
+        for tenant in list(self.indexes):
+            if held <= self._memory_bytes or tenant == keep:
+                break
+            held -= self.indexes.pop(tenant).nbytes()
+            self._versions.pop(tenant, None)
+            log.info("similarity index of %s let go (memory budget)", tenant)
+
     async def _query_vector(
         self, request: Request, index: SimilarityIndex, seeds: list[str], exclude: set[str]
     ) -> npt.NDArray[np.float32] | None:
@@ -191,12 +212,19 @@ class RecommendStep:
         """The tenant's index, brought up to ``version`` (only what changed is read)."""
         index = self.indexes.get(tenant)
         if index is None:
-            index = self.indexes[tenant] = SimilarityIndex(exact_limit=self._exact_limit)
+            index = self._fresh_index()
+            self._versions.pop(tenant, None)
+        self.indexes[tenant] = index
+        self.indexes.move_to_end(tenant)
         known = self._versions.get(tenant, 0)
         if version > known:
             changed = await self._catalogue.embeddings_since(tenant, known)
+            if changed.reset:  # too far behind to be told what left: start afresh
+                index = self.indexes[tenant] = self._fresh_index()
+            index.remove(changed.removed)
             index.upsert(changed.ids, changed.vectors)
             self._versions[tenant] = changed.version
+            self._within_budget(keep=tenant)
             if index.wants_graph():  # built off the event loop; exact until it is ready
                 task = asyncio.create_task(asyncio.to_thread(index.build))
                 self._builds.add(task)

@@ -34,8 +34,8 @@ from workers.core.records import TAGS, Outcome, Output, Record, Stopwatch
 from workers.core.tagging import Patch, TagModel, TagState, frame, patch_seconds
 from workers.core.tagging.melspec import SR
 from workers.pipeline.process import with_retry
-from workers.state.catalogue import Catalogue
-from workers.state.protocol import Refused, StateStore
+from workers.state.catalogue import unit_bytes
+from workers.state.protocol import Embedding, Refused, StateStore
 
 __all__ = ["TaggerPipeline", "TaggingStep"]
 
@@ -50,7 +50,6 @@ class TaggingStep:
         *,
         tenants: Iterable[str],
         store: StateStore,
-        catalogue: Catalogue,
         model: TagModel,
         every: int = 1,
         degraded_every: int = 8,
@@ -59,7 +58,6 @@ class TaggingStep:
         the tagger is behind (overload), so it catches up instead of taking more CPU."""
         self._tenants = frozenset(tenants)
         self._store = store
-        self._catalogue = catalogue
         self.model = model
         self._every = every
         self._degraded_every = degraded_every
@@ -102,6 +100,10 @@ class TaggingStep:
             outputs = self._outputs(
                 headers, state, patches, result.probabilities, result.embeddings
             )
+        embedding = None
+        if patches:  # the stream's mean embedding, into the catalogue in the same step
+            vector = unit_bytes(state.mean_embedding())
+            embedding = Embedding(headers.track or stream, vector, self.model.name)
         saved = await self._store.save_stream(
             t,
             stream,
@@ -111,14 +113,15 @@ class TaggingStep:
             outputs=orjson.dumps([(o.topic, o.key, o.value) for o in outputs]),
             record_time_ms=record.time_ms,
             lane=LANE,
+            embedding=embedding,
         )
         if isinstance(saved, Refused):
             outcome.ignored = saved.reason
             return outcome
         if not saved.accepted:  # another tagger got there first
             return await self._kept(outcome, headers)
-        if patches:
-            await self._catalogue.save_embedding(t, headers.track or stream, state.mean_embedding())
+        # past the quota its tags still go out; it is just not searchable
+        outcome.catalogue_refused = embedding is not None and not saved.item_kept
         watch.lap("state")
         outcome.outputs = outputs
         outcome.stages = watch.stages

@@ -118,6 +118,13 @@ class Metrics:
             "1 while the overload policy is active (lag past its threshold).",
             registry=r,
         )
+        self.catalogue_refused = Counter(
+            "workers_catalogue_refused",
+            "Streams tagged whose embedding the tenant's catalogue did not keep: a new item "
+            "past the tenant's quota of new ids (its tags were published).",
+            ["tenant"],
+            registry=r,
+        )
         self.behind = Gauge(
             "workers_input_behind_seconds",
             "How far behind its input the worker is: over its partitions with records "

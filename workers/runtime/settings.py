@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     tagger_degraded_every: int = Field(default=8, ge=1, le=10_000)
     #: a tenant's catalogue is searched exactly up to this many tracks, by HNSW above
     similarity_exact_limit: int = Field(default=20_000, ge=1)
+    #: what a core process holds of the tenants' catalogues: at most this many items per
+    #: tenant (past it, the items written longest ago), and this many MB over all tenants
+    #: (past it, the index of the tenant asked for least recently is let go)
+    similarity_max_items: int = Field(default=500_000, ge=1)
+    similarity_memory_mb: int = Field(default=1024, ge=16)
     #: each tenant's share of recommendations, in requests a second per worker process
     #: (a token bucket; 0: no limit): past it a request is answered at once from what is
     #: popular now, marked rate_limited, so one tenant's flood cannot delay the others

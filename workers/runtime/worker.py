@@ -112,7 +112,6 @@ class Worker:
                 TaggingStep(
                     tenants=settings.tenants,
                     store=self.store,
-                    catalogue=self.catalogue,
                     model=model,
                     every=settings.tagger_every,
                     degraded_every=settings.tagger_degraded_every,
@@ -137,6 +136,8 @@ class Worker:
                 store=self.store,
                 catalogue=self.catalogue,
                 exact_limit=settings.similarity_exact_limit,
+                max_items=settings.similarity_max_items,
+                memory_bytes=settings.similarity_memory_mb << 20,
                 rate_per_tenant=settings.recommend_rate_per_tenant,
             ),
             store=self.store,
@@ -313,6 +314,8 @@ class Worker:
             m.child(m.late_events, topic_in).inc()
         if outcome.early:
             m.child(m.early_events, topic_in).inc()
+        if outcome.catalogue_refused and outcome.tenant in self._tenants:
+            m.child(m.catalogue_refused, outcome.tenant).inc()
         if outcome.tenant in self._tenants:  # bounded: only allow-listed tenants get a series
             m.child(m.tenant_latency_seconds, outcome.tenant, topic_in).observe(latency)
         if self.overload.degraded:
@@ -357,7 +360,9 @@ class Worker:
 def _catalogue_for(store: StateStore, settings: Settings) -> Catalogue:
     """The catalogue beside the store: the same Redis connections, or the same memory."""
     if isinstance(store, RedisStore):
-        return RedisCatalogue(store.client, ttl_s=settings.state_ttl_s)
+        return RedisCatalogue(
+            store.client, limits=settings.state_limits(), model=settings.tagger_model
+        )
     if isinstance(store, MemoryStore):
-        return MemoryCatalogue(store)
+        return MemoryCatalogue(store, model=settings.tagger_model)
     raise TypeError(f"no catalogue for a {type(store).__name__}")

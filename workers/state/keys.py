@@ -27,13 +27,15 @@ __all__ = [
     "DEADLETTERS_TAG",
     "SEEN_BUCKETS",
     "USER_KINDS",
+    "catalogue",
     "co_listen",
     "deadletter_ledger",
     "detector",
     "detector_window",
+    "embedding_gone",
     "embedding_stamps",
+    "embedding_written",
     "embeddings",
-    "embeddings_version",
     "erased",
     "event_digest",
     "event_time",
@@ -162,19 +164,31 @@ def popular(tenant: str, epoch: int) -> str:
     return _key(tenant, "popular", epoch)
 
 
-def embeddings(tenant: str) -> str:
-    """Hash: track (or stream) id -> its audio embedding (float32 bytes, unit length)."""
-    return _key(tenant, "embeddings")
+def embeddings(tenant: str, model: str) -> str:
+    """Hash: track (or stream) id -> its audio embedding by ``model`` (float32 bytes, unit
+    length). Each tagger model has its own catalogue: embedding spaces never mix."""
+    return _key(tenant, "embeddings", model)
 
 
-def embeddings_version(tenant: str) -> str:
-    """Counter: bumped at every embedding written (a reader's cue to reload)."""
-    return _key(tenant, "embeddings-version")
+def catalogue(tenant: str, model: str) -> str:
+    """Hash: a catalogue's ``version`` (bumped at every write or removal: a reader's cue)
+    and ``floor`` (a reader behind it reads everything again)."""
+    return _key(tenant, "catalogue", model)
 
 
-def embedding_stamps(tenant: str) -> str:
-    """Sorted set: each embedded item by the version that last wrote it."""
-    return _key(tenant, "embedding-stamps")
+def embedding_stamps(tenant: str, model: str) -> str:
+    """Sorted set: each item by the version that last wrote (or removed) it."""
+    return _key(tenant, "embedding-stamps", model)
+
+
+def embedding_written(tenant: str, model: str) -> str:
+    """Sorted set: each item by when it was last written (ms): the oldest expire first."""
+    return _key(tenant, "embedding-written", model)
+
+
+def embedding_gone(tenant: str, model: str) -> str:
+    """Sorted set: items removed, by when (ms): their tombstones in the stamps, for a while."""
+    return _key(tenant, "embedding-gone", model)
 
 
 def model(tenant: str, kind: str) -> str:

@@ -8,6 +8,7 @@ here, and no other writer can put a key of the wrong type in its way.
 from __future__ import annotations
 
 import secrets
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,6 @@ from workers.core.models.segments import Segmenter
 from workers.core.models.tailrank import RankDetector
 from workers.core.records import LISTENING_EVENTS, Position
 from workers.state import keys
-from workers.state.listening_command import WAITING_FOR_MS
 from workers.state.listening_reply import (
     APPLIED,
     COUNTS,
@@ -39,7 +39,17 @@ from workers.state.listening_reply import (
     USER_FIELDS,
     decode_listening,
 )
-from workers.state.protocol import DAY_S, KeptChunk, Refused, StateLimits, StreamSaved
+from workers.state.memory_mirrors import advance_clock, co_listen
+from workers.state.protocol import (
+    DAY_S,
+    GONE_FOR_MS,
+    Embedding,
+    KeptChunk,
+    Refused,
+    StateLimits,
+    StreamSaved,
+)
+from workers.state.shelf import Shelf
 
 __all__ = ["MemoryStore"]
 
@@ -68,6 +78,8 @@ class MemoryStore:
     accounts: dict[str, AccountEvidence] = field(default_factory=dict)
     #: per tenant and input topic: clock.lua's hash (partition times, the low watermark)
     clocks: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per (tenant, tagger model): its catalogue (lua/catalogue.lua)
+    shelves: dict[tuple[str, str], Shelf] = field(default_factory=dict)
     _clocks: PartitionClocks = field(default_factory=PartitionClocks)
 
     #: per tenant: the listening detector and the popularity forecaster (what Redis keeps)
@@ -97,26 +109,10 @@ class MemoryStore:
         times: Sequence[tuple[int, int]] = (),
         waiting: Sequence[int] = (),
     ) -> int:
-        """clock.lua: the partitions' newest event times and which have records waiting,
-        then the low watermark."""
         clock = self.clocks.setdefault(keys.event_time(tenant, LISTENING_EVENTS), {})
-        since = clock.setdefault("since", now_ms)
-        for partition, newest in times:
-            clock[f"p{partition}"] = max(clock.get(f"p{partition}", newest), newest)
-            clock[f"w{partition}"] = now_ms
-        for partition in waiting:
-            clock[f"q{partition}"] = now_ms
-        idle, fresh = self.limits.watermark_idle_ms, now_ms - WAITING_FOR_MS
-        at = {n[1:]: v for n, v in clock.items() if n.startswith("p")}
-        queued = {n[1:] for n, v in clock.items() if n.startswith("q") and v >= fresh}
-        low = -1
-        if now_ms - since >= idle and queued <= set(at):
-            held = [
-                v for n, v in at.items() if n in queued or clock.get(f"w{n}", 0) >= now_ms - idle
-            ]
-            low = min(held, default=-1)
-        clock["low"] = low
-        return low
+        return advance_clock(
+            clock, now_ms, times=times, waiting=waiting, idle_ms=self.limits.watermark_idle_ms
+        )
 
     def _seen_days(self, now_ms: int) -> list[int]:
         today = now_ms // (DAY_S * 1000)
@@ -163,7 +159,7 @@ class MemoryStore:
             self.seen[keys.seen(t, days[0], digest)][digest] = marker
             flags, rolled = self._mutate(u, self.hashes[user_key], meta, late_track, low_window)
             if colisten.qualifies(u.type, u.ms_played):
-                self._co_listen(u)
+                co_listen(self.lists, self.zsets, u)
         user = self.hashes[user_key]
         reply: list[int | str] = [
             status,
@@ -183,41 +179,6 @@ class MemoryStore:
             self.accounts[user_key] = account
         models = self._models(u, state, learn=status == APPLIED)
         return replace(state, models=replace(models, account=account))
-
-    def _co_listen(self, u: ListeningUpdate) -> None:
-        """listening.lua's co-listening: the play in its place in time among the listener's
-        recent plays, the pairs it makes there and the one it undoes, popular now."""
-        recent = self.lists[keys.recent(u.tenant, u.user_id)]
-        half = colisten.CO_LISTEN_HALF_LIFE_MS
-        epoch = colisten.epoch_of(u.listener_ts, half)
-        origin = colisten.epoch_origin(u.listener_ts, half)
-        plays = [(item.rpartition("|")[0], int(item.rpartition("|")[2])) for item in recent]
-        at = next((i for i, (_, ts) in enumerate(plays) if ts <= u.listener_ts), len(plays))
-        if at < colisten.RECENT_KEPT:
-            me = (u.track_id, u.listener_ts)
-            newer = plays[at - 1] if at > 0 else None
-            older = plays[at] if at < len(plays) else None
-            for a, b, sign in ((older, newer, -1.0), (older, me, 1.0), (me, newer, 1.0)):
-                if a is None or b is None or a[0] == b[0] or b[1] - a[1] > colisten.SESSION_GAP_MS:
-                    continue
-                w = sign * colisten.weight_at(b[1], origin, half)
-                for x, y in ((a[0], b[0]), (b[0], a[0])):
-                    pairs = self.zsets[keys.co_listen(u.tenant, epoch, x)]
-                    pairs[y] = pairs.get(y, 0.0) + w
-                    if w < 0 and pairs[y] <= -w * 1e-9:
-                        del pairs[y]
-                    elif w > 0 and pairs[y] == w:
-                        _bounded(pairs, colisten.CO_LISTEN_TOP)
-        recent.insert(at, f"{u.track_id}|{u.listener_ts}")
-        del recent[colisten.RECENT_KEPT :]
-        pop_epoch, pop_weight = colisten.decayed(u.listener_ts, colisten.POPULAR_HALF_LIFE_MS)
-        popular = self.zsets[keys.popular(u.tenant, pop_epoch)]
-        if not popular:
-            old = self.zsets.get(keys.popular(u.tenant, pop_epoch - 1), {})
-            best = sorted(old.items(), key=lambda kv: (-kv[1], kv[0]))[: colisten.POPULAR_TOP]
-            popular.update({k: v * 2.0**-colisten.EPOCH_HALF_LIVES for k, v in best})
-        popular[u.track_id] = popular.get(u.track_id, 0.0) + pop_weight
-        _bounded(popular, colisten.POPULAR_TOP)
 
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
         for tenant, user_id, marker in published:
@@ -341,6 +302,7 @@ class MemoryStore:
         outputs: bytes,
         record_time_ms: int,
         lane: str = "audio",
+        embedding: Embedding | None = None,
     ) -> StreamSaved | Refused:
         meta = self.hashes[keys.stream(tenant, stream, lane)]
         previous = int(meta.get("seq", -1))
@@ -356,6 +318,16 @@ class MemoryStore:
         if first is None:
             self.counters[quota_key] += 1
             self.counters[admitted_key] = seq
+        version, kept_item = 0, False
+        if embedding is not None:
+            version, kept_item = self.catalogue_write(
+                tenant,
+                embedding.model,
+                embedding.item,
+                embedding.vector,
+                now_ms=int(time.time() * 1000),
+                count_day=record_time_ms,
+            )
         meta["seq"] = seq
         self.blobs[keys.stream(tenant, stream, lane)] = state
         kept = self.kept[keys.stream_outputs(tenant, position.partition, stream, lane)]
@@ -364,7 +336,29 @@ class MemoryStore:
             del kept[offset]
         while len(kept) > self.limits.outputs_per_stream:
             del kept[min(kept)]
-        return StreamSaved(accepted=True, previous=previous)
+        return StreamSaved(
+            accepted=True, previous=previous, catalogue_version=version, item_kept=kept_item
+        )
+
+    def shelf(self, tenant: str, model: str) -> Shelf:
+        return self.shelves.setdefault((tenant, model), Shelf())
+
+    def catalogue_write(
+        self, tenant: str, model: str, item: str, vector: bytes, *, now_ms: int, count_day: int
+    ) -> tuple[int, bool]:
+        """lua/catalogue.lua: the item written if the quota of ``count_day``'s day has room
+        for a new one; (the catalogue's version, kept)."""
+        shelf = self.shelf(tenant, model)
+        quota_key = keys.quota(tenant, count_day // (DAY_S * 1000))
+        limit = self.limits.new_ids_per_day
+        if shelf.fresh(item):
+            if limit > 0 and self.counters[quota_key] + 1 > limit:
+                return 0, False
+            self.counters[quota_key] += 1
+        version = shelf.write(
+            item, vector, now_ms=now_ms, ttl_s=self.limits.state_ttl_s, gone_for_ms=GONE_FOR_MS
+        )
+        return version, True
 
     async def kept_chunk(
         self, tenant: str, stream: str, position: Position, lane: str = "audio"
@@ -389,11 +383,3 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
-
-
-def _bounded(scores: dict[str, float], top: int) -> None:
-    """Cut a set holding more than twice ``top`` back to its ``top`` (as ZREMRANGEBYRANK:
-    the lowest scores go, ties by member)."""
-    if len(scores) > 2 * top:
-        for member, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))[: len(scores) - top]:
-            del scores[member]

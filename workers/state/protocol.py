@@ -21,6 +21,8 @@ from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.records import Position
 
 __all__ = [
+    "GONE_FOR_MS",
+    "Embedding",
     "KeptChunk",
     "ModelParams",
     "Refused",
@@ -51,6 +53,26 @@ class StreamSaved:
     accepted: bool
     #: the stream's ``seq`` before this call (-1 for a new stream)
     previous: int
+    #: with an embedding: the catalogue's version after it (0: none written), and whether
+    #: the item was kept (a new item past the tenant's quota is not)
+    catalogue_version: int = 0
+    item_kept: bool = False
+
+
+#: how long a removed catalogue item's tombstone is kept for readers (a reader further behind
+#: reads the whole catalogue again)
+GONE_FOR_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Embedding:
+    """A stream's mean embedding, saved with the tagger's state in one step: under ``item``
+    (its track, else the stream) in the tenant's catalogue of ``model``."""
+
+    item: str
+    #: float32 bytes, unit length
+    vector: bytes
+    model: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +180,10 @@ class StateStore(Protocol):
         outputs: bytes,
         record_time_ms: int,
         lane: str = "audio",
+        embedding: Embedding | None = None,
     ) -> StreamSaved | Refused:
-        """Save state after chunk ``seq`` with the chunk's record position and outputs, in one
+        """Save state after chunk ``seq`` with the chunk's record position and outputs (and
+        the tagger's ``embedding`` of the stream into its tenant's catalogue), in one
         atomic step. A seq not above the stored one is not saved (a repeat, a replay, or
         another worker got there first). A stream is admitted once for both lanes, against
         the quota of the day of the chunk's record (``record_time_ms``): a chunk one lane

@@ -11,6 +11,7 @@ master died) then loses nothing the worker went on from.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,8 @@ from workers.state.listening_command import ListeningCommands
 from workers.state.listening_reply import decode_listening
 from workers.state.protocol import (
     DAY_S,
+    GONE_FOR_MS,
+    Embedding,
     KeptChunk,
     Refused,
     StateLimits,
@@ -172,13 +175,20 @@ class RedisStore:
         outputs: bytes,
         record_time_ms: int,
         lane: str = "audio",
+        embedding: Embedding | None = None,
     ) -> StreamSaved | Refused:
         limits = self.limits
+        model = embedding.model if embedding is not None else "-"
         named = scripts.StreamKeys(
             stream=keys.stream(tenant, stream, lane),
             outputs_key=keys.stream_outputs(tenant, position.partition, stream, lane),
             quota=keys.quota(tenant, record_time_ms // (DAY_S * 1000)),
             admitted=keys.stream_admitted(tenant, stream),
+            embeddings=keys.embeddings(tenant, model),
+            catalogue=keys.catalogue(tenant, model),
+            stamps=keys.embedding_stamps(tenant, model),
+            written=keys.embedding_written(tenant, model),
+            gone=keys.embedding_gone(tenant, model),
         )
         args = scripts.StreamArgs(
             seq=seq,
@@ -192,6 +202,11 @@ class RedisStore:
             incarnation=self.incarnation,
             quota_limit=limits.new_ids_per_day,
             quota_ttl=2 * DAY_S,
+            item=embedding.item if embedding is not None else "",
+            vector=embedding.vector if embedding is not None else b"",
+            now=int(time.time() * 1000),
+            catalogue_ttl=limits.state_ttl_s,
+            gone_for=GONE_FOR_MS,
         )
         command = self._stream.command(named, args)
         (reply,) = await self._pipeline([command], [named.stream])
@@ -205,7 +220,14 @@ class RedisStore:
         if int(reply[0]) < 0:
             reason = Reason.QUOTA_EXCEEDED if _text(reply[1]) == "quota" else Reason.STATE_ERROR
             return Refused(reason, _text(reply[2]))
-        return StreamSaved(accepted=int(reply[0]) == 1, previous=int(reply[1]))
+        if int(reply[0]) == 0:
+            return StreamSaved(accepted=False, previous=int(reply[1]))
+        return StreamSaved(
+            accepted=True,
+            previous=int(reply[1]),
+            catalogue_version=int(reply[2]),
+            item_kept=bool(int(reply[3])),
+        )
 
     @translated
     async def kept_chunk(

@@ -20,9 +20,9 @@ from workers.state.seam import check_header, flatten, with_header
 __all__ = [
     "ALL",
     "CLOCK",
+    "EMBEDDING",
     "LISTENING",
     "NOTE_ACCOUNT",
-    "SAVE_EMBEDDING",
     "STREAM",
     "ClockArgs",
     "ClockKeys",
@@ -162,6 +162,12 @@ class StreamKeys:
     outputs_key: str  # zset: score offset, member "position|incarnation|seq|outputs"
     quota: str  # of the day of the chunk's record
     admitted: str  # string: the seq the stream was admitted from (both lanes read it)
+    # the tenant's catalogue of the tagger's model (written when ``item`` is given)
+    embeddings: str
+    catalogue: str  # hash: version, floor
+    stamps: str
+    written: str
+    gone: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,34 @@ class StreamArgs:
     incarnation: str
     quota_limit: int  # new ids a day; 0: no limit
     quota_ttl: int
+    item: str  # the track (or stream) whose embedding is saved ("": none)
+    vector: bytes
+    now: int  # the clock (ms): when the item was written
+    catalogue_ttl: int  # seconds an item stays unwritten before it leaves
+    gone_for: int  # ms a removed item's tombstone stays for readers
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingKeys:
+    """``embedding.lua``: one item written to a catalogue outside the tagger."""
+
+    embeddings: str
+    catalogue: str
+    stamps: str
+    written: str
+    gone: str
+    quota: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingArgs:
+    item: str
+    vector: bytes
+    now: int
+    catalogue_ttl: int
+    gone_for: int
+    quota_limit: int
+    quota_ttl: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,31 +223,19 @@ class NoteAccountArgs:
     marker: str
 
 
-@dataclass(frozen=True, slots=True)
-class EmbeddingKeys:
-    embeddings: str
-    version: str
-    stamps: str
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddingArgs:
-    item: str
-    vector: bytes
-    ttl: int
-
-
 LISTENING = LuaScript(
     ("common.lua", "detector.lua", "forecaster.lua", "segments.lua", "listening.lua"),
     ListeningKeys,
     ListeningArgs,
 )
 CLOCK = LuaScript(("common.lua", "clock.lua"), ClockKeys, ClockArgs)
-STREAM = LuaScript(("common.lua", "stream.lua"), StreamKeys, StreamArgs)
+STREAM = LuaScript(("common.lua", "catalogue.lua", "stream.lua"), StreamKeys, StreamArgs)
+EMBEDDING = LuaScript(
+    ("common.lua", "catalogue.lua", "embedding.lua"), EmbeddingKeys, EmbeddingArgs
+)
 NOTE_ACCOUNT = LuaScript(("note_account.lua",), NoteAccountKeys, NoteAccountArgs)
-SAVE_EMBEDDING = LuaScript(("save_embedding.lua",), EmbeddingKeys, EmbeddingArgs)
 
-ALL = (LISTENING, CLOCK, STREAM, NOTE_ACCOUNT, SAVE_EMBEDDING)
+ALL = (LISTENING, CLOCK, STREAM, EMBEDDING, NOTE_ACCOUNT)
 
 
 def check_all() -> None:

@@ -40,6 +40,7 @@ from workers.pipeline.listening import ListeningStep
 from workers.pipeline.recommend import RecommendStep
 from workers.state import MemoryStore
 from workers.state.catalogue import MemoryCatalogue
+from workers.state.protocol import StateLimits
 
 __all__ = ["run"]
 
@@ -72,7 +73,7 @@ async def _world(cat: Catalogue, data: Listening) -> tuple[MemoryStore, MemoryCa
         await step.process_batch(records)
     shelf = MemoryCatalogue(store)
     for track, vector in cat.embeddings.items():  # new releases were tagged on upload
-        await shelf.save_embedding("eval", track, vector)
+        await shelf.save_embedding("eval", track, vector, now_ms=int(time.time() * 1000))
     return store, shelf
 
 
@@ -184,9 +185,9 @@ async def _drive(
             break
         await asyncio.sleep(0.5)
     client = aioredis.Redis.from_url(stack.redis.url)
-    shelf = RedisCatalogue(client, ttl_s=30 * 86400)
+    shelf = RedisCatalogue(client, limits=StateLimits(), model="MSD_musicnn")
     for track, vector in cat.embeddings.items():
-        await shelf.save_embedding("eval", track, vector)
+        await shelf.save_embedding("eval", track, vector, now_ms=int(time.time() * 1000))
     await client.aclose()
     collector = await Collector(stack.broker.bootstrap, (RECOMMENDATIONS, floor_out)).start()
     sent: dict[tuple[str, bytes], float] = {}

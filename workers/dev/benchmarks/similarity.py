@@ -105,7 +105,7 @@ def _peers(
     data: np.ndarray, queries: np.ndarray, truth: list[set[int]]
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    index = SimilarityIndex(exact_limit=0)
+    index = SimilarityIndex(exact_limit=0, keep_exact=True)
     ids = [str(i) for i in range(len(data))]
     began = time.perf_counter()
     index.upsert(ids, data)
