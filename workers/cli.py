@@ -52,15 +52,21 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if not settings.tenants:
-        logging.warning("WORKERS_TENANTS is empty: every tenant will be refused")
-    if args.processes > 1:
-        from workers.runtime.processes import Supervisor
+    from workers.runtime.preflight import StartRefused, check_settings
 
-        return Supervisor(args.processes).run()
-    from workers.runtime.main import run
+    try:
+        check_settings(settings)
+        if args.processes > 1:
+            from workers.runtime.processes import Supervisor
 
-    run(settings)
+            return Supervisor(args.processes).run()
+        from workers.runtime.main import run
+
+        run(settings)
+    except StartRefused as refused:
+        logging.error("not starting: %s", refused)
+        print(f"run: not starting: {refused}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -49,6 +49,10 @@ def stack() -> Iterator[Stack]:
 
 
 def start_worker(stack: Stack, log: Path, **env: str) -> WorkerProcess:
+    if env.get("WORKERS_ENGINE") == "direct":
+        # tansu answers aiokafka's InitProducerId with an error (librdkafka's it takes):
+        # the direct engine's idempotent producer needs a real Kafka
+        env.setdefault("WORKERS_PRODUCER_IDEMPOTENCE", "false")
     worker = WorkerProcess(
         {
             **stack.env(),

@@ -153,3 +153,14 @@ async def test_the_worker_on_a_redis_cluster_through_a_failover(
         worker.terminate()
         await collector.stop()
         await producer.stop()
+
+
+def test_a_cluster_node_addressed_as_a_single_server_is_refused(
+    cluster: RedisCluster, stack: Stack, tmp_path: Path
+) -> None:
+    """WORKERS_REDIS_CLUSTER=false with a cluster node's URL: not MOVED dead letters for two
+    thirds of the tenants, but a clear refusal to start."""
+    from tests.integration.test_refusals import refused
+
+    text = refused(stack, tmp_path / "worker.log", WORKERS_REDIS_URL=cluster.url)
+    assert "is a Redis Cluster node" in text and "WORKERS_REDIS_CLUSTER=true" in text

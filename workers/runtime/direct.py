@@ -62,6 +62,7 @@ class DirectEngine(LaneEngine):
             client_id=f"{s.group_id}-{os.getpid()}",
             linger_ms=s.producer_linger_ms,
             acks="all",
+            enable_idempotence=s.producer_idempotence,
             max_request_size=8 * 1024 * 1024,
             **auth,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ import mode
 
 from workers.runtime.engine import build_engine
 from workers.runtime.http import HttpServer, build_http_app
+from workers.runtime.preflight import check_redis, check_settings
 from workers.runtime.settings import Settings
 from workers.runtime.worker import Worker
 
@@ -60,7 +62,10 @@ def _as_tagger(settings: Settings) -> None:
 
 def run(settings: Settings) -> None:
     """The production worker, until SIGTERM/SIGINT: the engine drains and commits before the
-    shell closes the store."""
+    shell closes the store. Settings that cannot serve, or a Redis that would lose state
+    silently, stop it before it starts (``preflight.py``: ``StartRefused``)."""
+    check_settings(settings)
+    asyncio.run(check_redis(settings))
     if settings.role == "tagger":
         _as_tagger(settings)
     engine = build_engine(settings)

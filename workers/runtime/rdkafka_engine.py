@@ -137,6 +137,9 @@ class RdkafkaEngine(LaneEngine):
                 **base,
                 "linger.ms": s.producer_linger_ms,
                 "acks": "all",
+                # a retry cannot reorder a key's records, nor leave a changelog
+                # (predictions.accounts) ending on a stale verdict
+                "enable.idempotence": s.producer_idempotence,
                 "message.max.bytes": 8 * 1024 * 1024,
             }
         )

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     #: Consumer fetch wait: Faust hard-codes 1500 ms, which costs a whole hop of latency.
     fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
     producer_linger_ms: int = Field(default=1, ge=0, le=1000)
+    #: An idempotent producer (enable.idempotence): a retry cannot reorder a key's records,
+    #: nor leave a changelog topic (predictions.accounts) ending on a stale verdict. Needs
+    #: the broker's InitProducerId (every Apache Kafka since 0.11).
+    producer_idempotence: bool = True
     rebalance_timeout_s: float = Field(default=10.0, gt=0)
     session_timeout_s: float = Field(default=10.0, gt=0)
     commit_interval_s: float = Field(default=1.0, gt=0)
@@ -164,6 +168,9 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     #: The Redis URL names one node of a Redis Cluster (the client discovers the others).
     redis_cluster: bool = False
+    #: Start even though Redis may evict keys (a maxmemory-policy other than noeviction):
+    #: replay markers, erasure tombstones and quotas may then vanish under memory pressure.
+    redis_allow_eviction: bool = False
     #: Replicas that must have each state change before the worker goes on (Redis WAIT on
     #: the node that took it): 1 makes a failover lose nothing; 0 trusts the master alone.
     redis_wait_replicas: int = Field(default=0, ge=0, le=5)

@@ -67,6 +67,8 @@ def _worker(stack: Stack, name: str, group: str, tenants: tuple[str, ...]) -> Wo
     }
     if name in ("faust", "worker-aiokafka"):
         env["WORKERS_ENGINE"] = "faust" if name == "faust" else "direct"
+        # tansu answers aiokafka's InitProducerId with an error: no idempotence on it
+        env["WORKERS_PRODUCER_IDEMPOTENCE"] = "false"
     return WorkerProcess(env, log=stack.workdir / f"{group}.log")
 
 
