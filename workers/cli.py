@@ -168,11 +168,8 @@ def _tail(args: argparse.Namespace) -> int:
 def _erase(args: argparse.Namespace) -> int:
     import asyncio
 
-    import redis.asyncio as aioredis
-
-    from workers.runtime.security import redis_options
+    from workers.runtime.erasing import erase_everywhere
     from workers.runtime.settings import Settings
-    from workers.state.erasure import erase
 
     settings = Settings()
     if args.user is None and not args.all_of_tenant:
@@ -183,23 +180,18 @@ def _erase(args: argparse.Namespace) -> int:
         return 2
     audit_key = settings.audit_key.get_secret_value().encode()
 
-    async def run() -> None:
-        client = aioredis.Redis.from_url(
-            settings.redis_url.get_secret_value(), **redis_options(settings)
+    async def run() -> int:
+        report = await erase_everywhere(
+            settings,
+            tenant=args.tenant,
+            user_id=args.user,
+            whole_tenant=args.all_of_tenant,
+            audit_key=audit_key,
+            requested_by=args.by,
+            reason=args.reason,
+            tombstone=not args.no_tombstone,
         )
-        try:
-            done = await erase(
-                client,
-                tenant=args.tenant,
-                user_id=args.user,
-                whole_tenant=args.all_of_tenant,
-                audit_key=audit_key,
-                limits=settings.state_limits(),
-                requested_by=args.by,
-                reason=args.reason,
-            )
-        finally:
-            await client.aclose()
+        done = report.erasure
         scope = (
             f"user {done.user_id} of tenant {done.tenant}"
             if done.user_id
@@ -213,9 +205,11 @@ def _erase(args: argparse.Namespace) -> int:
                 else "outside Redis"
             )
             print(f"  remaining: {what} (expires {when})")
+        for problem in report.problems:
+            print(f"erase: NOT DONE: {problem}", file=sys.stderr)
+        return 1 if report.problems else 0
 
-    asyncio.run(run())
-    return 0
+    return asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     erase_cmd.add_argument("--by", default="", help="who asked (kept in the audit record)")
     erase_cmd.add_argument("--reason", default="", help="why (kept in the audit record)")
+    erase_cmd.add_argument(
+        "--no-tombstone",
+        action="store_true",
+        help="do not publish the listener's null verdict on predictions.accounts",
+    )
     erase_cmd.set_defaults(func=_erase)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
     bench.add_argument(

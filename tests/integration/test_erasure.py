@@ -3,6 +3,7 @@ a backlog of the subject's events published before the erasure is refused afterw
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import subprocess
@@ -12,9 +13,13 @@ import time
 import orjson
 import redis.asyncio as aioredis
 
+from tests.helpers import event_body
 from tests.integration.test_store_contract import NOW, _dump_tenant, scenario, update
 from workers.core.errors import Reason
-from workers.dev.stack import RedisServer
+from workers.core.records import ACCOUNTS, ANOMALY, DEADLETTER, LISTENING_EVENTS
+from workers.dev.client import Collector, start_producer
+from workers.dev.stack import RedisServer, Stack
+from workers.dev.testing import WorkerProcess
 from workers.state import RedisStore
 from workers.state.erasure import AUDIT_STREAM, subject_digest
 from workers.state.protocol import Refused, StateLimits
@@ -32,7 +37,7 @@ def listen(tenant: str, user: str, n: int, first_offset: int = 0) -> list:
 def cli_erase(redis_server: RedisServer, *args: str, check: bool = True) -> str:
     env = {**os.environ, "WORKERS_REDIS_URL": redis_server.url, "WORKERS_AUDIT_KEY": AUDIT_KEY}
     done = subprocess.run(
-        [sys.executable, "-m", "workers", "erase", *args],
+        [sys.executable, "-m", "workers", "erase", "--no-tombstone", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -97,3 +102,63 @@ async def test_erase_one_listener_then_a_whole_tenant(
     remaining = orjson.loads(records[0]["remaining"])
     assert remaining["erasure tombstone (digest of the id)"] > NOW
     assert all(":a" not in value and value != "a" for r in records for value in r.values())
+
+
+async def test_an_erased_listener_from_the_topics(
+    stack: Stack, worker: WorkerProcess, collector: Collector
+) -> None:
+    """A listener plays, is erased with the worker's settings, then an event of theirs
+    published before the erasure arrives: its dead letter carries nothing of them (no value,
+    no id in its key), their verdict is forgotten on the accounts changelog, and an event
+    published after it is a new start. Erasing through a broker that cannot be reached says
+    what was not done, and fails."""
+    producer = await start_producer(stack.broker.bootstrap)
+    user, key = "gone-u", b"acme/gone-u"
+    try:
+        for i in range(3):
+            body = event_body("acme", user, f"gone-{i}", ts=int(time.time() * 1000))
+            await producer.send(LISTENING_EVENTS, orjson.dumps(body), key=key)
+        await producer.flush()
+        await collector.wait_for(lambda r: r.topic == ACCOUNTS and r.key == key, 1)
+        before = int(time.time() * 1000)
+        env = {
+            **os.environ,
+            **stack.env(),
+            "WORKERS_TENANTS": "acme,beats",
+            "WORKERS_AUDIT_KEY": AUDIT_KEY,
+        }
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "workers", "erase", "--tenant", "acme", "--user", user],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        forgotten = await collector.wait_for(
+            lambda r: r.topic == ACCOUNTS and r.key == key and not r.value, 1
+        )
+        assert forgotten, "a tombstone on the accounts changelog"
+        stale = event_body("acme", user, "gone-stale", ts=before - 1000)
+        await producer.send(
+            LISTENING_EVENTS, orjson.dumps(stale), key=key, timestamp_ms=before - 1000
+        )
+        fresh = event_body("acme", user, "gone-fresh", ts=int(time.time() * 1000) + 1000)
+        await producer.send(LISTENING_EVENTS, orjson.dumps(fresh), key=key)
+        await producer.flush()
+        (letter,) = await collector.wait_for(
+            lambda r: r.topic == DEADLETTER and r.header("error") == "subject-erased", 1
+        )
+        assert letter.key == b"acme/" and letter.value == b""
+        assert user not in repr(letter.headers) and user.encode() not in (letter.key or b"")
+        scored = await collector.wait_for(
+            lambda r: r.topic == ANOMALY and r.json().get("ref") == "gone-fresh", 1
+        )
+        assert scored, "published after the erasure: a new start"
+        cut_off = {**env, "WORKERS_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
+        failed = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "workers", "erase", "--tenant", "acme", "--user", "other"],
+            env=cut_off, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert failed.returncode == 1 and "NOT DONE" in failed.stderr
+    finally:
+        await producer.stop()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -164,3 +166,33 @@ def test_a_cluster_node_addressed_as_a_single_server_is_refused(
 
     text = refused(stack, tmp_path / "worker.log", WORKERS_REDIS_URL=cluster.url)
     assert "is a Redis Cluster node" in text and "WORKERS_REDIS_CLUSTER=true" in text
+
+
+async def test_erase_works_on_a_cluster_with_the_workers_settings(cluster: RedisCluster) -> None:
+    """``erase`` connects as the worker does (WORKERS_REDIS_CLUSTER): one listener, then a
+    whole tenant, on a cluster; nothing of them is left on any node."""
+    from tests.integration.test_store_contract import NOW, scenario
+    from workers.state import RedisStore
+
+    tenant = tenants_on_each_master(cluster)[1]
+    store = RedisStore.from_url(cluster.url, cluster=True)
+    await store.apply_listening(scenario(tenant, 60, seed=5), now_ms=NOW)
+    await store.close()
+    env = {
+        **os.environ,
+        "WORKERS_REDIS_URL": cluster.url,
+        "WORKERS_REDIS_CLUSTER": "true",
+        "WORKERS_AUDIT_KEY": "k",
+    }
+    erase = [sys.executable, "-m", "workers", "erase", "--tenant", tenant, "--no-tombstone"]
+    for scope in (["--user", "u1"], ["--all-of-tenant"]):
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [*erase, *scope],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    client = AsyncCluster.from_url(cluster.url)
+    left = [name async for name in client.scan_iter(match=f"{{{tenant}}}:*")]
+    await client.aclose()
+    assert not left

@@ -1,3 +1,4 @@
+import asyncio
 import dataclasses
 
 import numpy as np
@@ -227,7 +228,10 @@ async def test_a_replayed_record_is_re_emitted_not_applied_twice(
 ) -> None:
     first = event_record("acme", "u1", "e1", offset=10)
     (original,) = await listening.process_batch([first])
-    await listening.noted()  # the verdict's note reached the store before the crash
+    assert original.on_delivered is not None
+    original.on_delivered(True)  # the broker acknowledged the outputs ...
+    await asyncio.sleep(0)
+    await listening.noted()  # ... and the verdict's note reached the store before the crash
     restarted = ListeningStep(  # another worker reads the record again, after a crash
         tenants=["acme"],
         store=dataclasses.replace(store, incarnation="the-next-worker"),
@@ -273,3 +277,23 @@ async def test_strict_isolation_the_topic_owner_is_the_only_tenant(
     letter = events[0].outputs[0]
     assert letter.topic == DEADLETTER and letter.value == events[0].record.value
     assert dict(letter.headers)["source-topic"] == b"beats.listening.events"
+
+
+async def test_a_verdict_the_broker_never_acknowledged_is_published_again(
+    listening: ListeningStep, store: MemoryStore
+) -> None:
+    """The worker crashed after sending the verdict, before the broker acknowledged it: it
+    was never remembered as published, and the record read again publishes it again."""
+    first = event_record("acme", "u2", "v1", offset=20)
+    (original,) = await listening.process_batch([first])
+    assert ACCOUNTS in [o.topic for o in original.outputs]
+    restarted = ListeningStep(
+        tenants=["acme"], store=dataclasses.replace(store, incarnation="next"), window_s=3600
+    )
+    (replayed,) = await restarted.process_batch([first])
+    assert [o.topic for o in replayed.outputs] == [ANOMALY, POPULARITY, ACCOUNTS]
+    # refused by the broker: the step forgets it, and the listener's next event says it again
+    assert replayed.on_delivered is not None
+    replayed.on_delivered(False)
+    (after,) = await restarted.process_batch([event_record("acme", "u2", "v2", offset=21)])
+    assert ACCOUNTS in [o.topic for o in after.outputs]

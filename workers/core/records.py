@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -260,13 +261,17 @@ class Outcome:
     ignored: Reason | None = None
     #: the tagger: the stream's embedding was not kept in the catalogue (the tenant's quota)
     catalogue_refused: bool = False
+    #: told, once the broker has answered for the record's outputs, whether all of them
+    #: were acknowledged (an account verdict is remembered as published only then)
+    on_delivered: Callable[[bool], None] | None = None
 
 
 def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None) -> Output:
     """The original bytes, unchanged, with the reason in headers (contract: events.deadletter).
 
     The one exception: a record of an erased listener keeps no trace of them, not even in
-    the dead-letter topic; its value is dropped and a header says so.
+    the dead-letter topic: its value is dropped (a header says so) and its key keeps only the
+    tenant.
     """
     headers = [
         ("error", rejected.reason.value.encode()),
@@ -282,6 +287,7 @@ def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None
     if rejected.reason is Reason.SUBJECT_ERASED:
         headers.append(("value-dropped", b"subject-erased"))
         value = b""
+        key = f"{tenant}/" if tenant is not None else ""
     return Output(DEADLETTER, key, value, tuple(headers))
 
 

@@ -6,6 +6,7 @@ the rest is ``core`` (parse, explain, forecast)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -44,6 +45,8 @@ class ListeningStep:
         self._skew_ms = skew_ms
         #: verdicts published whose note to the store is still on its way
         self._noting: dict[tuple[str, str], str] = {}
+        #: verdicts acknowledged by the broker, to be noted
+        self._to_note: dict[tuple[str, str], str] = {}
         self._notes: set[asyncio.Task[None]] = set()
 
     def _parse(self, record: Record, outcome: Outcome, now_ms: int) -> ListeningEvent | None:
@@ -57,11 +60,24 @@ class ListeningStep:
             return None
         return event
 
-    def _note_accounts(self, published: dict[tuple[str, str], str]) -> None:
-        """Have the store remember the verdicts published, off the records' path (their
-        outputs do not wait for it): until it has, this step overlays them itself
-        (``_noting``). Best effort: a note that fails only means a listener's verdict is
-        published again."""
+    def _delivered(self, listener: tuple[str, str], marker: str, acknowledged: bool) -> None:
+        """A verdict's output was answered for by the broker: acknowledged, it is remembered
+        as published (in the background, batched); refused, it is forgotten, so the
+        listener's next event publishes it again. A crash before the note is stored leaves
+        the verdict unremembered: a re-read of the record publishes it again."""
+        if not acknowledged:
+            if self._noting.get(listener) == marker:
+                del self._noting[listener]
+            return
+        self._to_note[listener] = marker
+        if len(self._to_note) == 1:  # the first of this loop turn: one note for them all
+            asyncio.get_running_loop().call_soon(self._note_accounts)
+
+    def _note_accounts(self) -> None:
+        """Have the store remember the verdicts acknowledged, off the records' path: until
+        it has, this step overlays them itself (``_noting``). Best effort: a note that fails
+        only means a listener's verdict is published again."""
+        published, self._to_note = self._to_note, {}
         task = asyncio.create_task(self._note(published))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
@@ -119,7 +135,6 @@ class ListeningStep:
         )
         batch_watch.lap("state")
         state_share = batch_watch.stages["state"] / max(1, len(parsed))
-        published: dict[tuple[str, str], str] = {}
         for (i, event), state in zip(parsed, states, strict=True):
             outcome, watch = outcomes[i], watches[i]
             watch.stages["state"] = state_share
@@ -141,9 +156,10 @@ class ListeningStep:
             outcome.outputs.extend(judged.outputs)
             outcome.anomalies = int(judged.anomalous)
             if judged.account_marker is not None:
-                published[listener] = self._noting[listener] = judged.account_marker
-        if published:
-            self._note_accounts(published)
+                self._noting[listener] = judged.account_marker
+                outcome.on_delivered = functools.partial(
+                    self._delivered, listener, judged.account_marker
+                )
         for outcome, watch in zip(outcomes, watches, strict=True):
             outcome.stages = watch.stages
         return outcomes

@@ -15,6 +15,8 @@ __all__ = [
     "max_message_bytes",
     "output_limits",
     "prepare_topics",
+    "topic_numbers",
+    "warn_on_retention",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,10 +55,15 @@ async def create_topics(
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 
 
-async def max_message_bytes(
-    bootstrap: str, topics: Sequence[str], *, auth: Mapping[str, Any] | None = None
+async def topic_numbers(
+    bootstrap: str,
+    topics: Sequence[str],
+    name: str,
+    *,
+    default: int,
+    auth: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Each topic's ``max.message.bytes``: the largest record the broker accepts on it."""
+    """Each topic's numeric configuration ``name`` (``default`` where it does not say)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -64,20 +71,60 @@ async def max_message_bytes(
         bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(auth or {})
     )
     await admin.start()
-    limits = dict.fromkeys(topics, DEFAULT_MAX_MESSAGE_BYTES)
+    found = dict.fromkeys(topics, default)
     try:
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in topics]
         )
         for response in responses:
             for resource in response.resources:
-                _code, _message, _type, name, entries = resource[:5]
+                _code, _message, _type, topic, entries = resource[:5]
                 for entry in entries:
-                    if entry[0] == "max.message.bytes" and entry[1]:
-                        limits[name] = int(entry[1])
+                    if entry[0] == name and entry[1]:
+                        found[topic] = int(entry[1])
     finally:
         await admin.close()
-    return limits
+    return found
+
+
+async def max_message_bytes(
+    bootstrap: str, topics: Sequence[str], *, auth: Mapping[str, Any] | None = None
+) -> dict[str, int]:
+    """Each topic's ``max.message.bytes``: the largest record the broker accepts on it."""
+    return await topic_numbers(
+        bootstrap, topics, "max.message.bytes", default=DEFAULT_MAX_MESSAGE_BYTES, auth=auth
+    )
+
+
+async def warn_on_retention(settings: Settings) -> list[str]:
+    """Input topics that keep records longer than erasure tombstones (and replay markers)
+    live: an event published before an erasure could be read after its tombstone is gone,
+    and a record read again after its marker is gone counted twice. Warned at start."""
+    from workers.runtime.security import kafka_auth
+
+    topics = settings.topics(*settings.input_topics())
+    try:
+        retention = await topic_numbers(
+            settings.kafka_bootstrap,
+            topics,
+            "retention.ms",
+            default=7 * 24 * 3600 * 1000,
+            auth=kafka_auth(settings),
+        )
+    except Exception as exc:
+        log.warning("could not read the input topics' retention.ms (%s)", exc)
+        return []
+    memory_ms = settings.replay_memory_s * 1000
+    longer = sorted(t for t, ms in retention.items() if ms < 0 or ms > memory_ms)
+    for topic in longer:
+        log.warning(
+            "%s keeps records longer (retention.ms %d) than erasure tombstones and replay "
+            "markers live (WORKERS_REPLAY_MEMORY_S=%d): raise it above the retention",
+            topic,
+            retention[topic],
+            settings.replay_memory_s,
+        )
+    return longer
 
 
 async def output_limits(settings: Settings) -> dict[str, int]:
@@ -108,4 +155,5 @@ async def prepare_topics(settings: Settings) -> dict[str, int]:
             partitions=settings.topic_partitions,
             auth=kafka_auth(settings),
         )
+    await warn_on_retention(settings)
     return await output_limits(settings)

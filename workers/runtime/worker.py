@@ -7,10 +7,12 @@ beyond the ``Engine`` protocol. ``main.py`` runs it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -291,6 +293,8 @@ class Worker:
                 )
             )
             m.child(m.records_out, output.topic).inc()
+        if outcome.on_delivered is not None:
+            _when_delivered(sent, outcome.on_delivered)
         topic_in = record.kind  # metrics label the logical topic: bounded cardinality
         if outcome.rejected is not None:
             m.child(m.records_processed, topic_in, "deadletter").inc()
@@ -355,6 +359,24 @@ class Worker:
     async def shutdown(self) -> None:
         """After the engine stopped: close the store (the models live in it)."""
         await self.store.close()
+
+
+def _when_delivered(sent: list[Sent], callback: Callable[[bool], None]) -> None:
+    """``callback(all acknowledged)`` once the broker has answered for every output."""
+    waiting = len(sent)
+    failed = False
+
+    def answered(delivery: asyncio.Future[Any]) -> None:
+        nonlocal waiting, failed
+        waiting -= 1
+        failed = failed or delivery.cancelled() or delivery.exception() is not None
+        if waiting == 0:
+            callback(not failed)
+
+    if not sent:
+        callback(True)
+    for item in sent:
+        item.delivery.add_done_callback(answered)
 
 
 def _catalogue_for(store: StateStore, settings: Settings) -> Catalogue:

@@ -108,6 +108,8 @@ async def evaluate(
         batch.append(Record(LISTENING_EVENTS, 0, offset, key, orjson.dumps(body)))
         if len(batch) == 200 or offset == n - 1:
             for outcome in await step.process_batch(batch):
+                if outcome.on_delivered is not None:  # as the broker would: acknowledged
+                    outcome.on_delivered(True)
                 for output in outcome.outputs:
                     if output.topic == ACCOUNTS:
                         value = dict(output.value)  # type: ignore[arg-type]
