@@ -244,6 +244,23 @@ async def test_hostile_but_valid_input(
         await run.chunk("h-s2", 1, over * 1e-6, encoding="f32le")  # tiny
         await run.good_traffic("after-samples")
 
+        # 7. an event id is the tenant's: used again by another listener it is a duplicate,
+        # while another tenant's events may use it freely
+        await run.event(event_body("acme", "h-id1", "h-shared-id", ts=now))
+        await run.settled(timeout=30)
+        await run.event(
+            event_body("acme", "h-id2", "h-shared-id", ts=now), reason="duplicate-event"
+        )
+        beats_key = b"beats/h-id1"
+        await run.send(
+            LISTENING_EVENTS,
+            beats_key,
+            orjson.dumps(event_body("beats", "h-id1", "h-shared-id", ts=now)),
+            None,
+        )
+        await collector.wait_for(lambda r: r.topic == ANOMALY and r.key == beats_key, 1, timeout=30)
+        await run.good_traffic("after-ids-shared")
+
         await run.settled(timeout=90)
 
         # every input accounted for: its outputs, or exactly one dead letter
@@ -252,7 +269,10 @@ async def test_hostile_but_valid_input(
         for letter in collector.matching(_is_letter):
             if position_of(letter) in run.letters:
                 assert letter.header("error") == run.letters[position_of(letter)]
-        refs = run.scored_refs()
+        refs = Counter(
+            str(m.json()["ref"])
+            for m in collector.matching(lambda r: r.topic == ANOMALY and r.key != beats_key)
+        )
         assert {r: refs[r] for r in run.scored} == dict.fromkeys(run.scored, 1)
         features = [m.json() for m in collector.matching(lambda r: r.topic == AUDIO_FEATURES)]
         assert run.chunks <= {(f["stream"], f["seq"]) for f in features}
