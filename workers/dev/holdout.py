@@ -12,19 +12,18 @@ models are meant to catch, beside the people most easily mistaken for one.
   accounts, each looking human: full plays at human hours, but every session all of them
   play the same few targets within three minutes of each other), catalogue stuffers (10
   accounts looping a 40-track playlist holding 8 targets, 20 h a day, full plays).
-- ``RadioPopulation``: listening by stations (genre pools played in shuffled order), commute
-  and office-hours habits. Hard negatives: office workers on one station for 8 h, children
-  looping one song, DJs previewing tracks 30-45 s each in the evening, shift workers awake
-  at night. Farms: blatant loops of one track at 31 s, a farm spread over 100 accounts (5
-  listens a day each, on 50 targets), "listening parties" (20 accounts starting the same
-  targets in the same minute two or three times a day, full plays), and 12 stuffer accounts
-  on a 24 h station with targets slipped in.
+- ``radio.RadioPopulation`` (its own module, on the same base): listening by stations
+  (genre pools played in shuffled order), commute and office-hours habits. Hard negatives:
+  office workers on one station for 8 h, children looping one song, DJs previewing tracks
+  30-45 s each in the evening, shift workers awake at night. Farms: blatant loops of one
+  track at 31 s, a farm spread over 100 accounts (5 listens a day each, on 50 targets),
+  "listening parties" (20 accounts starting the same targets in the same minute two or
+  three times a day, full plays), and 12 stuffer accounts on a 24 h station with targets
+  slipped in.
 
 ``truth()`` names every account's kind and farm; ``pushed()`` the tracks farms push.
 
-``ChartLoad`` is a popularity load: a catalogue with a daily cycle (quiet nights, evening
-peaks), tracks that launch (a jump, then a decay over a day or two), tracks that fade, and
-noise, over 96 h.
+The popularity load held out beside them is ``charts.ChartLoad``.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ import numpy as np
 from workers.dev.loadgen import ListenEvent
 from workers.dev.populations import Account
 
-__all__ = ["ChartLoad", "MarketPopulation", "RadioPopulation"]
+__all__ = ["MarketPopulation"]
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -302,165 +301,3 @@ class _Party:
                 yield ts, track, "play", played
                 ts += played + int(rng.integers(1_000, 20_000))
             own_ts = max(own_ts, ts)
-
-
-@dataclass
-class RadioPopulation(_Held):
-    people: int = 1200
-    catalogue: int = 12_000
-
-    def populate(self) -> None:
-        rng = self.rng
-        self._stations = [[self.hit() for _ in range(60)] for _ in range(80)]
-        for i in range(self.people):
-            roll = rng.random()
-            kind = (
-                "office-worker" if roll < 0.06
-                else "child-looper" if roll < 0.09
-                else "dj" if roll < 0.12
-                else "shift-worker" if roll < 0.17
-                else "person"
-            )  # fmt: skip
-            self.add(f"r{self.seed}.{i}", kind, False, self._listener(kind))
-        loop_tracks = list(rng.choice(self.catalogue, 5, replace=False))
-        spread_targets = list(rng.choice(self.catalogue, 50, replace=False))
-        party_targets = list(rng.choice(self.catalogue, 8, replace=False))
-        station_targets = list(rng.choice(self.catalogue, 6, replace=False))
-        self._pushed |= {int(t) for t in (*loop_tracks, *spread_targets, *party_targets)}
-        self._pushed |= {int(t) for t in station_targets}
-        for i in range(5):
-            self.add(
-                f"rb.{self.seed}.{i}", "blatant", True, self._loop(int(loop_tracks[i])), "blatant"
-            )
-        for i in range(100):
-            self.add(
-                f"rs.{self.seed}.{i}",
-                "spread-farm",
-                True,
-                self._spread(spread_targets),
-                "spread-farm",
-            )
-        party = _Party(self, party_targets, members=20)
-        for i in range(20):
-            self.add(f"rp.{self.seed}.{i}", "party-farm", True, party.member(i), "party-farm")
-        station = [self.hit() for _ in range(54)] + [int(t) for t in station_targets]
-        rng.shuffle(station)
-        for i in range(12):
-            stuffing = self._station(station)
-            self.add(f"rt.{self.seed}.{i}", "station-stuffer", True, stuffing, "station-stuffer")
-
-    def _listener(self, kind: str) -> Iterator[tuple[int, int, str, int]]:
-        rng = self.rng
-        station = self._stations[int(rng.integers(0, len(self._stations)))]
-        favourite = self.hit()
-        ts = self.start_ts + int(rng.integers(0, DAY))
-        skip_rate = float(rng.beta(2, 7))
-        while ts < self.end():
-            if kind == "office-worker":
-                ts = self.next_awake(ts, 9.0, 17.0)
-            elif kind == "shift-worker":
-                ts = self.next_awake(ts, 21.0, 7.0)
-            elif kind == "dj":
-                ts = self.next_awake(ts, 18.0, 23.0)
-            else:  # commute and evening
-                ts = self.next_awake(ts, float(rng.choice([7.5, 17.5, 20.0])), 23.0)
-            length = {"office-worker": 8 * HOUR, "dj": 2 * HOUR}.get(
-                kind, int(rng.uniform(0.3, 1.5) * HOUR)
-            )
-            stop = ts + length
-            if rng.random() < 0.1:
-                station = self._stations[int(rng.integers(0, len(self._stations)))]
-            order = list(rng.permutation(len(station)))
-            k = 0
-            while ts < stop and ts < self.end():
-                if kind == "child-looper" and rng.random() < 0.7:
-                    track, kind_, played = favourite, "play", self.length(favourite)
-                elif kind == "dj":
-                    track = self.hit()
-                    kind_, played = "skip", int(rng.integers(28_000, 46_000))
-                else:
-                    track = station[order[k % len(order)]]
-                    k += 1
-                    kind_, played = self.listen(track, skip_rate, 12_000)
-                yield ts, track, kind_, played
-                ts += played + int(rng.integers(500, 5_000))
-            ts += int(rng.uniform(2, 10) * HOUR)
-
-    def _loop(self, track: int) -> Iterator[tuple[int, int, str, int]]:
-        rng = self.rng
-        ts = self.start_ts + int(rng.integers(0, HOUR))
-        while ts < self.end():
-            yield ts, track, "play", 31_000
-            ts += 31_000 + int(rng.integers(200, 2_500))
-
-    def _spread(self, targets: list[int]) -> Iterator[tuple[int, int, str, int]]:
-        rng = self.rng
-        ts = self.start_ts + int(rng.integers(0, DAY))
-        while ts < self.end():
-            ts = self.next_awake(ts, 8.0, 22.0)
-            if rng.random() < 0.7:
-                track = int(rng.choice(targets))
-                played = int(rng.integers(30_000, 62_000))
-            else:
-                track = self.hit()
-                played = int(self.length(track) * rng.uniform(0.5, 1.0))
-            yield ts, track, "play", played
-            ts += played + int(rng.exponential(DAY / 5))
-
-    def _station(self, station: list[int]) -> Iterator[tuple[int, int, str, int]]:
-        rng = self.rng
-        ts = self.start_ts + int(rng.integers(0, HOUR))
-        order = list(rng.permutation(len(station)))
-        k = 0
-        while ts < self.end():
-            track = station[order[k % len(order)]]
-            k += 1
-            played = int(self.length(track) * rng.uniform(0.9, 1.0))
-            yield ts, track, "play", played
-            ts += played + int(rng.integers(200, 3_000))
-
-
-@dataclass
-class ChartLoad:
-    """Plays of a tenant's catalogue over ``hours`` with a daily cycle, launches and fades:
-    (ts, track) in time order, for the popularity benchmark."""
-
-    seed: int = 11
-    tracks: int = 400
-    hours: int = 96
-    start_ts: int = 1_765_000_000_000
-    plays_per_hour: float = 3_000.0
-
-    def plays(self) -> Iterator[tuple[int, str]]:
-        rng = np.random.default_rng(self.seed)
-        base = 1.0 / np.arange(1, self.tracks + 1) ** 0.9
-        base = base / base.sum()
-        launch = {
-            int(t): float(rng.uniform(6, self.hours - 24))
-            for t in rng.choice(self.tracks, 12, replace=False)
-        }
-        fade = {
-            int(t): float(rng.uniform(0.02, 0.06))
-            for t in rng.choice(self.tracks, 25, replace=False)
-        }
-        # a daily cycle: quiet from 1 to 7, a morning rise, an evening peak (hour of day)
-        night_and_morning = [0.35, 0.25, 0.2, 0.18, 0.2, 0.3, 0.5, 0.75, 0.95, 1.0, 1.0, 1.05]
-        day_and_evening = [1.1, 1.05, 1.0, 1.0, 1.05, 1.15, 1.3, 1.45, 1.5, 1.4, 1.1, 0.7]
-        cycle = np.array([*night_and_morning, *day_and_evening])
-        phase = int(rng.integers(0, 24))
-        for hour in range(self.hours):
-            weights = base.copy()
-            for track, at in launch.items():
-                weights[track] = 0.0 if hour < at else base[0] * 0.6 * np.exp(-(hour - at) / 30.0)
-            for track, rate in fade.items():
-                weights[track] *= np.exp(-rate * hour)
-            weights /= weights.sum()
-            level = self.plays_per_hour * cycle[(hour + phase) % 24] * rng.uniform(0.9, 1.1)
-            counts = rng.poisson(level * weights)
-            start = self.start_ts + hour * HOUR
-            hour_plays = [
-                (start + int(rng.integers(0, HOUR)), f"chart:{track}")
-                for track in np.flatnonzero(counts)
-                for _ in range(int(counts[track]))
-            ]
-            yield from sorted(hour_plays)
