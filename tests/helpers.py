@@ -17,6 +17,7 @@ OUTPUT_SCHEMAS = {
     "predictions.anomaly": "prediction.anomaly",
     "predictions.popularity": "prediction.popularity",
     "predictions.accounts": "prediction.accounts",
+    "predictions.tracks": "prediction.tracks",
     "predictions.tags": "prediction.tags",
     "predictions.recommendations": "prediction.recommendations",
 }

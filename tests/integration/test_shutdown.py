@@ -66,7 +66,7 @@ async def test_sigterm_during_load_loses_nothing(stack: Stack, tmp_path: Path) -
         assert not collector.matching(
             lambda r: r.topic == DEADLETTER and (r.key or b"").startswith(b"acme/stop-")
         )
-        # the tenant's detector lives in Redis: the second worker scored against what the
+        # the tenant's models live in Redis: the second worker judged against what the
         # first one had taught it, and every event was learnt exactly once, by either
         inputs = metric_value(
             second.metrics(), "workers_model_inputs", tenant="acme", model="listening-anomaly"

@@ -11,14 +11,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from workers.core import colisten
+from workers.core.behaviour import LISTENER_FEATURES, TRACK_FEATURES
 from workers.core.errors import Reason
+from workers.core.events import judge_event
 from workers.core.listening import ListeningEvent, to_update
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.models.accounts import track_hash
 from workers.core.records import Position
+from workers.dev.loadgen import ListeningPopulation
 from workers.state import MemoryStore, RedisStore, keys
 from workers.state.catalogue import MemoryCatalogue, RedisCatalogue
-from workers.state.protocol import Refused, StateLimits
+from workers.state.protocol import ModelParams, Refused, StateLimits
 
 HOUR = 3_600_000
 NOW = 1_764_100_000_000
@@ -55,6 +58,40 @@ def update(
         record_time_ms=record_time,
         now_ms=NOW,
     )
+
+
+def population_events(
+    population: ListeningPopulation, n: int, *, offset: int = 0
+) -> list[tuple[ListeningEvent, ListeningUpdate]]:
+    """The population's next ``n`` events, as parsed and as the store gets them."""
+    stream = population.events()
+    out = []
+    for i in range(n):
+        body = next(stream).fields
+        event = ListeningEvent(
+            event_id=str(body["event_id"]),
+            tenant=str(body["tenant"]),
+            user_id=str(body["user_id"]),
+            track_id=str(body["track_id"]),
+            type=str(body["type"]),  # type: ignore[arg-type]
+            ts=int(body["ts"]),  # type: ignore[call-overload]
+            ms_played=body.get("ms_played"),  # type: ignore[arg-type]
+            track_ms=body.get("track_ms"),  # type: ignore[arg-type]
+        )
+        position = Position("listening.events", 0, offset + i)
+        out.append(
+            (
+                event,
+                to_update(event, window_s=3600, position=position, record_time_ms=NOW, now_ms=NOW),
+            )
+        )
+    return out
+
+
+def population_updates(
+    population: ListeningPopulation, n: int, *, offset: int = 0
+) -> list[ListeningUpdate]:
+    return [u for _, u in population_events(population, n, offset=offset)]
 
 
 def scenario(tenant: str, n: int, seed: int) -> list[ListeningUpdate]:
@@ -175,7 +212,7 @@ async def test_a_key_of_the_wrong_type_refuses_the_event_and_changes_nothing(
     # the fine event changed its own keys, the quota, the tenant's models (it was learnt), its
     # marker among the tenant's applied events and the tenant's event-time clock
     e2 = keys.seen("acme", NOW // 86_400_000, keys.event_digest("e2")).encode()
-    others = (b"u2", b"t2", b"quota", b"detector", b":model:", b":popular:", b":event-time:", e2)
+    others = (b"u2", b"t2", b"quota", b":reference", b":model:", b":popular:", b":event-time:", e2)
     untouched = {k: v for k, v in after.items() if not any(s in k for s in others)}
     assert untouched == {k: v for k, v in before.items() if not any(s in k for s in others)}
 
@@ -228,9 +265,13 @@ async def test_results_for_a_listener_do_not_depend_on_arrival_order_within_the_
         for start in range(0, len(shuffled), 7):
             await store.apply_listening(shuffled[start : start + 7], now_ms=NOW)
         user = await redis_client.hgetall(keys.user("acme", "u1"))
-        # the account evidence averages what each track's audience was when it was played:
-        # a moving picture by design (ac, at); its count and group do not depend on order
-        finals.append({k: v for k, v in user.items() if k not in (b"ac", b"at")})
+        # the evidence weighs each listen by what its track's audience was when it was
+        # played, and a burst is the crowd a listen found: a moving picture by design
+        # (v_*, the group ag/ah, the last listen lb); the counters do not depend on order
+        moving = (b"ag", b"ah", b"lb")
+        finals.append(
+            {k: v for k, v in user.items() if not k.startswith(b"v_") and k not in moving}
+        )
         await redis_client.flushdb()
     assert finals[0] == finals[1] == finals[2]
 
@@ -338,20 +379,52 @@ async def test_every_key_has_a_time_to_live(
         assert await redis_client.ttl(name) > 0, name
 
 
-async def test_the_detectors_keys_live_and_expire_together(
-    redis_client: aioredis.Redis, limits: StateLimits
+async def test_the_references_keys_live_and_expire_together(
+    redis_client: aioredis.Redis,
 ) -> None:
-    """The listening detector's windows are renewed together (once an eighth of their time
+    """A tenant's references are renewed together (the moments once an eighth of their time
     to live has passed, not on every event), so none outlives or predeceases the others."""
+    limits = StateLimits(window_s=3600, models=ModelParams(reference_size=3))
     store = RedisStore(redis_client, limits=limits)
-    await store.apply_listening(scenario("acme", 30, seed=5), now_ms=NOW)
-    names = [name async for name in redis_client.scan_iter(match="{acme}:detector*")]
-    assert len(names) == 12  # the counters, the scores' window, ten feature windows
+    population = ListeningPopulation("acme", users=12, bot_share=0.0, seed=5)
+    await store.apply_listening(population_updates(population, 900), now_ms=NOW)
+    names = [name async for name in redis_client.scan_iter(match="{acme}:reference*")]
+    # per population (listeners, tracks): members, moments and one set per feature
+    assert len(names) == 2 * 2 + len(LISTENER_FEATURES) + len(TRACK_FEATURES), names
+    assert await redis_client.zcard(keys.reference_members("acme", "listeners")) == 3
     for name in names:
         await redis_client.expire(name, limits.state_ttl_s - limits.state_ttl_s // 4)
-    await store.apply_listening(scenario("acme", 1, seed=6), now_ms=NOW)
+    await store.apply_listening(population_updates(population, 40, offset=900), now_ms=NOW)
     ttls = [await redis_client.ttl(name) for name in names]
     assert min(ttls) > limits.state_ttl_s - 5, ttls
+
+
+async def test_the_models_agree_on_a_population_with_farms(redis_client: aioredis.Redis) -> None:
+    """Evidence, bursts, groups, references and verdicts: Redis computes what the Python
+    references compute, event by event, on listening with farms and loopers in it."""
+    limits = StateLimits(window_s=3600, models=ModelParams(reference_size=60))
+    memory, store = MemoryStore(limits=limits), RedisStore(redis_client, limits=limits)
+    population = ListeningPopulation("acme", users=90, bot_share=0.07, seed=11)
+    events = population_events(population, 6000)
+    flagged = 0
+    for start in range(0, len(events), 50):
+        chunk = events[start : start + 50]
+        batch = [u for _, u in chunk]
+        got = await store.apply_listening(batch, now_ms=NOW)
+        assert got == await memory.apply_listening(batch, now_ms=NOW)
+        accounts, tracks = [], []
+        for (event, u), state in zip(chunk, got, strict=True):
+            if isinstance(state, ListeningState) and state.models is not None:
+                verdict = judge_event(event, state, window_s=3600)
+                if verdict.account_marker is not None:
+                    accounts.append((u.tenant, u.user_id, verdict.account_marker))
+                    flagged += verdict.account.is_bot
+                if verdict.track_marker is not None:
+                    tracks.append((u.tenant, u.track_id, verdict.track_marker))
+        for s in (store, memory):
+            await s.note_accounts(accounts)
+            await s.note_tracks(tracks)
+    assert flagged > 0, "the farms were judged, so suspicion flowed back into the evidence"
 
 
 async def test_account_evidence_groups_a_farm_and_remembers_verdicts(
@@ -385,7 +458,7 @@ async def test_account_evidence_groups_a_farm_and_remembers_verdicts(
     assert isinstance(after, ListeningState) and after.models and after.models.account
     assert after.models.account.published == "0.97|1"
     # evidence that is not a number refuses the event before anything is written
-    await redis_client.hset(keys.user("acme", "bot1"), "ac", "not-a-number")
+    await redis_client.hset(keys.user("acme", "bot1"), "v_c", "not-a-number")
     before = await redis_client.hgetall(keys.user("acme", "bot1"))
     (refused,) = await store.apply_listening(
         [update("acme", "bot1", "f100", offset=101, track="farm:a")], now_ms=NOW

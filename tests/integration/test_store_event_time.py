@@ -14,9 +14,11 @@ import redis.asyncio as aioredis
 
 from tests.integration.test_store_contract import HOUR, NOW, TS, update
 from workers.core import colisten
+from workers.core.behaviour import listener_features
 from workers.core.errors import Reason
 from workers.core.listening import MAX_SKEW_MS
 from workers.core.listening_state import ListeningState, ListeningUpdate
+from workers.core.models.evidence import ListenerEvidence
 from workers.core.records import Position
 from workers.state import MemoryStore, RedisStore, keys
 from workers.state.catalogue import MemoryCatalogue, RedisCatalogue
@@ -77,8 +79,8 @@ async def test_a_play_dated_a_day_ahead_bends_no_later_judgement(
         # the listener's span ends at the clock plus the allowed skew, not 23 h ahead
         assert later.user.last_ts == now + MAX_SKEW_MS
         assert later.models is not None
-        plays_per_hour = later.models.features["plays_per_hour"]
-        assert plays_per_hour == pytest.approx(12 / (10 + MAX_SKEW_MS / HOUR) / 60, rel=1e-6)
+        volume = listener_features(later.user, ListenerEvidence())["volume"]  # listens per hour
+        assert volume == pytest.approx(12 / (10 + MAX_SKEW_MS / HOUR), rel=1e-6)
         # in "popular now" it weighs one play at that bound, not one 23 h ahead (14 of them)
         catalogue = (
             RedisCatalogue(redis_client, limits=limits, model="MSD_musicnn")

@@ -7,7 +7,7 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from tests.helpers import event_body, schema_error, tone
+from tests.helpers import TS, event_body, schema_error, tone
 from tests.integration.conftest import start_worker
 from workers.core.records import (
     ACCOUNTS,
@@ -17,6 +17,7 @@ from workers.core.records import (
     DEADLETTER,
     LISTENING_EVENTS,
     POPULARITY,
+    TRACKS,
 )
 from workers.core.schemas import SCHEMAS
 from workers.dev.client import Collector, Received, audio_headers, pcm_bytes, start_producer
@@ -194,7 +195,7 @@ async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack
     await client.aclose()
     # the tenants' models live with their state, under their hash tags (the popularity
     # forecaster's hash appears once a track's window closes and teaches it)
-    assert any(b":detector-window:listening:" in name for name in names)
+    assert any(b":reference-moments:listeners" in name for name in names)
     assert names
     # tenants' state under their hash tags; the dead-letter ledger of shared topics (records
     # that may name no served tenant) under the worker's own tag, which no tenant can have
@@ -248,3 +249,64 @@ async def test_the_other_engines_end_to_end(
         )
     finally:
         other.terminate()
+
+
+async def test_a_farm_and_the_tracks_it_pushes_are_caught_from_the_topics(
+    worker: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    """70 people over two days and, on the second, a farm of 8 accounts stopping its 4
+    targets just past 30 s around the clock, published as a platform would: every farm
+    account judged a bot, all in one group, the targets judged pushed on
+    predictions.tracks, no person and no other track (its camouflage tracks included)."""
+    rng = np.random.default_rng(5)
+    hour = 3_600_000
+    bodies: list[dict[str, object]] = []
+    for p in range(70):  # two days of 20 listens, awake 15 hours a day
+        wake = int(rng.integers(6, 10))
+        for i in range(40):
+            day = 24 * hour * (i // 20)
+            ts = TS + day + int(rng.integers(wake, wake + 15)) * hour + int(rng.integers(0, hour))
+            track = f"farm-song-{int(rng.integers(0, 60))}"
+            skip = rng.random() < 0.2
+            played = (
+                int(rng.integers(2_000, 25_000)) if skip else int(rng.integers(90_000, 200_000))
+            )
+            bodies.append(
+                event_body(
+                    "beats", f"farm-p{p}", f"fp{p}-{i}", track=track, ts=ts, ms_played=played
+                )
+                | {"type": "skip" if skip else "play"}
+            )
+    targets = [f"farm-target-{t}" for t in range(4)]
+    for a in range(8):  # the second day, around the clock
+        for i in range(30):
+            ts = TS + 24 * hour + int(rng.integers(0, 24 * hour))
+            track = targets[i % 4] if i % 5 else f"farm-song-{int(rng.integers(1, 5))}"
+            played = int(rng.integers(31_000, 34_000))
+            bodies.append(
+                event_body(
+                    "beats", f"farm-a{a}", f"fa{a}-{i}", track=track, ts=ts, ms_played=played
+                )
+            )
+    bodies.sort(key=lambda b: int(b["ts"]))  # type: ignore[call-overload]
+    # live, day by day: the first day is judged before the second is published
+    first = [b for b in bodies if int(b["ts"]) < TS + 24 * hour]  # type: ignore[call-overload]
+    await send_events(stack, first)
+    await collector.wait_for(keyed("beats/farm-", ANOMALY), len(first), timeout=60)
+    await send_events(stack, bodies[len(first) :])
+    await collector.wait_for(keyed("beats/farm-", ANOMALY), len(bodies), timeout=60)
+    verdicts: dict[str, dict[str, object]] = {}
+    for m in collector.matching(keyed("beats/farm-", ACCOUNTS)):
+        verdicts[str(m.json()["user_id"])] = m.json()
+    tracks: dict[str, dict[str, object]] = {}
+    for m in collector.matching(keyed("beats/farm-", TRACKS)):
+        tracks[str(m.json()["track_id"])] = m.json()
+    check_schema(collector.matching(keyed("beats/farm-", ACCOUNTS, TRACKS)))
+    farm = [verdicts[f"farm-a{a}"] for a in range(8)]
+    assert all(v["is_bot"] for v in farm), [(v["score"], v["evidence"]) for v in farm]
+    assert len({v["group"] for v in farm}) == 1 and farm[0]["group"] in targets
+    people = [v for u, v in verdicts.items() if u.startswith("farm-p")]
+    assert len(people) == 70 and not any(v["is_bot"] for v in people)
+    pushed = {t for t, v in tracks.items() if v["is_suspicious"]}
+    assert pushed == set(targets), {t: tracks[t]["score"] for t in tracks}
+    assert all(float(tracks[t]["artificial_share"]) >= 0.25 for t in targets)  # type: ignore[arg-type]

@@ -6,11 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.core.behaviour import BOT_DIRECTIONS, behaviour
+from workers.core.behaviour import LISTENER_FEATURES, listener_features
 from workers.core.errors import Reason, Rejected
 from workers.core.listening import parse_event, to_update
 from workers.core.listening_state import UserState
-from workers.core.models import RankDetector
+from workers.core.models.evidence import ListenerEvidence
+from workers.core.models.reference import Reference
+from workers.core.models.verdict import combine
 from workers.core.records import Position
 
 GOOD = {
@@ -134,11 +136,10 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
         distinct_tracks=3,
         top_track=120,
     )
-    features = behaviour(bot)
-    assert all(0.0 <= v <= 1.0 for v in features.values())
-    detector = RankDetector(BOT_DIRECTIONS, warmup=100)
+    names = tuple(f.name for f in LISTENER_FEATURES)
+    reference = Reference(names, size=1000)
     rng = random.Random(0)
-    for _ in range(400):  # a tenant of ordinary listeners
+    for i in range(400):  # a tenant of ordinary listeners
         listens = rng.randint(5, 80)
         skips = rng.randint(1, listens // 3 + 1)
         human = UserState(
@@ -153,13 +154,11 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
             likes=rng.randint(0, 3),
             top_track=rng.randint(1, 4),
         )
-        x = behaviour(human)
-        detector.learn_one(x, detector.judge(x))
-    verdict = detector.judge(behaviour(bot))
-    assert verdict.is_anomaly
-    assert {"near_30s_share", "repeat_ratio", "distinct_ratio", "skip_rate"} <= set(
-        detector.explain_one(features)
-    )
+        reference.upsert(f"u{i}", i, listener_features(human, ListenerEvidence()))
+    x = listener_features(bot, ListenerEvidence())
+    verdict = combine(LISTENER_FEATURES, x, reference.rank(x))
+    assert verdict.score >= 0.75
+    assert {"near30", "hour_spread"} <= set(verdict.evidence)
 
 
 @pytest.mark.parametrize("field", ["event_id", "user_id", "track_id"])

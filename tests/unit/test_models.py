@@ -13,17 +13,12 @@ import numpy as np
 import pytest
 from river import linear_model
 
-from workers.core.behaviour import BOT_DIRECTIONS
 from workers.core.chunks import AUDIO_MODEL_FEATURES, StreamMemory
 from workers.core.listening_state import WindowCounts
-from workers.core.models import Model, PopularityModel, RankDetector, StreamContext
+from workers.core.models import Model, ModelQuality, PopularityModel, StreamContext
 from workers.core.models.popularity import features
 from workers.core.models.stream_context import dump_context, load_context
 from workers.runtime.metrics import Metrics
-
-
-def _listening() -> RankDetector:
-    return RankDetector(BOT_DIRECTIONS, warmup=100)
 
 
 def _audio() -> StreamContext:
@@ -31,7 +26,6 @@ def _audio() -> StreamContext:
 
 
 KINDS: dict[str, Callable[[], Model]] = {
-    "listening-anomaly": _listening,
     "audio-anomaly": _audio,
     "popularity": PopularityModel.create,
 }
@@ -40,10 +34,7 @@ KINDS: dict[str, Callable[[], Model]] = {
 def feed(model: Model, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     for _ in range(n):
-        if isinstance(model, RankDetector):
-            x = {name: rng.random() for name in BOT_DIRECTIONS}
-            model.learn_one(x, model.judge(x))
-        elif isinstance(model, StreamContext):
+        if isinstance(model, StreamContext):
             chunk = np.array([rng.gauss(0, 1) for _ in AUDIO_MODEL_FEATURES])
             model.learn_one(chunk, model.judge(chunk).score)
         else:
@@ -53,8 +44,6 @@ def feed(model: Model, n: int, seed: int = 0) -> None:
 
 
 def predict(model: Model) -> float:
-    if isinstance(model, RankDetector):
-        return model.judge(dict.fromkeys(BOT_DIRECTIONS, 0.5)).score
     if isinstance(model, StreamContext):
         return model.judge(np.full(len(AUDIO_MODEL_FEATURES), 0.5)).score
     assert isinstance(model, PopularityModel)
@@ -75,8 +64,6 @@ def test_every_kind_implements_the_model_protocol(kind: str) -> None:
 
 
 def _any_input(model: Model) -> object:
-    if isinstance(model, RankDetector):
-        return dict.fromkeys(BOT_DIRECTIONS, 0.99)
     if isinstance(model, StreamContext):
         return np.full(len(AUDIO_MODEL_FEATURES), 9.0)
     return features(current=WindowCounts(plays=9), previous=WindowCounts(plays=3), elapsed=0.5)
@@ -109,23 +96,6 @@ def test_the_stream_context_survives_its_bytes() -> None:
     again = load_context(dump_context(context), names=AUDIO_MODEL_FEATURES)
     assert predict(again) == predict(context)
     assert again.n == context.n and len(dump_context(context)) < 4096
-
-
-def test_the_listening_detector_warms_up_then_flags_outliers() -> None:
-    detector = _listening()
-    rng = random.Random(0)
-    verdicts = []
-    for _ in range(400):
-        x = {name: rng.random() * 0.3 for name in BOT_DIRECTIONS}
-        verdict = detector.judge(x)
-        detector.learn_one(x, verdict)
-        verdicts.append(verdict)
-    assert all(v.warming_up for v in verdicts[:100]) and not verdicts[-1].warming_up
-    alarm_share = sum(v.is_anomaly for v in verdicts[100:]) / 300
-    assert alarm_share < 0.1  # about the alarm rate (5 %), on a tenant of ordinary listeners
-    odd = {name: 0.95 if sign > 0 else 0.0 for name, sign in BOT_DIRECTIONS.items()}
-    assert detector.judge(odd).is_anomaly
-    assert detector.explain_one(odd)
 
 
 def test_a_stream_is_judged_against_its_own_past() -> None:
@@ -185,14 +155,15 @@ def test_popularity_is_rivers_bayesian_linear_regression_kept_as_statistics() ->
 def test_model_quality_reaches_prometheus_with_bounded_labels() -> None:
     from prometheus_client import CollectorRegistry
 
-    detector, forecaster = _listening(), PopularityModel.create()
-    feed(detector, 300)
+    forecaster = PopularityModel.create()
     feed(forecaster, 50)
+    # the listening models' quality, as the worker reads it from the store
+    listening = ModelQuality(inputs=300, drifts=0, alarms=3, threshold=0.75, warming_up=False)
     registry = CollectorRegistry()
     Metrics(
         registry,
         models=lambda: [
-            ("acme", "listening-anomaly", detector.quality()),
+            ("acme", "listening-anomaly", listening),
             ("acme", "popularity", forecaster.quality()),
         ],
     )

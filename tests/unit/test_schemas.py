@@ -14,6 +14,7 @@ NAMES = [
     "prediction.anomaly",
     "prediction.popularity",
     "prediction.accounts",
+    "prediction.tracks",
     "prediction.tags",
     "prediction.recommendations",
     "recommend.request",

@@ -55,9 +55,9 @@ def test_a_header_that_drifted_is_refused() -> None:
 
 def test_the_declaration_lays_out_the_slots_in_field_order() -> None:
     assert flatten(_Keys("u", "t", ("d1", "d2"))) == ["u", "t", "d1", "d2"]
-    command = scripts.NOTE_ACCOUNT.command(
-        scripts.NoteAccountKeys(user="{a}:user:u"), scripts.NoteAccountArgs(marker="0.5|0|1")
+    command = scripts.NOTE.command(
+        scripts.NoteKeys(subject="{a}:user:u"), scripts.NoteArgs(field="ap", marker="0.5|0|1")
     )
-    assert command == ("EVALSHA", scripts.NOTE_ACCOUNT.sha, 1, "{a}:user:u", "0.5|0|1")
+    assert command == ("EVALSHA", scripts.NOTE.sha, 1, "{a}:user:u", "ap", "0.5|0|1")
     with pytest.raises(TypeError):
-        scripts.NOTE_ACCOUNT.command(scripts.NoteAccountArgs(marker="x"), None)
+        scripts.NOTE.command(scripts.NoteArgs(field="ap", marker="x"), None)

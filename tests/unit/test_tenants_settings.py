@@ -85,3 +85,11 @@ def test_strict_isolation_topics_and_owners() -> None:
     assert topic_owner("Bad*.audio.chunks") is None  # not a tenant id: not a tenant's topic
     with pytest.raises(ValidationError, match="WORKERS_TENANTS"):
         Settings(isolation="strict")
+
+
+def test_a_retired_setting_is_named_at_start_and_changes_nothing() -> None:
+    from workers.runtime.preflight import warn_on_retired
+
+    assert warn_on_retired({"WORKERS_TENANTS": "acme"}) == []
+    (warning,) = warn_on_retired({"WORKERS_ALARM_RATE_LISTENING": "0.05"})
+    assert warning.startswith("WORKERS_ALARM_RATE_LISTENING is retired")

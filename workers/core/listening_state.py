@@ -10,13 +10,14 @@ from workers.core.records import Position
 
 if TYPE_CHECKING:
     from workers.core.models.accounts import AccountEvidence
-    from workers.core.models.tailrank import RankVerdict
+    from workers.core.models.reference import Rank
 
 __all__ = [
     "ForecasterStats",
     "ListeningState",
     "ListeningUpdate",
     "ModelsAfter",
+    "Ranked",
     "UserState",
     "WindowCounts",
 ]
@@ -91,20 +92,36 @@ class ForecasterStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Ranked:
+    """Features as the store ranked them against the tenant's reference: each value
+    (shrunk toward the reference mean) and where it stands."""
+
+    x: dict[str, float]
+    ranks: dict[str, Rank]
+
+
+@dataclass(frozen=True, slots=True)
 class ModelsAfter:
     """What the tenant's models made of an event, in the store, in the same atomic step:
-    the listener's behaviour features and verdict, and the forecaster after any label."""
+    the listener and the track ranked against the tenant's references, the forecaster
+    after any label, the listener's account fields."""
 
-    features: dict[str, float]
-    verdict: RankVerdict
+    listener: Ranked
+    track: Ranked
     forecaster: ForecasterStats
-    #: the tenant's detector: inputs learnt and alarms raised so far
-    detector_inputs: int = 0
-    detector_alarms: int = 0
-    #: the listener's account evidence after the event (``accounts.fold_evidence``)
-    account: AccountEvidence | None = None
+    account: AccountEvidence
+    #: the share of the listener's listening in bursts (as measured, not shrunk)
+    sync: float = 0.0
+    #: the track's decayed listens and suspicion mass, and its verdict last published
+    track_listens: float = 0.0
+    track_suspicion: float = 0.0
+    track_published: str = ""
+    #: the groups of the listeners judged bots that push the track (the latest three)
+    track_groups: tuple[str, ...] = ()
     #: the listener's segment among the tenant's (``models/segments.py``), -1: unknown
     segment: int = -1
+    #: events the tenant's listening models have learnt
+    inputs: int = 0
 
 
 @dataclass(frozen=True, slots=True)

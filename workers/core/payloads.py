@@ -29,6 +29,7 @@ __all__ = [
     "PopularityPayload",
     "RecommendationsPayload",
     "TagsPayload",
+    "TrackPayload",
     "account_payload",
     "anomaly_payload",
     "as_replay",
@@ -37,6 +38,7 @@ __all__ = [
     "popularity_payload",
     "recommendations_payload",
     "tags_payload",
+    "track_payload",
 ]
 
 
@@ -131,6 +133,23 @@ class TagsPayload(TypedDict):
     replay: bool
 
 
+class TrackPayload(TypedDict):
+    """``predictions.tracks`` (schema ``prediction.tracks.json``)."""
+
+    schema: Literal["predictions.tracks/v1"]
+    tenant: str
+    track_id: str
+    score: float
+    is_suspicious: bool
+    artificial_share: float
+    evidence: list[str]
+    groups: list[str]
+    as_of: int
+    listens: float
+    ref: str
+    model_version: str
+
+
 class RecommendationsPayload(TypedDict):
     """``predictions.recommendations`` (schema ``prediction.recommendations.json``)."""
 
@@ -204,6 +223,7 @@ Payload = (
     | AnomalyPayload
     | PopularityPayload
     | AccountPayload
+    | TrackPayload
     | TagsPayload
     | RecommendationsPayload
     | dict[str, Any]
@@ -236,6 +256,36 @@ def account_payload(
         "listens": listens,
         "ref": ref,
         "segment": segment,
+        "model_version": version,
+    }
+
+
+def track_payload(
+    *,
+    tenant: str,
+    track_id: str,
+    score: float,
+    is_suspicious: bool,
+    artificial_share: float,
+    evidence: list[str],
+    groups: list[str],
+    as_of: int,
+    listens: float,
+    ref: str,
+    version: str,
+) -> TrackPayload:
+    return {
+        "schema": "predictions.tracks/v1",
+        "tenant": tenant,
+        "track_id": track_id,
+        "score": round(score, 4),
+        "is_suspicious": is_suspicious,
+        "artificial_share": artificial_share,
+        "evidence": evidence,
+        "groups": groups,
+        "as_of": as_of,
+        "listens": round(listens, 2),
+        "ref": ref,
         "model_version": version,
     }
 

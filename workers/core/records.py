@@ -24,6 +24,7 @@ __all__ = [
     "ANOMALY",
     "AUDIO_CHUNKS",
     "AUDIO_FEATURES",
+    "CHANGELOG_TOPICS",
     "DEADLETTER",
     "INPUT_TOPICS",
     "LISTENING_EVENTS",
@@ -32,6 +33,7 @@ __all__ = [
     "RECOMMENDATIONS",
     "RECOMMEND_REQUESTS",
     "TAGS",
+    "TRACKS",
     "Outcome",
     "Output",
     "Position",
@@ -53,12 +55,24 @@ AUDIO_FEATURES = "audio.features"
 ANOMALY = "predictions.anomaly"
 POPULARITY = "predictions.popularity"
 ACCOUNTS = "predictions.accounts"
+TRACKS = "predictions.tracks"
 DEADLETTER = "events.deadletter"
 RECOMMEND_REQUESTS = "recommend.requests"
 TAGS = "predictions.tags"
 RECOMMENDATIONS = "predictions.recommendations"
 INPUT_TOPICS = (AUDIO_CHUNKS, LISTENING_EVENTS, RECOMMEND_REQUESTS)
-OUTPUT_TOPICS = (AUDIO_FEATURES, ANOMALY, POPULARITY, ACCOUNTS, TAGS, RECOMMENDATIONS, DEADLETTER)
+OUTPUT_TOPICS = (
+    AUDIO_FEATURES,
+    ANOMALY,
+    POPULARITY,
+    ACCOUNTS,
+    TRACKS,
+    TAGS,
+    RECOMMENDATIONS,
+    DEADLETTER,
+)
+#: output topics that are changelogs (the latest value per key is the answer): compacted
+CHANGELOG_TOPICS = (ACCOUNTS, TRACKS)
 
 
 def tenant_topic(tenant: str, topic: str) -> str:

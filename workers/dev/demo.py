@@ -23,6 +23,7 @@ from workers.core.records import (
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
     TAGS,
+    TRACKS,
 )
 from workers.dev.bad_inputs import bad_inputs
 from workers.dev.client import (
@@ -79,6 +80,8 @@ class Tally:
     flagged: Counter[str] = field(default_factory=Counter)
     #: each listener's latest account verdict (is_bot), as a consumer of the changelog
     verdicts: dict[tuple[str, str], bool] = field(default_factory=dict)
+    #: each track's latest verdict, as a consumer of that changelog
+    tracks: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
     #: each stream's latest tags (the tagger's running aggregate)
     tags: dict[str, dict[str, object]] = field(default_factory=dict)
 
@@ -90,6 +93,10 @@ class Tally:
         if r.topic == ACCOUNTS:
             body = r.json()
             self.verdicts[(str(body["tenant"]), str(body["user_id"]))] = bool(body["is_bot"])
+            return
+        if r.topic == TRACKS:
+            body = r.json()
+            self.tracks[(str(body["tenant"]), str(body["track_id"]))] = body
             return
         if r.topic == TAGS:
             self.tags[(r.key or b"").decode()] = r.json()
@@ -167,6 +174,19 @@ def _counts(t: Tally) -> Table:
     counts.add_row(
         "account verdicts: bots / people judged bots",
         f"{sum(bots)} of {len(bots)} / {sum(people)} of {len(people)}",
+    )
+    pushed = sorted(
+        ((k, v) for k, v in t.tracks.items() if v["is_suspicious"]),
+        key=lambda item: -float(item[1]["score"]),  # type: ignore[arg-type]
+    )
+    counts.add_row(
+        "tracks judged pushed",
+        ", ".join(
+            f"{tenant}/{track} ({float(v['artificial_share']):.0%} artificial)"  # type: ignore[arg-type]
+            for (tenant, track), v in pushed[:8]
+        )
+        + (f" and {len(pushed) - 8} more" if len(pushed) > 8 else "")
+        or "none",
     )
     for reason, n in sorted(t.reasons.items()):
         counts.add_row(f"dead letters: {reason}", str(n))

@@ -32,6 +32,7 @@ from workers.core.records import (
     DEADLETTER,
     LISTENING_EVENTS,
     POPULARITY,
+    TRACKS,
 )
 from workers.dev.client import audio_headers, pcm_bytes, start_producer
 
@@ -178,6 +179,16 @@ def _row(topic: str, value: bytes, headers: dict[str, str]) -> list[str]:
             ", ".join(body["evidence"][:3]),
             f"{body['latency_ms']:.2f}",
         ]
+    if topic == TRACKS:
+        return [
+            body["tenant"],
+            body["track_id"],
+            f"{body['score']:.3f}",
+            "PUSHED" if body["is_suspicious"] else "",
+            f"{body['artificial_share']:.0%}",
+            ", ".join(body["evidence"][:3]),
+            f"{body['latency_ms']:.2f}",
+        ]
     if topic == AUDIO_FEATURES:
         f, q = body["features"], body["quality"]
         return [
@@ -197,6 +208,7 @@ COLUMNS = {
     ANOMALY: ["tenant", "kind", "subject", "ref", "score", "", "reasons", "ms"],
     POPULARITY: ["tenant", "track", "plays", "previous", "predicted next", "ms"],
     ACCOUNTS: ["tenant", "listener", "score", "", "farm", "evidence", "ms"],
+    TRACKS: ["tenant", "track", "score", "", "artificial", "evidence", "ms"],
     AUDIO_FEATURES: ["tenant", "stream", "seq", "rms dB", "centroid Hz", "LUFS", "quality", "ms"],
     DEADLETTER: ["error", "source", "offset", "detail"],
 }

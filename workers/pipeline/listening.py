@@ -15,6 +15,7 @@ from workers.core.errors import Rejected
 from workers.core.events import judge_event
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening import MAX_SKEW_MS, ListeningEvent, parse_event, to_update
+from workers.core.listening_state import ListeningState
 from workers.core.records import (
     Outcome,
     Record,
@@ -26,6 +27,9 @@ from workers.core.records import (
 from workers.state.protocol import Refused, StateStore
 
 __all__ = ["ListeningStep"]
+
+#: what a verdict is about: ("account", tenant, user_id) or ("track", tenant, track_id)
+Subject = tuple[str, str, str]
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +48,9 @@ class ListeningStep:
         self._window_s = window_s
         self._skew_ms = skew_ms
         #: verdicts published whose note to the store is still on its way
-        self._noting: dict[tuple[str, str], str] = {}
+        self._noting: dict[Subject, str] = {}
         #: verdicts acknowledged by the broker, to be noted
-        self._to_note: dict[tuple[str, str], str] = {}
+        self._to_note: dict[Subject, str] = {}
         self._notes: set[asyncio.Task[None]] = set()
 
     def _parse(self, record: Record, outcome: Outcome, now_ms: int) -> ListeningEvent | None:
@@ -60,42 +64,68 @@ class ListeningStep:
             return None
         return event
 
-    def _delivered(self, listener: tuple[str, str], marker: str, acknowledged: bool) -> None:
-        """A verdict's output was answered for by the broker: acknowledged, it is remembered
-        as published (in the background, batched); refused, it is forgotten, so the
-        listener's next event publishes it again. A crash before the note is stored leaves
-        the verdict unremembered: a re-read of the record publishes it again."""
+    def _delivered(self, notes: list[tuple[Subject, str]], acknowledged: bool) -> None:
+        """A record's verdicts (a listener's, a track's) were answered for by the broker:
+        acknowledged, they are remembered as published (in the background, batched);
+        refused, they are forgotten, so the next event publishes them again. A crash before
+        the note is stored leaves a verdict unremembered: a re-read publishes it again."""
         if not acknowledged:
-            if self._noting.get(listener) == marker:
-                del self._noting[listener]
+            for subject, marker in notes:
+                if self._noting.get(subject) == marker:
+                    del self._noting[subject]
             return
-        self._to_note[listener] = marker
-        if len(self._to_note) == 1:  # the first of this loop turn: one note for them all
-            asyncio.get_running_loop().call_soon(self._note_accounts)
+        first = not self._to_note
+        self._to_note.update(notes)
+        if first:  # the first of this loop turn: one note for them all
+            asyncio.get_running_loop().call_soon(self._note_verdicts)
 
-    def _note_accounts(self) -> None:
+    def _note_verdicts(self) -> None:
         """Have the store remember the verdicts acknowledged, off the records' path: until
         it has, this step overlays them itself (``_noting``). Best effort: a note that fails
-        only means a listener's verdict is published again."""
+        only means a verdict is published again."""
+        if not self._to_note:  # already noted (``noted`` ran first)
+            return
         published, self._to_note = self._to_note, {}
         task = asyncio.create_task(self._note(published))
         self._notes.add(task)
         task.add_done_callback(self._notes.discard)
 
     async def noted(self) -> None:
-        """Wait until the notes on their way have reached the store (or failed)."""
+        """Wait until the verdicts acknowledged so far have reached the store (or failed)."""
+        self._note_verdicts()
         if self._notes:
             await asyncio.gather(*self._notes)
 
-    async def _note(self, published: dict[tuple[str, str], str]) -> None:
+    async def _note(self, published: dict[Subject, str]) -> None:
         try:
-            await self._store.note_accounts([(t, u, m) for (t, u), m in published.items()])
+            await self._store.note_accounts(
+                [(t, who, m) for (kind, t, who), m in published.items() if kind == "account"]
+            )
+            await self._store.note_tracks(
+                [(t, what, m) for (kind, t, what), m in published.items() if kind == "track"]
+            )
         except Exception as exc:  # nothing depends on the note but a repeated verdict
-            log.warning("account verdicts not noted (%s): they will be published again", exc)
+            log.warning("verdicts not noted (%s): they will be published again", exc)
         finally:
             for key, marker in published.items():
                 if self._noting.get(key) == marker:
                     del self._noting[key]
+
+    def _overlaid(self, state: ListeningState, listener: Subject, track: Subject) -> ListeningState:
+        """The state with the verdicts this step published and has not yet seen stored (in
+        this batch too) in place of the store's."""
+        models = state.models
+        if models is None:
+            return state
+        account = self._noting.get(listener)
+        published = self._noting.get(track)
+        if account is None and published is None:
+            return state
+        if account is not None:
+            models = replace(models, account=replace(models.account, published=account))
+        if published is not None:
+            models = replace(models, track_published=published)
+        return replace(state, models=models)
 
     @staticmethod
     def _reject(outcome: Outcome, rejected: Rejected) -> None:
@@ -143,23 +173,24 @@ class ListeningStep:
                 self._reject(outcome, Rejected(state.reason, state.detail))
                 continue
             outcome.late, outcome.early, outcome.models = state.late, state.early, state.models
-            listener = (event.tenant, event.user_id)
-            marked = self._noting.get(listener)
-            if marked is not None and state.models and state.models.account:
-                # a verdict published earlier (in this batch too) may not be stored yet
-                account = replace(state.models.account, published=marked)
-                after = replace(state, models=replace(state.models, account=account))
-            else:
-                after = state
+            listener: Subject = ("account", event.tenant, event.user_id)
+            track: Subject = ("track", event.tenant, event.track_id)
+            after = self._overlaid(state, listener, track)
             judged = judge_event(event, after, window_s=self._window_s)
             watch.lap("model")
             outcome.outputs.extend(judged.outputs)
             outcome.anomalies = int(judged.anomalous)
-            if judged.account_marker is not None:
-                self._noting[listener] = judged.account_marker
-                outcome.on_delivered = functools.partial(
-                    self._delivered, listener, judged.account_marker
+            notes = [
+                (subject, marker)
+                for subject, marker in (
+                    (listener, judged.account_marker),
+                    (track, judged.track_marker),
                 )
+                if marker is not None
+            ]
+            if notes:
+                self._noting.update(notes)
+                outcome.on_delivered = functools.partial(self._delivered, notes)
         for outcome, watch in zip(outcomes, watches, strict=True):
             outcome.stages = watch.stages
         return outcomes

@@ -143,17 +143,20 @@ async def output_limits(settings: Settings) -> dict[str, int]:
 
 
 async def prepare_topics(settings: Settings) -> dict[str, int]:
-    """At an engine's start: every topic it uses created if missing (when asked to), then
-    the output topics' size limits read (``output_limits``)."""
-    from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS
+    """At an engine's start: every topic it uses created if missing (when asked to; the
+    changelogs compacted), then the output topics' size limits read (``output_limits``)."""
+    from workers.core.records import CHANGELOG_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
     from workers.runtime.security import kafka_auth
 
     if settings.create_topics:
+        # the verdict changelogs (accounts, tracks) are compacted: the latest per key stays
+        compacted = {t: {"cleanup.policy": "compact"} for t in settings.topics(*CHANGELOG_TOPICS)}
         await create_topics(
             settings.kafka_bootstrap,
             settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
             partitions=settings.topic_partitions,
             auth=kafka_auth(settings),
+            configs=compacted,
         )
     await warn_on_retention(settings)
     return await output_limits(settings)

@@ -14,6 +14,9 @@ Checked before anything else starts:
 - a Redis Cluster node addressed as a single server, or the reverse: two thirds of the
   tenants would get ``MOVED`` dead letters.
 
+A retired setting (``RETIRED``) that is still set is not refused either: it is ignored,
+with a warning naming it.
+
 A Redis that does not answer at start is not refused: the worker waits for it as for any
 outage, and says that it could not check.
 """
@@ -21,12 +24,14 @@ outage, and says that it could not check.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from workers.runtime.security import redis_options
 from workers.runtime.settings import Settings
 
-__all__ = ["StartRefused", "check_redis", "check_settings"]
+__all__ = ["RETIRED", "StartRefused", "check_redis", "check_settings", "warn_on_retired"]
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,24 @@ class StartRefused(Exception):
     """The worker must not start: the message says why and what to change."""
 
 
+#: settings a release retired: set, they are ignored, and the worker says so at start
+RETIRED = {
+    "WORKERS_ALARM_RATE_LISTENING": "listeners are judged by p-values against the tenant's "
+    "reference of listeners, at a fixed p = 0.001 (docs/models.md); it has no effect",
+}
+
+
+def warn_on_retired(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each retired setting that is set (returned for the tests)."""
+    warnings = [f"{name} is retired: {why}" for name, why in RETIRED.items() if name in environ]
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot serve (raises ``StartRefused``)."""
+    warn_on_retired(os.environ)
     if not settings.tenants:
         raise StartRefused(
             "WORKERS_TENANTS is empty: every record would be a dead letter; name the tenants "

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.core.records import AUDIO_CHUNKS, INPUT_TOPICS, tenant_topic
 from workers.core.tenants import validate_tenant
-from workers.state.protocol import ModelParams, StateLimits
+from workers.state.protocol import StateLimits
 
 __all__ = ["Settings"]
 
@@ -69,10 +69,9 @@ class Settings(BaseSettings):
     #: the worker skips the sample-rate check; the models learn every input regardless.
     overload_lag_enter_s: float = Field(default=30.0, gt=0)
     overload_lag_leave_s: float = Field(default=5.0, ge=0)
-    #: Share of inputs a tenant's listening detector, and each audio stream's model, may alarm
-    #: on (the adaptive threshold is the 1 - rate quantile of recent scores). Reports put fake
-    #: streams at 1-10 % of streams.
-    alarm_rate_listening: float = Field(default=0.05, gt=0, lt=0.5)
+    #: Share of chunks each audio stream's model may alarm on (its adaptive threshold is the
+    #: 1 - rate quantile of its recent scores). Listeners are judged by tail p-values
+    #: instead (docs/models.md): their alarms need no rate.
     alarm_rate_audio: float = Field(default=0.02, gt=0, lt=0.5)
     #: /ready turns 503 when no fetch for any assigned partition was answered for this long
     #: (the broker is unreachable: partitions may still look assigned, but nothing flows).
@@ -248,7 +247,6 @@ class Settings(BaseSettings):
             lateness_ms=self.allowed_lateness_s * 1000,
             watermark_idle_ms=int(self.watermark_idle_s * 1000),
             new_ids_per_day=self.tenant_new_ids_per_day,
-            models=ModelParams(alarm_rate=self.alarm_rate_listening),
         )
 
     @property

@@ -17,8 +17,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from workers.core.errors import Reason
-from workers.core.events import forecaster
+from workers.core.events import ON_STRENGTH, forecaster
 from workers.core.listening_state import ModelsAfter
+from workers.core.models.accounts import MIN_REFERENCE
 from workers.core.models.protocol import ModelQuality
 from workers.core.payloads import encode
 from workers.core.records import (
@@ -206,17 +207,16 @@ class Worker:
         """(tenant, model, quality) of the tenants' listening models, for the metrics."""
         out = []
         for tenant, models in self._models_seen.items():
-            verdict = models.verdict
+            size = next(iter(models.listener.ranks.values())).size if models.listener.ranks else 0
             out.append(
                 (
                     tenant,
                     "listening-anomaly",
                     ModelQuality(
-                        inputs=models.detector_inputs,
+                        inputs=models.inputs,
                         drifts=0,
-                        alarms=models.detector_alarms,
-                        threshold=verdict.threshold,
-                        warming_up=verdict.warming_up,
+                        threshold=ON_STRENGTH,
+                        warming_up=size < MIN_REFERENCE,
                     ),
                 )
             )

@@ -25,13 +25,12 @@ from workers.core.tenants import validate_tenant
 
 __all__ = [
     "DEADLETTERS_TAG",
+    "REFERENCES",
     "SEEN_BUCKETS",
     "USER_KINDS",
     "catalogue",
     "co_listen",
     "deadletter_ledger",
-    "detector",
-    "detector_window",
     "embedding_gone",
     "embedding_stamps",
     "embedding_written",
@@ -44,6 +43,9 @@ __all__ = [
     "prefix",
     "quota",
     "recent",
+    "reference_members",
+    "reference_moments",
+    "reference_values",
     "seen",
     "stream",
     "stream_admitted",
@@ -196,14 +198,24 @@ def model(tenant: str, kind: str) -> str:
     return _key(tenant, "model", kind)
 
 
-def detector(tenant: str, name: str) -> str:
-    """Hash: a store-kept detector's counters (learning sequence, inputs seen, alarms)."""
-    return _key(tenant, "detector", name)
+#: the kinds of a tenant's reference populations (``core/models/reference.py``)
+REFERENCES = ("listeners", "tracks")
 
 
-def detector_window(tenant: str, name: str, feature: str) -> str:
-    """Sorted set: a store-kept detector's rank window of one feature (or of its scores)."""
-    return _key(tenant, "detector-window", name, feature)
+def reference_members(tenant: str, population: str) -> str:
+    """Sorted set: a reference population's members (hashes of listeners or tracks, no
+    ids) by their hash: the bottom-k sample."""
+    return _key(tenant, "reference", population)
+
+
+def reference_moments(tenant: str, population: str) -> str:
+    """Hash: the sums and sums of squares of a reference population's features."""
+    return _key(tenant, "reference-moments", population)
+
+
+def reference_values(tenant: str, population: str, feature: str) -> str:
+    """Sorted set: a reference population's values of one feature, by member."""
+    return _key(tenant, "reference-values", population, feature)
 
 
 def quota(tenant: str, day: int) -> str:

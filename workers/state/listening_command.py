@@ -7,19 +7,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from workers.core import colisten
-from workers.core.behaviour import BOT_DIRECTIONS
+from workers.core.behaviour import LISTENER_FEATURES, TRACK_FEATURES
 from workers.core.colisten import epoch_of
 from workers.core.eventtime import PartitionClocks
 from workers.core.listening_state import ListeningUpdate
-from workers.core.models.accounts import track_hash
+from workers.core.models.accounts import member_hash, track_hash
 from workers.core.records import LISTENING_EVENTS
 from workers.state import keys, scripts
 from workers.state.protocol import DAY_S, StateLimits
 
-__all__ = ["LISTENING", "WAITING_FOR_MS", "ListeningCommands"]
+__all__ = ["WAITING_FOR_MS", "ListeningCommands"]
 
-#: the store-kept listening detector's name in its keys
-LISTENING = "listening"
+LISTENER_NAMES = ",".join(f.name for f in LISTENER_FEATURES)
+TRACK_NAMES = ",".join(f.name for f in TRACK_FEATURES)
 #: a worker reports its partitions with records waiting every second; a report holds this
 #: long (a few missed reports, a worker gone)
 WAITING_FOR_MS = 5_000
@@ -64,21 +64,25 @@ class ListeningCommands:
         )
 
     def _tenant_keys(self, tenant: str, today: int) -> tuple[str, ...]:
-        """The keys every event of a tenant names on ``today``: its quota, its detector's
-        counters and windows, its forecaster, its listener segments (built once a day per
-        tenant)."""
+        """The keys every event of a tenant names on ``today``: its quota, its forecaster,
+        its listener segments, its event-time clock, its references and the prefixes their
+        values and its tracks go by (built once a day per tenant)."""
         found = self._tenant_key_cache.get((tenant, today))
         if found is None:
             if len(self._tenant_key_cache) > 4096:
                 self._tenant_key_cache.clear()
             found = (
                 keys.quota(tenant, today),
-                keys.detector(tenant, LISTENING),
-                keys.detector_window(tenant, LISTENING, "score"),
-                keys.detector_window(tenant, LISTENING, ""),
                 keys.model(tenant, "popularity"),
                 keys.model(tenant, "segments"),
                 keys.event_time(tenant, LISTENING_EVENTS),
+                keys.reference_members(tenant, "listeners"),
+                keys.reference_moments(tenant, "listeners"),
+                keys.reference_members(tenant, "tracks"),
+                keys.reference_moments(tenant, "tracks"),
+                keys.reference_values(tenant, "listeners", ""),
+                keys.reference_values(tenant, "tracks", ""),
+                keys.track(tenant, ""),
             )
             self._tenant_key_cache[(tenant, today)] = found
         return found
@@ -86,9 +90,19 @@ class ListeningCommands:
     def event(self, u: ListeningUpdate, now_ms: int) -> tuple[Any, ...]:
         limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
         t, uid = u.tenant, u.user_id
-        quota, detector, score_window, window_prefix, forecaster, segments, clock = (
-            self._tenant_keys(t, today)
-        )
+        (
+            quota,
+            forecaster,
+            segments,
+            clock,
+            listener_members,
+            listener_moments,
+            track_members,
+            track_moments,
+            listener_prefix,
+            track_reference_prefix,
+            track_prefix,
+        ) = self._tenant_keys(t, today)
         digest = keys.event_digest(u.event_id)
         named = scripts.ListeningKeys(
             user=keys.user(t, uid),
@@ -98,13 +112,15 @@ class ListeningCommands:
             track_listeners=keys.track_listeners(t, u.window, u.track_id),
             erased=keys.erased(t, uid),
             quota=quota,
-            detector_key=detector,
-            score_window=score_window,
             forecaster=forecaster,
             recent=keys.recent(t, uid),
             popular=keys.popular(t, epoch_of(u.listener_ts, colisten.POPULAR_HALF_LIFE_MS)),
             segments=segments,
             clock=clock,
+            listener_members=listener_members,
+            listener_moments=listener_moments,
+            track_members=track_members,
+            track_moments=track_moments,
             seen_today=keys.seen(t, today, digest),
             seen_days=(
                 keys.seen(t, today + 1, digest),
@@ -134,14 +150,15 @@ class ListeningCommands:
             quota_ttl=2 * DAY_S,
             kept_tracks=limits.tracks_per_user,
             event_id=u.event_id,
-            alarm_rate=params.alarm_rate,
-            warmup=params.warmup,
-            top_k=params.top_k,
-            detector_window=params.window,
             forgetting=params.forgetting,
             track_hash=track_hash(u.track_id),
-            window_prefix=window_prefix,
-            n_features=len(BOT_DIRECTIONS),
+            listener_hash=member_hash(uid),
+            listener_names=LISTENER_NAMES,
+            track_names=TRACK_NAMES,
+            listener_prefix=listener_prefix,
+            track_reference_prefix=track_reference_prefix,
+            track_prefix=track_prefix,
+            reference_size=params.reference_size,
             **co,
             event_key=digest,
             listener_ts=u.listener_ts,

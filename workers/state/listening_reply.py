@@ -6,18 +6,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from workers.core.behaviour import BOT_DIRECTIONS
+from workers.core.behaviour import LISTENER_FEATURES, TRACK_FEATURES
 from workers.core.errors import Reason
 from workers.core.listening_state import (
     ForecasterStats,
     ListeningState,
     ModelsAfter,
+    Ranked,
     UserState,
     WindowCounts,
 )
 from workers.core.models.accounts import AccountEvidence
-from workers.core.models.tailrank import RankVerdict
+from workers.core.models.reference import Rank
 from workers.state.protocol import Refused
+
+LISTENER_NAMES = [f.name for f in LISTENER_FEATURES]
+TRACK_NAMES = [f.name for f in TRACK_FEATURES]
 
 __all__ = [
     "APPLIED",
@@ -86,41 +90,51 @@ def decode_listening(reply: Sequence[Any]) -> ListeningState | Refused:
     )
 
 
+def _ranked(reply: Sequence[Any], names: Sequence[str]) -> tuple[Ranked, int]:
+    """A reference size, then per feature (value, at or above it, mean, the tail's
+    threshold and mean excess)."""
+    size = int(reply[0])
+    x, ranks = {}, {}
+    for i, name in enumerate(names):
+        value, at_least, mean, threshold, excess = reply[1 + 5 * i : 6 + 5 * i]
+        x[name] = float(value)
+        ranks[name] = Rank(int(at_least), size, float(mean), float(threshold), float(excess))
+    return Ranked(x, ranks), 1 + 5 * len(names)
+
+
 def decode_models(reply: Sequence[Any]) -> ModelsAfter:
-    """The models' part of the reply: detector verdict, features and ranks, forecaster."""
-    names = list(BOT_DIRECTIONS)
-    n = len(names)
-    # float() and int() read bytes (Redis) and str (the in-memory store) alike
-    score, percentile, threshold = (float(v) for v in reply[:3])
-    warming, alarm, seen, alarms = (int(v) for v in reply[3:7])
-    x = [float(v) for v in reply[7 : 7 + n]]
-    ranks = [float(v) for v in reply[7 + n : 7 + 2 * n]]
-    rest = reply[7 + 2 * n :]
+    """The models' part of the reply: the listener and the track ranked against the
+    tenant's references, the forecaster, the account fields, the segment."""
+    inputs = int(reply[0])
+    listener, used = _ranked(reply[1:], LISTENER_NAMES)
+    rest = reply[1 + used :]
+    sync, rest = float(rest[0]), rest[1:]
+    track, used = _ranked(rest, TRACK_NAMES)
+    rest = rest[used:]
+    track_listens, track_suspicion, track_published = float(rest[0]), float(rest[1]), rest[2]
+    groups = tuple(g for g in _text(rest[3]).split(",") if g)
+    rest = rest[4:]
     trained, mae, naive = int(rest[0]), float(rest[1]), float(rest[2])
     stats = [float(v) for v in rest[3:17]]
-    n, concentration, near30, group, group_hash, published, segment = rest[17:24]
+    listens, group, group_hash, published, group_marker, segment = rest[17:23]
     return ModelsAfter(
-        features=dict(zip(names, x, strict=True)),
-        verdict=RankVerdict(
-            score=score,
-            percentile=percentile,
-            threshold=threshold,
-            is_anomaly=bool(alarm),
-            warming_up=bool(warming),
-            ranks=dict(zip(names, ranks, strict=True)),
-        ),
+        listener=listener,
+        track=track,
         forecaster=ForecasterStats(
             trained=trained, mae=mae, naive_mae=naive, a=tuple(stats[:10]), b=tuple(stats[10:14])
         ),
-        detector_inputs=seen,
-        detector_alarms=alarms,
         account=AccountEvidence(
-            listens=int(n),
-            concentration=float(concentration),
-            track_near30=float(near30),
+            listens=int(listens),
             group=_text(group),
             group_hash=int(group_hash),
             published=_text(published),
+            group_marker=_text(group_marker),
         ),
+        sync=sync,
+        track_listens=track_listens,
+        track_suspicion=track_suspicion,
+        track_published=_text(track_published),
+        track_groups=groups,
         segment=int(segment),
+        inputs=inputs,
     )

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from workers.core import colisten
-from workers.core.behaviour import BOT_DIRECTIONS, behaviour
 from workers.core.errors import Reason
 from workers.core.eventtime import PartitionClocks
 from workers.core.listening_state import (
@@ -23,12 +22,11 @@ from workers.core.listening_state import (
     ListeningUpdate,
     ModelsAfter,
 )
-from workers.core.models.accounts import AccountEvidence, fold_evidence, track_hash
+from workers.core.models.accounts import AccountEvidence
 from workers.core.models.popularity import PopularityModel
-from workers.core.models.segments import Segmenter
-from workers.core.models.tailrank import RankDetector
 from workers.core.records import LISTENING_EVENTS, Position
 from workers.state import keys
+from workers.state.hll import HyperLogLog
 from workers.state.listening_reply import (
     APPLIED,
     COUNTS,
@@ -40,6 +38,7 @@ from workers.state.listening_reply import (
     decode_listening,
 )
 from workers.state.memory_mirrors import advance_clock, co_listen
+from workers.state.memory_models import Listened, TenantModels
 from workers.state.protocol import (
     DAY_S,
     GONE_FOR_MS,
@@ -62,7 +61,8 @@ class MemoryStore:
     incarnation: str = field(default_factory=lambda: secrets.token_hex(4))
     seen: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     hashes: dict[str, dict[str, int | str]] = field(default_factory=lambda: defaultdict(dict))
-    sets: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    #: HyperLogLogs, as Redis counts them (``PFADD``/``PFCOUNT``)
+    sets: dict[str, HyperLogLog] = field(default_factory=lambda: defaultdict(HyperLogLog))
     blobs: dict[str, bytes] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     erasures: dict[str, int] = field(default_factory=dict)
@@ -74,17 +74,14 @@ class MemoryStore:
     #: listeners' recent plays (lists, newest first) and the co-listen and popular sets
     lists: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     zsets: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(dict))
-    #: per listener (user key): the account evidence listening.lua keeps in the user hash
-    accounts: dict[str, AccountEvidence] = field(default_factory=dict)
     #: per tenant and input topic: clock.lua's hash (partition times, the low watermark)
     clocks: dict[str, dict[str, int]] = field(default_factory=dict)
     #: per (tenant, tagger model): its catalogue (lua/catalogue.lua)
     shelves: dict[tuple[str, str], Shelf] = field(default_factory=dict)
     _clocks: PartitionClocks = field(default_factory=PartitionClocks)
 
-    #: per tenant: the listening detector and the popularity forecaster (what Redis keeps)
-    detectors: dict[str, RankDetector] = field(default_factory=dict)
-    segmenters: dict[str, Segmenter] = field(default_factory=dict)
+    #: per tenant: its listening models and popularity forecaster (what Redis keeps)
+    models: dict[str, TenantModels] = field(default_factory=dict)
     forecasters: dict[str, PopularityModel] = field(default_factory=dict)
 
     async def apply_listening(
@@ -166,58 +163,60 @@ class MemoryStore:
             flags,
             *(int(user.get(f, 0)) for f in USER_FIELDS),
             *(int(user.get(f"h{h}", 0)) for h in range(24)),
-            len(self.sets[keys.user_tracks(t, uid)]),
+            self.sets[keys.user_tracks(t, uid)].count(),
             rolled,
         ]
         for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
             reply.extend(int(meta.get(f"{window}:{c}", 0)) for c in COUNTS)
         state = decode_listening(reply)
         assert isinstance(state, ListeningState)
-        account = self.accounts.get(user_key, AccountEvidence())
+        listens = 0
         if status == APPLIED and u.type in ("play", "skip"):
-            account = fold_evidence(account, state.current, u.track_id, track_hash(u.track_id))
-            self.accounts[user_key] = account
-        models = self._models(u, state, learn=status == APPLIED)
-        return replace(state, models=replace(models, account=account))
+            listens = int(self.hashes[keys.user_plays(t, uid)].get(u.track_id, 0))
+        models = self.tenant_models(t).listen(
+            u,
+            state.user,
+            user_key=user_key,
+            track_key=meta_key,
+            listens=listens,
+            applied=status == APPLIED,
+        )
+        return replace(state, models=self._forecast(u, state, models, learn=status == APPLIED))
 
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
+        # kept only while the listener's hash is (note.lua)
         for tenant, user_id, marker in published:
-            user_key = keys.user(tenant, user_id)
-            if user_key in self.accounts:
-                self.accounts[user_key] = replace(self.accounts[user_key], published=marker)
+            accounts, user_key = self.tenant_models(tenant).accounts, keys.user(tenant, user_id)
+            if self.hashes.get(user_key):
+                accounts[user_key] = replace(
+                    accounts.get(user_key, AccountEvidence()), published=marker
+                )
 
-    def _models(self, u: ListeningUpdate, state: ListeningState, *, learn: bool) -> ModelsAfter:
-        """detector.lua and forecaster.lua, by the reference models they mirror."""
-        params = self.limits.models
-        detector = self.detectors.setdefault(
-            u.tenant,
-            RankDetector(
-                BOT_DIRECTIONS,
-                top_k=params.top_k,
-                window=params.window,
-                alarm_rate=params.alarm_rate,
-                warmup=params.warmup,
-            ),
-        )
+    async def note_tracks(self, published: Sequence[tuple[str, str, str]]) -> None:
+        for tenant, track_id, marker in published:
+            models, track_key = self.tenant_models(tenant), keys.track(tenant, track_id)
+            if self.hashes.get(track_key):
+                models.track_markers[track_key] = marker
+
+    def tenant_models(self, tenant: str) -> TenantModels:
+        found = self.models.get(tenant)
+        if found is None:
+            found = self.models[tenant] = TenantModels(size=self.limits.models.reference_size)
+        return found
+
+    def _forecast(
+        self, u: ListeningUpdate, state: ListeningState, m: Listened, *, learn: bool
+    ) -> ModelsAfter:
+        """forecaster.lua, by the reference model it mirrors; then the models' reply."""
         forecaster = self.forecasters.setdefault(
-            u.tenant, PopularityModel(forgetting=params.forgetting)
+            u.tenant, PopularityModel(forgetting=self.limits.models.forgetting)
         )
-        x = behaviour(state.user, state.current)
-        verdict = detector.judge(x)
-        segmenter = self.segmenters.setdefault(u.tenant, Segmenter())
-        ranks = [verdict.ranks[name] for name in BOT_DIRECTIONS]
-        segment = segmenter.learn_predict_one(ranks) if learn else segmenter.predict_one(ranks)
-        if learn:
-            detector.learn_one(x, verdict)
-            if state.closed is not None:
-                closed, before, before_that = state.closed
-                forecaster.learn_one(current=before, previous=before_that, next_plays=closed.plays)
+        if learn and state.closed is not None:
+            closed, before, before_that = state.closed
+            forecaster.learn_one(current=before, previous=before_that, next_plays=closed.plays)
         return ModelsAfter(
-            detector_inputs=detector.seen,
-            detector_alarms=detector.alarms,
-            segment=segment,
-            features=x,
-            verdict=verdict,
+            listener=m.listener,
+            track=m.track,
             forecaster=ForecasterStats(
                 trained=forecaster.trained,
                 mae=forecaster.mae,
@@ -225,6 +224,14 @@ class MemoryStore:
                 a=tuple(forecaster.a),
                 b=tuple(forecaster.b),
             ),
+            account=m.account,
+            sync=m.sync,
+            track_listens=m.track_evidence.p,
+            track_suspicion=m.track_evidence.s,
+            track_published=m.track_published,
+            track_groups=m.track_groups,
+            inputs=m.inputs,
+            segment=m.segment,
         )
 
     def _mutate(
@@ -272,7 +279,7 @@ class MemoryStore:
         if u.type == "play":
             listeners = self.sets[keys.track_listeners(t, u.window, u.track_id)]
             listeners.add(u.user_id)
-            meta[f"{u.window}:listeners"] = len(listeners)
+            meta[f"{u.window}:listeners"] = listeners.count()
         rolled = -1
         maxw = int(meta.get("maxw", -1))
         if u.early:

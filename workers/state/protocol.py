@@ -86,16 +86,10 @@ class KeptChunk:
 
 @dataclass(frozen=True, slots=True)
 class ModelParams:
-    """How the tenants' store-kept models are set (``RankDetector``, ``PopularityModel``)."""
+    """How the tenants' store-kept models are set (docs/models.md)."""
 
-    #: share of listening events a tenant's detector may alarm on (adaptive threshold)
-    alarm_rate: float = 0.05
-    #: events a tenant's detector learns before it may alarm
-    warmup: int = 200
-    #: features whose ranks make the score (the most extreme ones)
-    top_k: int = 6
-    #: rank window of each feature and of the scores
-    window: int = 1000
+    #: listeners (and tracks) in a tenant's reference sample (bottom-k by hash)
+    reference_size: int = 1000
     #: the forecaster's forgetting factor per label
     forgetting: float = 1.0 - 1.0 / 2000
 
@@ -163,6 +157,10 @@ class StateStore(Protocol):
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
         """Remember each ``(tenant, user_id, marker)`` as the listener's verdict last
         published (``AccountEvidence.published``); an erased listener stays erased."""
+
+    async def note_tracks(self, published: Sequence[tuple[str, str, str]]) -> None:
+        """Remember each ``(tenant, track_id, marker)`` as the track's verdict last
+        published (``"score|flag"``)."""
 
     async def load_stream(self, tenant: str, stream: str, lane: str = "audio") -> bytes | None:
         """The state saved after the stream's latest chunk, if any. ``lane``: whose state,

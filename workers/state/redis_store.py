@@ -59,7 +59,7 @@ class RedisStore:
         scripts.check_all()  # a script that reads other slots than sent is refused now
         self._listening = scripts.LISTENING
         self._stream = scripts.STREAM
-        self._note_account = scripts.NOTE_ACCOUNT
+        self._note_script = scripts.NOTE
         self._commands = ListeningCommands(self.limits, self.incarnation)
 
     @property
@@ -287,19 +287,26 @@ class RedisStore:
 
     @translated
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
-        if not published:
+        await self._note([(keys.user(t, u), "ap", marker) for t, u, marker in published])
+
+    @translated
+    async def note_tracks(self, published: Sequence[tuple[str, str, str]]) -> None:
+        await self._note([(keys.track(t, track), "tm", marker) for t, track, marker in published])
+
+    async def _note(self, notes: list[tuple[str, str, str]]) -> None:
+        if not notes:
             return
-        users = [keys.user(tenant, user_id) for tenant, user_id, _ in published]
         commands = [
-            self._note_account.command(
-                scripts.NoteAccountKeys(user=user), scripts.NoteAccountArgs(marker=marker)
+            self._note_script.command(
+                scripts.NoteKeys(subject=key), scripts.NoteArgs(field=name, marker=marker)
             )
-            for user, (_, _, marker) in zip(users, published, strict=True)
+            for key, name, marker in notes
         ]
-        replies = await self._pipeline(commands, users)
+        subjects = [key for key, _, _ in notes]
+        replies = await self._pipeline(commands, subjects)
         if any(isinstance(reply, rx.NoScriptError) for reply in replies):
-            await self._note_account.load(self._client)
-            replies = await self._pipeline(commands, users)
+            await self._note_script.load(self._client)
+            replies = await self._pipeline(commands, subjects)
         for reply in replies:
             if isinstance(reply, Exception) and is_transient(reply):
                 raise reply

@@ -22,7 +22,7 @@ __all__ = [
     "CLOCK",
     "EMBEDDING",
     "LISTENING",
-    "NOTE_ACCOUNT",
+    "NOTE",
     "STREAM",
     "ClockArgs",
     "ClockKeys",
@@ -31,8 +31,8 @@ __all__ = [
     "ListeningArgs",
     "ListeningKeys",
     "LuaScript",
-    "NoteAccountArgs",
-    "NoteAccountKeys",
+    "NoteArgs",
+    "NoteKeys",
     "StreamArgs",
     "StreamKeys",
     "check_all",
@@ -73,17 +73,19 @@ class ListeningKeys:
     user: str
     user_tracks: str  # HyperLogLog
     user_plays: str  # hash track -> listens
-    track_windows: str  # hash "{window}:{count}" -> n, maxw
+    track_windows: str  # hash "{window}:{count}" -> n, maxw; the track's evidence (e_*, b*)
     track_listeners: str  # HyperLogLog of the event's window
     erased: str
     quota: str
-    detector_key: str  # hash seq, seen, alarms
-    score_window: str  # zset
     forecaster: str  # hash: the forecaster's statistics
     recent: str  # list "track|ts", newest first
     popular: str  # zset of this epoch
     segments: str  # string: the segment centres
     clock: str  # hash: the tenant's event time per partition, its low watermark (clock.lua)
+    listener_members: str  # zset: the reference listeners, by hash (reference.lua)
+    listener_moments: str  # hash: their features' sums and sums of squares
+    track_members: str  # zset: the reference tracks
+    track_moments: str
     seen_today: str  # hash event digest -> "position|incarnation" (written here)
     seen_days: tuple[str, ...] = ()  # the other days of the replay memory (read only)
 
@@ -111,14 +113,15 @@ class ListeningArgs:
     quota_ttl: int
     kept_tracks: int  # tracks kept per listener in user_plays
     event_id: str
-    alarm_rate: float
-    warmup: int
-    top_k: int
-    detector_window: int
     forgetting: float
-    track_hash: int  # accounts.track_hash: picks a farm's canonical target
-    window_prefix: str  # the detector's feature windows: prefix .. feature name
-    n_features: int
+    track_hash: int  # accounts.track_hash: the track's member in the reference, and a group's
+    listener_hash: int  # accounts.member_hash: the listener's member in the reference
+    listener_names: str  # the features' names, comma-separated: the script checks them
+    track_names: str
+    listener_prefix: str  # the reference listeners' feature sets: prefix .. feature name
+    track_reference_prefix: str
+    track_prefix: str  # a track's hash: prefix .. track id (the listener's group's)
+    reference_size: int
     # co-listening (core/colisten.py)
     qualifies: int  # 0/1: a play of 30 s or more
     co_prefix: str
@@ -214,17 +217,28 @@ class EmbeddingArgs:
 
 
 @dataclass(frozen=True, slots=True)
-class NoteAccountKeys:
-    user: str
+class NoteKeys:
+    """``note.lua``: a listener's or a track's hash."""
+
+    subject: str
 
 
 @dataclass(frozen=True, slots=True)
-class NoteAccountArgs:
+class NoteArgs:
+    field: str  # 'ap' (a listener's verdict) or 'tm' (a track's)
     marker: str
 
 
 LISTENING = LuaScript(
-    ("common.lua", "detector.lua", "forecaster.lua", "segments.lua", "listening.lua"),
+    (
+        "common.lua",
+        "evidence.lua",
+        "features.lua",
+        "reference.lua",
+        "forecaster.lua",
+        "segments.lua",
+        "listening.lua",
+    ),
     ListeningKeys,
     ListeningArgs,
 )
@@ -233,9 +247,9 @@ STREAM = LuaScript(("common.lua", "catalogue.lua", "stream.lua"), StreamKeys, St
 EMBEDDING = LuaScript(
     ("common.lua", "catalogue.lua", "embedding.lua"), EmbeddingKeys, EmbeddingArgs
 )
-NOTE_ACCOUNT = LuaScript(("note_account.lua",), NoteAccountKeys, NoteAccountArgs)
+NOTE = LuaScript(("note.lua",), NoteKeys, NoteArgs)
 
-ALL = (LISTENING, CLOCK, STREAM, EMBEDDING, NOTE_ACCOUNT)
+ALL = (LISTENING, CLOCK, STREAM, EMBEDDING, NOTE)
 
 
 def check_all() -> None:

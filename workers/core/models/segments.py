@@ -2,12 +2,12 @@
 
 River's ``cluster.KMeans`` rule (``learn_predict_one``): a listener joins the nearest of
 ``k`` centres (Euclidean), and that centre moves ``halflife`` of the way to them. Its
-inputs are the listener's tail ranks from the tenant's detector (``RankDetector``): ten
-numbers in 0..1, each how far into the tenant's tail one behaviour lies (plays per hour,
-share stopping just past 30 s, repeats, distinct tracks, skips, hour spread, engagement,
-volume, catalogue concentration, the played track's near-30 s share), so the segments
-are behaviour profiles relative to the tenant (heavy and light listeners, skippers,
-repeaters, round-the-clock accounts…), learnt on the stream, one model per tenant.
+inputs are where the listener's features stand among the tenant's reference listeners
+(``behaviour.LISTENER_FEATURES``: twelve numbers in 0..1, each the share of reference
+listeners below them: stops just past 30 s, what their tracks look like, bursts, hour
+spread, volume, repeats, skips, engagement), so the segments are behaviour profiles
+relative to the tenant (heavy and light listeners, skippers, repeaters, round-the-clock
+accounts…), learnt on the stream, one model per tenant.
 
 The centres start at fixed, spread-out points (River draws them at random; a fixed start
 lets every worker and the Redis script compute the same), and only the first event of a

@@ -7,3 +7,6 @@ local function integer(value)
   end
   return tonumber(value)
 end
+
+-- a number as the replies and keys carry it: exact (17 significant digits)
+local function num(v) return string.format('%.17g', v) end

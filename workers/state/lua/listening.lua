@@ -5,19 +5,23 @@
 --
 -- KEYS and ARGV are declared by name in workers/state/scripts.py (ListeningKeys,
 -- ListeningArgs), in the order of the block below; the store checks the two match. Every
--- key is in the tenant's hash slot. Named in ARGV, in the same slot: the detector's
--- feature windows (window_prefix .. feature name), the co-listen sets of the track and of
--- the listener's previous one (co_prefix .. track), the previous epoch's popular set.
+-- key is in the tenant's hash slot. Named in ARGV, in the same slot: the references'
+-- feature sets (prefix .. feature name), the listener's group's track (track_prefix .. id),
+-- the co-listen sets of the track and of its neighbours in time (co_prefix .. track), the
+-- previous epoch's popular set.
 -- The models learn in this same script, from the event that teaches them, so a record is
--- learnt exactly once, whichever worker reads it how often (detector.lua, forecaster.lua).
+-- learnt exactly once, whichever worker reads it how often (evidence.lua, reference.lua,
+-- forecaster.lua, segments.lua).
 -- Returns {0, why, detail} when refused (why: duplicate | erased | quota | state), else
 --   {status, flags, user fields..., hours 0-23, distinct_tracks, rolled_from,
 --    counts(w), counts(w-1), counts(r), counts(r-1), counts(r-2),
---    score, percentile, threshold, warming (0/1), alarm (0/1), inputs learnt, alarms,
---    features, ranks (n_features each),
+--    listener reference size, per listener feature: value (shrunk), members at or above it,
+--    mean, the tail's threshold and mean excess; the listener's burst share;
+--    track reference size, per track feature: the same; the track's listens, suspicion,
+--    verdict last published;
 --    forecaster: trained, mae, naive_mae, a x10, b x4,
---    account evidence: listens, concentration, track_near30, group, group_hash,
---    published, segment} (floats as strings)
+--    account: listens, group, group hash, verdict last published, the group's track's;
+--    segment} (floats as strings)
 --   status 1: applied now; 2: applied before by another record read (a replay);
 --   3: applied before by this same worker (a retry whose reply was lost)
 --   flags: 1 late (beyond the lateness bound), 2 early (held out of the live window)
@@ -30,15 +34,17 @@ local track_windows = KEYS[4]
 local track_listeners = KEYS[5]
 local erased = KEYS[6]
 local quota = KEYS[7]
-local detector_key = KEYS[8]
-local score_window = KEYS[9]
-local forecaster = KEYS[10]
-local recent = KEYS[11]
-local popular = KEYS[12]
-local segments = KEYS[13]
-local clock = KEYS[14]
-local seen_today = KEYS[15]
-local seen_days = {unpack(KEYS, 16)}
+local forecaster = KEYS[8]
+local recent = KEYS[9]
+local popular = KEYS[10]
+local segments = KEYS[11]
+local clock = KEYS[12]
+local listener_members = KEYS[13]
+local listener_moments = KEYS[14]
+local track_members = KEYS[15]
+local track_moments = KEYS[16]
+local seen_today = KEYS[17]
+local seen_days = {unpack(KEYS, 18)}
 
 local kind = ARGV[1]
 local ms_played = ARGV[2]
@@ -61,36 +67,40 @@ local quota_limit = ARGV[18]
 local quota_ttl = ARGV[19]
 local kept_tracks = ARGV[20]
 local event_id = ARGV[21]
-local alarm_rate = ARGV[22]
-local warmup = ARGV[23]
-local top_k = ARGV[24]
-local detector_window = ARGV[25]
-local forgetting = ARGV[26]
-local track_hash = ARGV[27]
-local window_prefix = ARGV[28]
-local n_features = ARGV[29]
-local qualifies = ARGV[30]
-local co_prefix = ARGV[31]
-local pop_weight = ARGV[32]
-local pop_carry = ARGV[33]
-local session_gap = ARGV[34]
-local co_top = ARGV[35]
-local pop_top = ARGV[36]
-local recent_kept = ARGV[37]
-local event_key = ARGV[38]
-local listener_ts = ARGV[39]
-local read_time = ARGV[40]
-local window_ms = ARGV[41]
-local max_windows = ARGV[42]
-local co_origin = ARGV[43]
-local co_half_life = ARGV[44]
+local forgetting = ARGV[22]
+local track_hash = ARGV[23]
+local listener_hash = ARGV[24]
+local listener_names = ARGV[25]
+local track_names = ARGV[26]
+local listener_prefix = ARGV[27]
+local track_reference_prefix = ARGV[28]
+local track_prefix = ARGV[29]
+local reference_size = ARGV[30]
+local qualifies = ARGV[31]
+local co_prefix = ARGV[32]
+local pop_weight = ARGV[33]
+local pop_carry = ARGV[34]
+local session_gap = ARGV[35]
+local co_top = ARGV[36]
+local pop_top = ARGV[37]
+local recent_kept = ARGV[38]
+local event_key = ARGV[39]
+local listener_ts = ARGV[40]
+local read_time = ARGV[41]
+local window_ms = ARGV[42]
+local max_windows = ARGV[43]
+local co_origin = ARGV[44]
+local co_half_life = ARGV[45]
 
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_played',
                 'first_ts', 'last_ts', 'top_track'}
 local COUNTS = {'plays', 'skips', 'likes', 'shares', 'listeners', 'near30'}
--- the account evidence (workers/core/models/accounts.py: fold_evidence and its constants)
-local ACCOUNT = {'an', 'ac', 'at', 'ag', 'ah', 'ap'}
-local ALPHA, GROUP_CONCENTRATION, GROUP_LISTENERS = 0.05, 3.0, 3
+-- the listener's account fields: listens, their group (canonical target, its hash), the
+-- verdict last published (workers/core/models/accounts.py)
+local ACCOUNT = {'an', 'ag', 'ah', 'ap'}
+local GROUP_CONCENTRATION, GROUP_ARRIVALS = 3.0, 3.0
+-- the references' tails are refit every this many events learnt (reference.REFIT_EVERY)
+local REFIT_EVERY = 64
 local KEPT_WINDOWS = 4
 local HOURS = {}
 for h = 0, 23 do HOURS[h + 1] = 'h' .. h end
@@ -106,7 +116,8 @@ local NUMBERS = {{'ms_played', ms_played}, {'hour', hour}, {'ts', ts}, {'window'
                  {'seen_ttl', seen_ttl}, {'window_ttl', window_ttl}, {'state_ttl', state_ttl},
                  {'record_time', record_time}, {'lateness', lateness},
                  {'quota', quota_limit}, {'quota_ttl', quota_ttl}, {'kept_tracks', kept_tracks},
-                 {'n_features', n_features}, {'listener_ts', listener_ts},
+                 {'reference_size', reference_size}, {'listener_ts', listener_ts},
+                 {'track_hash', track_hash}, {'listener_hash', listener_hash},
                  {'read_time', read_time}, {'window_ms', window_ms},
                  {'max_windows', max_windows}}
 for _, item in ipairs(NUMBERS) do
@@ -116,12 +127,19 @@ ms_played, hour, ts, window = tonumber(ms_played), tonumber(hour), tonumber(ts),
 seen_ttl, window_ttl, state_ttl = tonumber(seen_ttl), tonumber(window_ttl), tonumber(state_ttl)
 record_time, lateness = tonumber(record_time), tonumber(lateness)
 quota_limit, quota_ttl, kept_tracks = tonumber(quota_limit), tonumber(quota_ttl), tonumber(kept_tracks)
-n_features, listener_ts, read_time = tonumber(n_features), tonumber(listener_ts),
+reference_size, listener_ts, read_time = tonumber(reference_size), tonumber(listener_ts),
   tonumber(read_time)
 window_ms, max_windows = tonumber(window_ms), tonumber(max_windows)
-if n_features ~= #FEATURE_NAMES then
-  return refuse('state', 'the caller has ' .. n_features .. ' features, the script ' .. #FEATURE_NAMES)
+if listener_names ~= table.concat(LISTENER_FEATURES, ',')
+    or track_names ~= table.concat(TRACK_FEATURES, ',') then
+  return refuse('state', "the caller's features are not the script's")
 end
+local listener_ref = {members = listener_members, moments = listener_moments,
+                      prefix = listener_prefix, features = LISTENER_FEATURES,
+                      size = reference_size}
+local track_ref = {members = track_members, moments = track_moments,
+                   prefix = track_reference_prefix, features = TRACK_FEATURES,
+                   size = reference_size}
 if hour < 0 or hour > 23 or ms_played < 0 then return refuse('state', 'hour or ms_played') end
 if not (near30 == '0' or near30 == '1') or not (completed == '0' or completed == '1')
     or not (early == '0' or early == '1') then
@@ -129,19 +147,15 @@ if not (near30 == '0' or near30 == '1') or not (completed == '0' or completed ==
 end
 early = early == '1'
 
--- the detector's feature windows, named by the prefix and the features
-local window_keys = {}
-for i, name in ipairs(FEATURE_NAMES) do window_keys[i] = window_prefix .. name end
-local typed = {{detector_key, 'hash'}, {forecaster, 'hash'}, {score_window, 'zset'}}
-for _, key in ipairs(window_keys) do typed[#typed + 1] = {key, 'zset'} end
-for _, item in ipairs(typed) do
-  local t = redis.call('TYPE', item[1])['ok']
-  if t ~= 'none' and t ~= item[2] then
-    return refuse('state', 'key ' .. item[1] .. ' holds a ' .. t .. ', not a ' .. item[2])
+do
+  local t = redis.call('TYPE', forecaster)['ok']
+  if t ~= 'none' and t ~= 'hash' then
+    return refuse('state', 'key ' .. forecaster .. ' holds a ' .. t .. ', not a hash')
   end
 end
-alarm_rate, warmup, top_k = tonumber(alarm_rate), tonumber(warmup), tonumber(top_k)
-detector_window, forgetting = tonumber(detector_window), tonumber(forgetting)
+local wrong = reference_keys_ok(listener_ref) or reference_keys_ok(track_ref)
+if wrong then return refuse('state', wrong) end
+forgetting = tonumber(forgetting)
 
 -- Every key is read before anything is written: a key of another type (written by someone
 -- else) makes a read fail with WRONGTYPE, and the script stops with nothing changed. The
@@ -168,24 +182,42 @@ local problem = integers(user, {'events', plural, 'ms_played', 'near30', 'h' .. 
   or integers(meta, {'maxw', window .. ':' .. plural, window .. ':completions',
                      window .. ':near30'})
   or integers(user_plays, {track})
--- the listener's account evidence (an, ac, at, ag, ah, ap), read once: checked here, used below
+-- the listener's account fields (an, ag, ah, ap), read once: checked here, used below
 local acct = redis.call('HMGET', user, unpack(ACCOUNT))
-for _, item in ipairs({{1, integer}, {2, tonumber}, {3, tonumber}, {5, integer}}) do
+for _, item in ipairs({{1, integer}, {3, integer}}) do
   local v = acct[item[1]]
   if v and item[2](v) == nil then
     problem = problem
-      or ('account evidence ' .. ACCOUNT[item[1]] .. ' of ' .. user .. ' is not a number')
+      or ('account field ' .. ACCOUNT[item[1]] .. ' of ' .. user .. ' is not a number')
   end
 end
-if integer(track_hash) == nil then problem = 'track hash is not an integer' end
+-- the track's and the listener's evidence (evidence.lua), and the track's burst buckets
+local track_before = load_track_evidence(meta)
+local listener_before = load_listener_evidence(user)
+if track_before == nil or listener_before == nil then
+  problem = problem or 'the evidence of ' .. meta .. ' or ' .. user .. ' is not numbers'
+end
+local bucket = math.floor(listener_ts / BUCKET)
+problem = problem or integers(meta, {'b' .. bucket, 'b' .. (bucket - 1)})
+-- the listener's last listen, "track|bucket" (any other text: none)
+local last_listen = redis.call('HGET', user, 'lb') or ""
+-- the group's track, whose verdict the listener's judgement reads
+if acct[2] and acct[2] ~= '' then
+  local t = redis.call('TYPE', track_prefix .. acct[2])['ok']
+  if t ~= 'none' and t ~= 'hash' then
+    problem = problem or ('key ' .. track_prefix .. acct[2] .. ' holds a ' .. t .. ', not a hash')
+  end
+end
 local segment_type = redis.call('TYPE', segments)['ok']
 if segment_type ~= 'none' and segment_type ~= 'string' then
   problem = problem or ('key ' .. segments .. ' holds a ' .. segment_type .. ', not a string')
 end
 local centres = nil
 if problem == nil then
-  centres = load_segments(segment_type == 'string' and segments or nil, n_features)
-  if centres == nil then problem = 'the segment centres are not ' .. SEGMENTS .. ' x ' .. n_features .. ' doubles' end
+  centres = load_segments(segment_type == 'string' and segments or nil, #LISTENER_FEATURES)
+  if centres == nil then
+    problem = 'the segment centres are not ' .. SEGMENTS .. ' x ' .. #LISTENER_FEATURES .. ' doubles'
+  end
 end
 if problem then return refuse('state', problem) end
 
@@ -282,6 +314,7 @@ if status == 1 and erased_at and math.min(record_time, read_time) <= tonumber(er
 end
 
 local flags, rolled = 0, -1
+local listens = 0  -- the listener's listens of this track so far (0: beyond the kept ones)
 local maxw = tonumber(redis.call('HGET', meta, 'maxw') or '-1')
 -- late for the track: its window is older than the kept windows below the low watermark
 -- (the slowest partition's time, not this track's newest: partitions drain at their own
@@ -311,7 +344,6 @@ if status == 1 then
     redis.call('HINCRBY', user, 'near30', tonumber(near30))
     redis.call('HINCRBY', user, 'h' .. hour, 1)
     redis.call('PFADD', user_tracks, track)
-    local listens = 0
     if redis.call('HEXISTS', user_plays, track) == 1
         or redis.call('HLEN', user_plays) < kept_tracks then
       listens = redis.call('HINCRBY', user_plays, track, 1)
@@ -426,43 +458,99 @@ for i, v in ipairs(counts) do
   out[#out + 1] = counts[i]
 end
 
--- the listener's account evidence: what the played track's audience looks like (first read)
-local a_n, a_c, a_t = tonumber(acct[1] or '0'), tonumber(acct[2] or '0'), tonumber(acct[3] or '0')
-local a_g, a_h = acct[4] or '', tonumber(acct[5] or '-1')
+-- what the listen says about its track and its listener (first read only)
+local tev, lev = track_before, listener_before
+local a_n, a_g, a_h = tonumber(acct[1] or '0'), acct[2] or '', tonumber(acct[3] or '-1')
+local published = acct[4] or ''
 if status == 1 and (kind == 'play' or kind == 'skip') then
   a_n = a_n + 1
-  local alpha = math.max(ALPHA, 1.0 / a_n)
-  local conc = 1.0
-  if counts[5] > 0 then conc = counts[1] / counts[5] end
-  local track_listens = counts[1] + counts[2]
-  local near30 = 0.0
-  if track_listens > 0 then near30 = counts[6] / track_listens end
-  a_c = a_c + alpha * (conc - a_c)
-  a_t = a_t + alpha * (near30 - a_t)
-  local h = tonumber(track_hash)
-  if counts[5] >= GROUP_LISTENERS and conc >= GROUP_CONCENTRATION and (a_h < 0 or h < a_h) then
-    a_g, a_h = track, h
+  local n = u.plays + u.skips
+  local loyalty = 0.0
+  if listens > 0 and n > 0 then loyalty = listens / n end
+  local suspicion = math.max(0.0, ((tonumber(string.match(published, '^([^|]*)')) or 0.0) - 0.5) / 0.5)
+  -- the same listener on the same track within a bucket of their last listen is not
+  -- counted again in the track's buckets (one looper is not a crowd)
+  local last_track, last_bucket = string.match(last_listen, '^(.*)|(%-?%d+)$')
+  local again = last_track == track and math.abs(tonumber(last_bucket) - bucket) <= 1
+  redis.call('HSET', user, 'lb', track .. '|' .. string.format('%d', bucket))
+  local burst
+  tev, burst = add_listen(meta, tev, listener_ts, near30 == '1', loyalty, suspicion,
+                          listens, not again)
+  lev = fold_listener(user, lev, tev, listener_ts, burst, near30 == '1', listens, loyalty)
+  if burst or (tev.p / math.max(tev.a, 1e-9) >= GROUP_CONCENTRATION and tev.a >= GROUP_ARRIVALS) then
+    local h = tonumber(track_hash)
+    if a_h < 0 or h < a_h then a_g, a_h = track, h end
   end
-  redis.call('HSET', user, 'an', a_n, 'ac', num(a_c), 'at', num(a_t), 'ag', a_g,
-             'ah', string.format('%d', a_h))
+  redis.call('HSET', user, 'an', a_n, 'ag', a_g, 'ah', string.format('%d', a_h))
+  -- the groups of the listeners judged bots that push the track (the latest three)
+  if a_g ~= '' and string.match(published, '^[^|]*|1') then
+    local groups = {a_g}
+    for g in string.gmatch(redis.call('HGET', meta, 'tg') or '', '[^,]+') do
+      if g ~= a_g and #groups < 3 then groups[#groups + 1] = g end
+    end
+    redis.call('HSET', meta, 'tg', table.concat(groups, ','))
+  end
+  redis.call('EXPIRE', meta, state_ttl)
 end
 
--- the listener, judged against the tenant's recent listeners, then learnt (first read only)
-local x = behaviour(u, hours, distinct, counts[1], counts[2], counts[6])
-local detector = detector_state(detector_key)
-local j = judge(detector, score_window, window_keys, x, top_k, alarm_rate, warmup, detector_window)
-local alarm = (not j.warming) and j.score > j.threshold
-if status == 1 then
-  learn(detector, detector_key, score_window, window_keys, x, j.score, detector_window, alarm,
-        state_ttl)
+-- the listener and the track, judged against the tenant's references (read again after a
+-- crash: judged again, learnt nothing), which then learn them (first read only)
+local lx = listener_features(u, hours, distinct, lev)
+local observed = {}
+for i, prior in ipairs(LISTENER_PRIORS) do
+  observed[i] = (prior == 2.0) and lev.k or (u.plays + u.skips)
 end
-for _, v in ipairs({j.score, j.percentile, j.threshold}) do out[#out + 1] = num(v) end
-out[#out + 1] = j.warming and 1 or 0
-out[#out + 1] = alarm and 1 or 0
-out[#out + 1] = detector.seen
-out[#out + 1] = detector.alarms
-for _, v in ipairs(x) do out[#out + 1] = num(v) end
-for _, v in ipairs(j.ranks) do out[#out + 1] = num(v) end
+local lxs = shrink(lx, reference_means(listener_ref), LISTENER_PRIORS, observed)
+local lranks, ln = reference_rank(listener_ref, lxs)
+local tx = track_features(tev)
+local tpriors, tobserved = {}, {}
+for i = 1, #TRACK_FEATURES do tpriors[i], tobserved[i] = 5.0, tev.p end
+local txs = shrink(tx, reference_means(track_ref), tpriors, tobserved)
+local tranks, tn = reference_rank(track_ref, txs)
+local track_marker = redis.call('HGET', meta, 'tm') or ''
+local inputs = tonumber(redis.call('HGET', listener_moments, 'inputs') or '0')
+if status == 1 then
+  inputs = redis.call('HINCRBY', listener_moments, 'inputs', 1)
+  -- both references' keys renewed together, once an eighth of their time has passed (a
+  -- reference's sums must never outlive its members)
+  if redis.call('TTL', listener_moments) < state_ttl - state_ttl / 8 then
+    reference_renew(listener_ref, state_ttl)
+    reference_renew(track_ref, state_ttl)
+  end
+  if string.match(published, '^[^|]*|1') then
+    reference_remove(listener_ref, listener_hash)
+  elseif u.plays + u.skips >= 20 then
+    reference_upsert(listener_ref, listener_hash, tonumber(listener_hash), lx, state_ttl)
+  end
+  if string.match(track_marker, '|1$') then
+    reference_remove(track_ref, track_hash)
+  elseif tev.p >= 20 then
+    reference_upsert(track_ref, track_hash, tonumber(track_hash), tx, state_ttl)
+  end
+  if inputs % REFIT_EVERY == 0 then
+    reference_refit(listener_ref)
+    reference_refit(track_ref)
+  end
+end
+out[#out + 1] = inputs
+out[#out + 1] = ln
+for i = 1, #LISTENER_FEATURES do
+  out[#out + 1] = num(lxs[i])
+  for _, v in ipairs({lranks[i][1], num(lranks[i][3]), num(lranks[i][4]), num(lranks[i][5])}) do
+    out[#out + 1] = v
+  end
+end
+out[#out + 1] = num(lx[6])
+out[#out + 1] = tn
+for i = 1, #TRACK_FEATURES do
+  out[#out + 1] = num(txs[i])
+  for _, v in ipairs({tranks[i][1], num(tranks[i][3]), num(tranks[i][4]), num(tranks[i][5])}) do
+    out[#out + 1] = v
+  end
+end
+for _, v in ipairs({num(tev.p), num(tev.s), track_marker, redis.call('HGET', meta, 'tg') or ''}) do
+  out[#out + 1] = v
+end
 
 -- the popularity forecaster learns the delayed label of the window this event closed
 local model = load_forecaster(forecaster)
@@ -476,9 +564,14 @@ out[#out + 1] = num(model.mae)
 out[#out + 1] = num(model.naive_mae)
 for _, v in ipairs(model.a) do out[#out + 1] = num(v) end
 for _, v in ipairs(model.b) do out[#out + 1] = num(v) end
-for _, v in ipairs({a_n, num(a_c), num(a_t), a_g, string.format('%d', a_h), acct[6] or ''}) do
+local group_marker = ''
+if a_g ~= '' then group_marker = redis.call('HGET', track_prefix .. a_g, 'tm') or '' end
+for _, v in ipairs({a_n, a_g, string.format('%d', a_h), published, group_marker}) do
   out[#out + 1] = v
 end
--- the listener's segment among the tenant's, from their tail ranks (learnt on first read)
-out[#out + 1] = segment(segments, centres, j.ranks, status == 1, state_ttl)
+-- the listener's segment among the tenant's, from where their features stand among the
+-- reference listeners (learnt on first read)
+local standing = {}
+for i = 1, #LISTENER_FEATURES do standing[i] = 1.0 - lranks[i][1] / math.max(1, ln) end
+out[#out + 1] = segment(segments, centres, standing, status == 1, state_ttl)
 return out

@@ -1,0 +1,156 @@
+-- A tenant's reference population (listeners or tracks): a bottom-k sample by hash of the
+-- established ones not judged suspicious, one sorted set of values per feature, and their
+-- sums. The reference is workers/core/models/reference.py (Reference), which the store
+-- contract tests compare this with.
+--
+-- ref: {members = zset key (member -> hash), moments = hash key ('s1:f' the sums, 'u:f' and
+--       'e:f' the tails: threshold and scale),
+--       prefix = the features' sorted sets (prefix .. feature), features = names, size = k}
+
+local TAIL_K, MIN_EXCESS = 10, 0.01
+
+local function reference_keys_ok(ref)
+  local typed = {{ref.members, 'zset'}, {ref.moments, 'hash'}}
+  for _, name in ipairs(ref.features) do typed[#typed + 1] = {ref.prefix .. name, 'zset'} end
+  for _, item in ipairs(typed) do
+    local t = redis.call('TYPE', item[1])['ok']
+    if t ~= 'none' and t ~= item[2] then
+      return 'key ' .. item[1] .. ' holds a ' .. t .. ', not a ' .. item[2]
+    end
+  end
+  for _, v in ipairs(redis.call('HVALS', ref.moments)) do
+    if tonumber(v) == nil then return 'a moment of ' .. ref.moments .. ' is not a number' end
+  end
+  return nil
+end
+
+-- the features' sums, in the order of ref.features
+local function reference_sums(ref)
+  local names = {}
+  for i, name in ipairs(ref.features) do names[i] = 's1:' .. name end
+  local raw = redis.call('HMGET', ref.moments, unpack(names))
+  local sums = {}
+  for i = 1, #ref.features do sums[i] = tonumber(raw[i] or '0') end
+  return sums, names
+end
+
+-- per feature {at_least, size, mean, threshold, scale} of x (Reference.rank), and the size
+local function reference_rank(ref, x)
+  local n = redis.call('ZCARD', ref.members)
+  local names = {}
+  for _, name in ipairs(ref.features) do
+    names[#names + 1] = 's1:' .. name
+    names[#names + 1] = 'u:' .. name
+    names[#names + 1] = 'e:' .. name
+  end
+  local raw = redis.call('HMGET', ref.moments, unpack(names))
+  local out = {}
+  for i, name in ipairs(ref.features) do
+    local mean = 0.0
+    if n > 0 then mean = tonumber(raw[3 * i - 2] or '0') / n end
+    local at_least = redis.call('ZCOUNT', ref.prefix .. name, num(x[i]), '+inf')
+    out[i] = {at_least, n, mean, tonumber(raw[3 * i - 1] or '0'), tonumber(raw[3 * i] or '0')}
+  end
+  return out, n
+end
+
+-- each feature's tail from its largest tenth (Reference.refit): the threshold u (the k-th
+-- largest) and the scale (the median excess over u / ln 2, at least MIN_EXCESS)
+local function reference_refit(ref)
+  local n = redis.call('ZCARD', ref.members)
+  local fields = {}
+  for _, name in ipairs(ref.features) do
+    if n < TAIL_K then
+      redis.call('HDEL', ref.moments, 'u:' .. name, 'e:' .. name)
+    else
+      local k = math.max(TAIL_K, math.floor(n / 10))
+      local top = redis.call('ZREVRANGE', ref.prefix .. name, 0, k - 1, 'WITHSCORES')
+      local threshold = tonumber(top[#top])
+      local excesses = {}
+      for j = 2, #top - 2, 2 do excesses[#excesses + 1] = tonumber(top[j]) - threshold end
+      table.sort(excesses)
+      local m = #excesses
+      local median
+      if m % 2 == 1 then
+        median = excesses[(m + 1) / 2]
+      else
+        median = (excesses[m / 2] + excesses[m / 2 + 1]) / 2.0
+      end
+      fields[#fields + 1] = 'u:' .. name
+      fields[#fields + 1] = num(threshold)
+      fields[#fields + 1] = 'e:' .. name
+      fields[#fields + 1] = num(math.max(MIN_EXCESS, median / math.log(2.0)))
+    end
+  end
+  if #fields > 0 then redis.call('HSET', ref.moments, unpack(fields)) end
+end
+
+-- the feature means (for shrinking a new listener's values toward them)
+local function reference_means(ref)
+  local n = redis.call('ZCARD', ref.members)
+  local sums = reference_sums(ref)
+  local means = {}
+  for i = 1, #ref.features do
+    means[i] = 0.0
+    if n > 0 then means[i] = sums[i] / n end
+  end
+  return means
+end
+
+local function reference_remove(ref, member)
+  if not redis.call('ZSCORE', ref.members, member) then return end
+  redis.call('ZREM', ref.members, member)
+  local sums, names = reference_sums(ref)
+  local fields = {}
+  for i, name in ipairs(ref.features) do
+    local key = ref.prefix .. name
+    local old = tonumber(redis.call('ZSCORE', key, member))
+    redis.call('ZREM', key, member)
+    fields[#fields + 1] = names[i]
+    fields[#fields + 1] = num(sums[i] - old)
+  end
+  redis.call('HSET', ref.moments, unpack(fields))
+end
+
+-- let member in (or update it) if its hash is small enough (Reference.upsert); a new
+-- member gives every key its time to live (reference_renew keeps them alive together)
+local function reference_upsert(ref, member, hashed, x, ttl)
+  local known = redis.call('ZSCORE', ref.members, member)
+  if not known then
+    local n = redis.call('ZCARD', ref.members)
+    if n >= ref.size then
+      local largest = redis.call('ZRANGE', ref.members, -1, -1, 'WITHSCORES')
+      if hashed >= tonumber(largest[2]) then return end
+    end
+    redis.call('ZADD', ref.members, hashed, member)
+  end
+  local sums, names = reference_sums(ref)
+  local fields = {}
+  for i, name in ipairs(ref.features) do
+    local key = ref.prefix .. name
+    local s1 = sums[i]
+    if known then
+      local old = redis.call('ZSCORE', key, member)
+      if old then s1 = s1 - tonumber(old) end
+    end
+    redis.call('ZADD', key, num(x[i]), member)
+    fields[#fields + 1] = names[i]
+    fields[#fields + 1] = num(s1 + x[i])
+    if not known then redis.call('EXPIRE', key, ttl) end
+  end
+  redis.call('HSET', ref.moments, unpack(fields))
+  if redis.call('ZCARD', ref.members) > ref.size then
+    reference_remove(ref, redis.call('ZRANGE', ref.members, -1, -1)[1])
+  end
+  if not known then
+    redis.call('EXPIRE', ref.members, ttl)
+    redis.call('EXPIRE', ref.moments, ttl)
+  end
+end
+
+-- every key of the reference lives as long as the others (renewed together)
+local function reference_renew(ref, ttl)
+  redis.call('EXPIRE', ref.members, ttl)
+  redis.call('EXPIRE', ref.moments, ttl)
+  for _, name in ipairs(ref.features) do redis.call('EXPIRE', ref.prefix .. name, ttl) end
+end
