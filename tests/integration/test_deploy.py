@@ -145,7 +145,8 @@ def test_compose_stack_agrees_with_settings_topics_and_files() -> None:
         "port": port,
         "refresh_interval": "15s",
     }
-    created = re.findall(r"for t in ([^;]+);", services["topics"]["command"][0])[0].split()
+    loops = re.findall(r"for t in ([^;]+);", services["topics"]["command"][0])
+    created = [topic for loop in loops for topic in loop.split()]
     assert sorted(created) == sorted([*INPUT_TOPICS, *OUTPUT_TOPICS])
     for service in services.values():
         for volume in service.get("volumes", []):

@@ -167,12 +167,32 @@ def test_a_member_leaves_the_reference_with_its_values() -> None:
     ref.remove("u4")
     ref.remove("nobody")
     ref.refit()
-    assert ref.rank({"a": 3.0})["a"] == Rank(1, 4, 1.5)  # too few members for a tail
+    # too few members for a tail; it once held five
+    assert ref.rank({"a": 3.0})["a"] == Rank(1, 4, 1.5, peak=5)
     for i in range(5, 20):  # the ten smallest hashes stay: u0-u3, u5-u10
         ref.upsert(f"u{i}", i, {"a": float(i)})
     ref.refit()
     # the tail: from the 10th largest (0), the median excess of the 9 above it (6) / ln 2
-    assert ref.rank({"a": 99.0})["a"] == Rank(0, 10, 5.1, 0.0, 6 / math.log(2))
+    assert ref.rank({"a": 99.0})["a"] == Rank(0, 10, 5.1, 0.0, 6 / math.log(2), peak=10)
+
+
+def test_a_warm_reference_stays_warm_while_suspects_leave_it() -> None:
+    """Verdicts do not flap off and on when listeners judged bots leave a reference that
+    stands at its warm size: warm once it held the minimum, until it loses half of it."""
+    ref = Reference(("a",), size=100)
+    for i in range(49):
+        ref.upsert(f"u{i}", i, {"a": 0.1})
+    assert not ref.rank({"a": 0.1})["a"].warm(50)
+    ref.upsert("u49", 49, {"a": 0.1})
+    assert ref.rank({"a": 0.1})["a"].warm(50)
+    for i in range(25):
+        ref.remove(f"u{i}")
+        assert ref.rank({"a": 0.1})["a"].warm(50), i
+    ref.remove("u25")
+    assert not ref.rank({"a": 0.1})["a"].warm(50)  # 24 left: too few to rank against
+    ref.upsert("u0", 0, {"a": 0.1})
+    assert ref.rank({"a": 0.1})["a"].warm(50)
+    assert Rank(0, 50, 0.1).warm(50) and not Rank(0, 49, 0.1).warm(50)  # peak unknown
 
 
 def test_a_few_extreme_members_do_not_stretch_the_tail_and_hide_themselves() -> None:

@@ -207,7 +207,8 @@ class Worker:
         """(tenant, model, quality) of the tenants' listening models, for the metrics."""
         out = []
         for tenant, models in self._models_seen.items():
-            size = next(iter(models.listener.ranks.values())).size if models.listener.ranks else 0
+            ranks = models.listener.ranks
+            warm = bool(ranks) and next(iter(ranks.values())).warm(MIN_REFERENCE)
             out.append(
                 (
                     tenant,
@@ -216,7 +217,7 @@ class Worker:
                         inputs=models.inputs,
                         drifts=0,
                         threshold=ON_STRENGTH,
-                        warming_up=size < MIN_REFERENCE,
+                        warming_up=not warm,
                     ),
                 )
             )

@@ -91,15 +91,17 @@ def decode_listening(reply: Sequence[Any]) -> ListeningState | Refused:
 
 
 def _ranked(reply: Sequence[Any], names: Sequence[str]) -> tuple[Ranked, int]:
-    """A reference size, then per feature (value, at or above it, mean, the tail's
-    threshold and mean excess)."""
-    size = int(reply[0])
+    """A reference size and the most members it has held, then per feature (value, at or
+    above it, mean, the tail's threshold and mean excess)."""
+    size, peak = int(reply[0]), int(reply[1])
     x, ranks = {}, {}
     for i, name in enumerate(names):
-        value, at_least, mean, threshold, excess = reply[1 + 5 * i : 6 + 5 * i]
+        value, at_least, mean, threshold, excess = reply[2 + 5 * i : 7 + 5 * i]
         x[name] = float(value)
-        ranks[name] = Rank(int(at_least), size, float(mean), float(threshold), float(excess))
-    return Ranked(x, ranks), 1 + 5 * len(names)
+        ranks[name] = Rank(
+            int(at_least), size, float(mean), float(threshold), float(excess), peak=peak
+        )
+    return Ranked(x, ranks), 2 + 5 * len(names)
 
 
 def decode_models(reply: Sequence[Any]) -> ModelsAfter:

@@ -113,8 +113,7 @@ def judge_account(
 ) -> AccountVerdict:
     """The listener's verdict from their shrunk features ``x`` ranked as ``ranks``;
     ``sync``: the share of their listening in bursts (their group's say)."""
-    size = next(iter(ranks.values())).size if ranks else 0
-    warming = size < MIN_REFERENCE
+    warming = not ranks or not next(iter(ranks.values())).warm(MIN_REFERENCE)
     extra: dict[str, float] = {}
     group_score = _score(e.group_marker)
     if e.group and group_score is not None and sync >= GROUP_SHARE:

@@ -63,6 +63,14 @@ class Rank:
     mean: float
     threshold: float = 0.0
     excess: float = 0.0
+    #: the most members the reference has held (0: not known, ``size`` stands for it)
+    peak: int = 0
+
+    def warm(self, minimum: int) -> bool:
+        """Whether the reference ranks well enough to judge by: it has held ``minimum``
+        members and still holds half of them. Once warm it stays warm while listeners
+        judged suspicious leave it, so verdicts do not flap off and on at the threshold."""
+        return max(self.peak, self.size) >= minimum and self.size >= minimum // 2
 
 
 @dataclass
@@ -77,6 +85,8 @@ class Reference:
     ordered: dict[str, list[float]] = field(default_factory=dict)
     #: each feature's tail as last refit: (threshold, scale)
     tails: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: the most members it has held
+    peak: int = 0
 
     def __post_init__(self) -> None:
         for name in self.features:
@@ -95,7 +105,7 @@ class Reference:
             ordered = self.ordered[name]
             at_least = len(ordered) - bisect.bisect_left(ordered, x[name])
             threshold, excess = self.tails.get(name, (0.0, 0.0))
-            out[name] = Rank(at_least, n, self.mean(name), threshold, excess)
+            out[name] = Rank(at_least, n, self.mean(name), threshold, excess, max(n, self.peak))
         return out
 
     def refit(self) -> None:
@@ -114,6 +124,7 @@ class Reference:
             if len(self.members) >= self.size and hashed >= max(self.members.values()):
                 return
             self.members[member] = hashed
+            self.peak = max(self.peak, min(len(self.members), self.size))
         for name in self.features:
             old = self.values[name].get(member)
             if old is not None:

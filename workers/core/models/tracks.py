@@ -62,8 +62,7 @@ def judge_track(
 ) -> TrackVerdict:
     """``published``: the verdict last published ("score|flag", "" before the first);
     ``listens`` and ``suspicion``: the track's decayed listens and suspicion mass."""
-    size = next(iter(ranks.values())).size if ranks else 0
-    warming = size < MIN_REFERENCE
+    warming = not ranks or not next(iter(ranks.values())).warm(MIN_REFERENCE)
     combined = combine(TRACK_FEATURES, x, ranks)
     score = 0.0 if warming else combined.score
     was_score, _, was_flag = published.partition("|")

@@ -501,12 +501,12 @@ for i, prior in ipairs(LISTENER_PRIORS) do
   observed[i] = (prior == 2.0) and lev.k or (u.plays + u.skips)
 end
 local lxs = shrink(lx, reference_means(listener_ref), LISTENER_PRIORS, observed)
-local lranks, ln = reference_rank(listener_ref, lxs)
+local lranks, ln, lpeak = reference_rank(listener_ref, lxs)
 local tx = track_features(tev)
 local tpriors, tobserved = {}, {}
 for i = 1, #TRACK_FEATURES do tpriors[i], tobserved[i] = 5.0, tev.p end
 local txs = shrink(tx, reference_means(track_ref), tpriors, tobserved)
-local tranks, tn = reference_rank(track_ref, txs)
+local tranks, tn, tpeak = reference_rank(track_ref, txs)
 local track_marker = redis.call('HGET', meta, 'tm') or ''
 local inputs = tonumber(redis.call('HGET', listener_moments, 'inputs') or '0')
 if status == 1 then
@@ -534,6 +534,7 @@ if status == 1 then
 end
 out[#out + 1] = inputs
 out[#out + 1] = ln
+out[#out + 1] = lpeak
 for i = 1, #LISTENER_FEATURES do
   out[#out + 1] = num(lxs[i])
   for _, v in ipairs({lranks[i][1], num(lranks[i][3]), num(lranks[i][4]), num(lranks[i][5])}) do
@@ -542,6 +543,7 @@ for i = 1, #LISTENER_FEATURES do
 end
 out[#out + 1] = num(lx[6])
 out[#out + 1] = tn
+out[#out + 1] = tpeak
 for i = 1, #TRACK_FEATURES do
   out[#out + 1] = num(txs[i])
   for _, v in ipairs({tranks[i][1], num(tranks[i][3]), num(tranks[i][4]), num(tranks[i][5])}) do

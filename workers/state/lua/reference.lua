@@ -4,7 +4,7 @@
 -- contract tests compare this with.
 --
 -- ref: {members = zset key (member -> hash), moments = hash key ('s1:f' the sums, 'u:f' and
---       'e:f' the tails: threshold and scale),
+--       'e:f' the tails: threshold and scale, 'peak' the most members it has held),
 --       prefix = the features' sorted sets (prefix .. feature), features = names, size = k}
 
 local TAIL_K, MIN_EXCESS = 10, 0.01
@@ -34,10 +34,11 @@ local function reference_sums(ref)
   return sums, names
 end
 
--- per feature {at_least, size, mean, threshold, scale} of x (Reference.rank), and the size
+-- per feature {at_least, size, mean, threshold, scale} of x (Reference.rank), the size
+-- and the most members the reference has held
 local function reference_rank(ref, x)
   local n = redis.call('ZCARD', ref.members)
-  local names = {}
+  local names = {'peak'}
   for _, name in ipairs(ref.features) do
     names[#names + 1] = 's1:' .. name
     names[#names + 1] = 'u:' .. name
@@ -47,11 +48,11 @@ local function reference_rank(ref, x)
   local out = {}
   for i, name in ipairs(ref.features) do
     local mean = 0.0
-    if n > 0 then mean = tonumber(raw[3 * i - 2] or '0') / n end
+    if n > 0 then mean = tonumber(raw[3 * i - 1] or '0') / n end
     local at_least = redis.call('ZCOUNT', ref.prefix .. name, num(x[i]), '+inf')
-    out[i] = {at_least, n, mean, tonumber(raw[3 * i - 1] or '0'), tonumber(raw[3 * i] or '0')}
+    out[i] = {at_least, n, mean, tonumber(raw[3 * i] or '0'), tonumber(raw[3 * i + 1] or '0')}
   end
-  return out, n
+  return out, n, math.max(n, tonumber(raw[1] or '0'))
 end
 
 -- each feature's tail from its largest tenth (Reference.refit): the threshold u (the k-th
@@ -138,8 +139,13 @@ local function reference_upsert(ref, member, hashed, x, ttl)
     fields[#fields + 1] = num(s1 + x[i])
     if not known then redis.call('EXPIRE', key, ttl) end
   end
+  local n = redis.call('ZCARD', ref.members)
+  if not known and n > tonumber(redis.call('HGET', ref.moments, 'peak') or '0') then
+    fields[#fields + 1] = 'peak'
+    fields[#fields + 1] = math.min(n, ref.size)
+  end
   redis.call('HSET', ref.moments, unpack(fields))
-  if redis.call('ZCARD', ref.members) > ref.size then
+  if n > ref.size then
     reference_remove(ref, redis.call('ZRANGE', ref.members, -1, -1)[1])
   end
   if not known then
