@@ -392,6 +392,9 @@ async def test_the_references_keys_live_and_expire_together(
     # per population (listeners, tracks): members, moments and one set per feature
     assert len(names) == 2 * 2 + len(LISTENER_FEATURES) + len(TRACK_FEATURES), names
     assert await redis_client.zcard(keys.reference_members("acme", "listeners")) == 3
+    for name in names:  # ranked with a skiplist's cost, not a listpack's
+        if b"reference-values" in name:
+            assert await redis_client.object("encoding", name) == b"skiplist", name
     for name in names:
         await redis_client.expire(name, limits.state_ttl_s - limits.state_ttl_s // 4)
     await store.apply_listening(population_updates(population, 40, offset=900), now_ms=NOW)
