@@ -508,7 +508,7 @@ for i = 1, #TRACK_FEATURES do tpriors[i], tobserved[i] = 5.0, tev.p end
 local txs = shrink(tx, reference_means(track_ref), tpriors, tobserved)
 local tranks, tn, tpeak = reference_rank(track_ref, txs)
 local track_marker = redis.call('HGET', meta, 'tm') or ''
-local inputs = tonumber(redis.call('HGET', listener_moments, 'inputs') or '0')
+local inputs = listener_ref.read['inputs'] or 0
 if status == 1 then
   inputs = redis.call('HINCRBY', listener_moments, 'inputs', 1)
   -- both references' keys renewed together, once an eighth of their time has passed (a

@@ -24,9 +24,15 @@ local function reference_keys_ok(ref)
       return 'key ' .. item[1] .. ' holds a ' .. t .. ', not a ' .. item[2]
     end
   end
-  for _, v in ipairs(redis.call('HVALS', ref.moments)) do
-    if tonumber(v) == nil then return 'a moment of ' .. ref.moments .. ' is not a number' end
+  -- the moments, read once here, before anything is written: ranks and means use them
+  local moments = {}
+  local raw = redis.call('HGETALL', ref.moments)
+  for i = 1, #raw, 2 do
+    local v = tonumber(raw[i + 1])
+    if v == nil then return 'a moment of ' .. ref.moments .. ' is not a number' end
+    moments[raw[i]] = v
   end
+  ref.read, ref.n = moments, redis.call('ZCARD', ref.members)
   return nil
 end
 
@@ -41,24 +47,17 @@ local function reference_sums(ref)
 end
 
 -- per feature {at_least, size, mean, threshold, scale} of x (Reference.rank), the size
--- and the most members the reference has held
+-- and the most members the reference has held, from the moments reference_keys_ok read
 local function reference_rank(ref, x)
-  local n = redis.call('ZCARD', ref.members)
-  local names = {'peak'}
-  for _, name in ipairs(ref.features) do
-    names[#names + 1] = 's1:' .. name
-    names[#names + 1] = 'u:' .. name
-    names[#names + 1] = 'e:' .. name
-  end
-  local raw = redis.call('HMGET', ref.moments, unpack(names))
+  local n, m = ref.n, ref.read
   local out = {}
   for i, name in ipairs(ref.features) do
     local mean = 0.0
-    if n > 0 then mean = tonumber(raw[3 * i - 1] or '0') / n end
+    if n > 0 then mean = (m['s1:' .. name] or 0) / n end
     local at_least = redis.call('ZCOUNT', ref.prefix .. name, num(x[i]), '+inf')
-    out[i] = {at_least, n, mean, tonumber(raw[3 * i] or '0'), tonumber(raw[3 * i + 1] or '0')}
+    out[i] = {at_least, n, mean, m['u:' .. name] or 0, m['e:' .. name] or 0}
   end
-  return out, n, math.max(n, tonumber(raw[1] or '0'))
+  return out, n, math.max(n, m['peak'] or 0)
 end
 
 -- each feature's tail from its largest tenth (Reference.refit): the threshold u (the k-th
@@ -92,14 +91,13 @@ local function reference_refit(ref)
   if #fields > 0 then redis.call('HSET', ref.moments, unpack(fields)) end
 end
 
--- the feature means (for shrinking a new listener's values toward them)
+-- the feature means (for shrinking a new listener's values toward them), from the moments
+-- reference_keys_ok read
 local function reference_means(ref)
-  local n = redis.call('ZCARD', ref.members)
-  local sums = reference_sums(ref)
   local means = {}
-  for i = 1, #ref.features do
+  for i, name in ipairs(ref.features) do
     means[i] = 0.0
-    if n > 0 then means[i] = sums[i] / n end
+    if ref.n > 0 then means[i] = (ref.read['s1:' .. name] or 0) / ref.n end
   end
   return means
 end
