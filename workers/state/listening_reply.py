@@ -94,14 +94,14 @@ def _ranked(reply: Sequence[Any], names: Sequence[str]) -> tuple[Ranked, int]:
     """A reference size and the most members it has held, then per feature (value, at or
     above it, mean, the tail's threshold and mean excess)."""
     size, peak = int(reply[0]), int(reply[1])
-    x, ranks = {}, {}
-    for i, name in enumerate(names):
-        value, at_least, mean, threshold, excess = reply[2 + 5 * i : 7 + 5 * i]
-        x[name] = float(value)
-        ranks[name] = Rank(
-            int(at_least), size, float(mean), float(threshold), float(excess), peak=peak
-        )
-    return Ranked(x, ranks), 2 + 5 * len(names)
+    end = 2 + 5 * len(names)
+    v = [float(item) for item in reply[2:end]]
+    x = {name: v[5 * i] for i, name in enumerate(names)}
+    ranks = {
+        name: Rank(int(v[5 * i + 1]), size, v[5 * i + 2], v[5 * i + 3], v[5 * i + 4], peak)
+        for i, name in enumerate(names)
+    }
+    return Ranked(x, ranks), end
 
 
 def decode_models(reply: Sequence[Any]) -> ModelsAfter:

@@ -47,15 +47,29 @@ def _is_rest(field: dataclasses.Field[Any]) -> bool:
     return str(kind).startswith("tuple")
 
 
+_SLOTS: dict[type[Any], tuple[tuple[str, ...], str | None]] = {}
+
+
+def _slots(declaration: type[Any]) -> tuple[tuple[str, ...], str | None]:
+    """The fields that take one slot each, in order, and the trailing one that takes the
+    rest (None if none): worked out once per declaration, not per call."""
+    found = _SLOTS.get(declaration)
+    if found is None:
+        fields = dataclasses.fields(declaration)
+        if fields and _is_rest(fields[-1]):
+            found = tuple(f.name for f in fields[:-1]), fields[-1].name
+        else:
+            found = tuple(f.name for f in fields), None
+        _SLOTS[declaration] = found
+    return found
+
+
 def flatten(declaration: Any) -> list[Any]:
     """The values of a declaration in slot order (a trailing tuple field spread out)."""
-    out: list[Any] = []
-    for field in dataclasses.fields(declaration):
-        value = getattr(declaration, field.name)
-        if _is_rest(field):
-            out.extend(value)
-        else:
-            out.append(value)
+    names, rest = _slots(type(declaration))
+    out = [getattr(declaration, name) for name in names]
+    if rest is not None:
+        out.extend(getattr(declaration, rest))
     return out
 
 
