@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from workers.dev.demo import run_demo
 
-    return run_demo(seconds=args.seconds)
+    return run_demo(seconds=args.seconds, history=args.history)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -237,6 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         "demo", help="stack + worker + synthetic multi-tenant load, then a summary"
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="length of the load (default 20)")
+    demo.add_argument(
+        "--history",
+        type=int,
+        default=8000,
+        help="listening events per tenant sent as its history before the live load "
+        "(default 8000: 8 hours of 150 listeners)",
+    )
     demo.set_defaults(func=_demo)
     produce = verbs.add_parser("produce", help="publish a WAV/FLAC file or replay CSV/JSONL events")
     produce.add_argument("kind", choices=["audio", "events"])

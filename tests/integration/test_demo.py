@@ -10,7 +10,7 @@ import sys
 
 def test_the_demo_accounts_for_every_input_and_shows_the_floor() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "workers", "demo", "--seconds", "6"],
+        [sys.executable, "-m", "workers", "demo", "--seconds", "6", "--history", "500"],
         capture_output=True,
         text=True,
         timeout=240,

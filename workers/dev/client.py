@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from workers.core.records import OUTPUT_TOPICS
 
@@ -157,11 +157,15 @@ class Received:
 
 
 class Collector:
-    """Reads output topics from the start into a list; ``wait_for`` polls it."""
+    """Reads output topics from the start (or, ``from_end``, from what is written after
+    ``start``) into a list; ``wait_for`` polls it."""
 
-    def __init__(self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPICS) -> None:
+    def __init__(
+        self, bootstrap: str, topics: Sequence[str] = OUTPUT_TOPICS, *, from_end: bool = False
+    ) -> None:
+        self._topics, self._from_end = tuple(topics), from_end
         self._consumer = AIOKafkaConsumer(
-            *topics,
+            *(() if from_end else topics),
             bootstrap_servers=bootstrap,
             group_id=None,
             auto_offset_reset="earliest",
@@ -175,6 +179,16 @@ class Collector:
 
     async def start(self) -> Collector:
         await self._consumer.start()
+        if self._from_end:  # every partition, placed at its end before start returns
+            await self._consumer.topics()  # the cluster's metadata, partitions included
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in self._topics
+                for p in sorted(self._consumer.partitions_for_topic(topic) or ())
+            ]
+            self._consumer.assign(partitions)
+            for tp, end in (await self._consumer.end_offsets(partitions)).items():
+                self._consumer.seek(tp, end)
         self._task = asyncio.create_task(self._run())
         return self
 
