@@ -153,10 +153,12 @@ async def test_one_two_or_three_workers_learn_the_same(fleet_stack: Stack, tmp_p
             "models' inputs exact (5,000 each)"
         )
         # an event's verdict depends on the reference at that moment, which depends on how
-        # the partitions interleave: twelve bots' events swing the figure (0.016-0.041 over
-        # six runs); a broken fleet (learning lost, tenants mixed) moves it far more
-        assert spread < 0.06, "quality within noise of one worker"
-        assert abs(figures["solo"] - bench) < 0.03, "real workers agree with bench models"
+        # the partitions interleave: twelve bots' events swing the figure (spread
+        # 0.016-0.041 over nine runs, solo within 0.019 of the run in process); the noise
+        # of the figure itself, resampling its listeners, is 0.035 (bootstrap), and the
+        # bounds are two of it. A broken fleet (learning lost, tenants mixed) moves far more
+        assert spread < 0.07, "quality within noise of one worker"
+        assert abs(figures["solo"] - bench) < 0.04, "real workers agree with bench models"
         # a listener's last verdict is printed, not asserted: a listener whose partition was
         # drained before the others was judged against a reference still warming, and is
         # judged again only at their next event (docs/models.md, known limits)
