@@ -21,6 +21,7 @@ from workers.core.events import ON_STRENGTH, forecaster
 from workers.core.listening_state import ModelsAfter
 from workers.core.models.accounts import MIN_REFERENCE
 from workers.core.models.protocol import ModelQuality
+from workers.core.models.reference import warming
 from workers.core.payloads import encode
 from workers.core.records import (
     AUDIO_CHUNKS,
@@ -207,8 +208,6 @@ class Worker:
         """(tenant, model, quality) of the tenants' listening models, for the metrics."""
         out = []
         for tenant, models in self._models_seen.items():
-            ranks = models.listener.ranks
-            warm = bool(ranks) and next(iter(ranks.values())).warm(MIN_REFERENCE)
             out.append(
                 (
                     tenant,
@@ -217,7 +216,7 @@ class Worker:
                         inputs=models.inputs,
                         drifts=0,
                         threshold=ON_STRENGTH,
-                        warming_up=not warm,
+                        warming_up=warming(models.listener.ranks, MIN_REFERENCE),
                     ),
                 )
             )

@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workers.core.behaviour import LISTENER_FEATURES
-from workers.core.models.reference import Rank
+from workers.core.models.reference import Rank, warming
 from workers.core.models.verdict import combine, p_of_score
 
 __all__ = [
@@ -113,16 +113,16 @@ def judge_account(
 ) -> AccountVerdict:
     """The listener's verdict from their shrunk features ``x`` ranked as ``ranks``;
     ``sync``: the share of their listening in bursts (their group's say)."""
-    warming = not ranks or not next(iter(ranks.values())).warm(MIN_REFERENCE)
+    cold = warming(ranks, MIN_REFERENCE)
     extra: dict[str, float] = {}
     group_score = _score(e.group_marker)
     if e.group and group_score is not None and sync >= GROUP_SHARE:
         extra["group"] = p_of_score(group_score)
     combined = combine(LISTENER_FEATURES, x, ranks, extra=extra)
-    score = 0.0 if warming else combined.score
+    score = 0.0 if cold else combined.score
     was_score, was_bot, was_segment, was_group = (e.published.split("|", 3) + [""] * 4)[:4]
     before = was_bot == "1"
-    eligible = e.listens >= MIN_LISTENS and not warming
+    eligible = e.listens >= MIN_LISTENS and not cold
     is_bot = eligible and (score >= ON or (before and score >= OFF))
     group = e.group if (is_bot or sync >= GROUP_SHARE) else ""
     publish = (
@@ -140,7 +140,7 @@ def judge_account(
         publish=publish,
         marker=f"{score}|{int(is_bot)}|{segment}|{group}",
         p=combined.per_feature,
-        warming=warming,
+        warming=cold,
         segment=segment,
     )
 

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["MIN_EXCESS", "REFIT_EVERY", "TAIL_K", "Rank", "Reference", "tail_k"]
+__all__ = ["MIN_EXCESS", "REFIT_EVERY", "TAIL_K", "Rank", "Reference", "tail_k", "warming"]
 
 #: a tail is fitted on the reference's largest tenth, at least TAIL_K values
 TAIL_K = 10
@@ -73,6 +73,12 @@ class Rank(NamedTuple):
         members and still holds half of them. Once warm it stays warm while listeners
         judged suspicious leave it, so verdicts do not flap off and on at the threshold."""
         return max(self.peak, self.size) >= minimum and self.size >= minimum // 2
+
+
+def warming(ranks: Mapping[str, Rank], minimum: int) -> bool:
+    """Whether a subject ranked as ``ranks`` (one reference, so any feature's rank tells)
+    is judged before its reference is ``Rank.warm``."""
+    return not ranks or not next(iter(ranks.values())).warm(minimum)
 
 
 @dataclass

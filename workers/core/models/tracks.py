@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workers.core.behaviour import TRACK_FEATURES
-from workers.core.models.reference import Rank
+from workers.core.models.reference import Rank, warming
 from workers.core.models.verdict import combine
 
 __all__ = ["TRACK_VERSION", "TrackVerdict", "judge_track"]
@@ -62,17 +62,17 @@ def judge_track(
 ) -> TrackVerdict:
     """``published``: the verdict last published ("score|flag", "" before the first);
     ``listens`` and ``suspicion``: the track's decayed listens and suspicion mass."""
-    warming = not ranks or not next(iter(ranks.values())).warm(MIN_REFERENCE)
+    cold = warming(ranks, MIN_REFERENCE)
     combined = combine(TRACK_FEATURES, x, ranks)
-    score = 0.0 if warming else combined.score
+    score = 0.0 if cold else combined.score
     was_score, _, was_flag = published.partition("|")
     before = was_flag == "1"
     share = round(min(1.0, suspicion / listens), 4) if listens > 0 else 0.0
-    eligible = listens >= MIN_LISTENS and not warming and share >= MIN_SHARE
+    eligible = listens >= MIN_LISTENS and not cold and share >= MIN_SHARE
     flag = eligible and (score >= ON or (before and score >= OFF))
     publish = (
         listens >= MIN_LISTENS
-        and not warming
+        and not cold
         and (not published or flag != before or abs(score - float(was_score or 0)) >= MOVE)
     )
     return TrackVerdict(
@@ -82,5 +82,5 @@ def judge_track(
         evidence=combined.evidence,
         publish=publish,
         marker=f"{score}|{int(flag)}",
-        warming=warming,
+        warming=cold,
     )
