@@ -66,6 +66,7 @@ class Tally:
         self.answered.discard(key)
 
     def on_message(self, r: Received) -> None:
+        body: dict[str, object] = {}
         if r.topic == self.outputs and self.outputs == ANOMALY:
             body = r.json()
             key = (str(body["kind"]), str(body["tenant"]), f"{body['subject']}/{body['ref']}")
@@ -89,7 +90,7 @@ class Tally:
             return
         if r.topic != self.outputs:
             return
-        body = r.json()
+        body = body or r.json()
         kind, tenant = str(body["kind"]), str(body["tenant"])
         self.worker_ms[kind].append(float(body["latency_ms"]))  # type: ignore[arg-type]
         sent = self.sent_at.pop((kind, tenant, f"{body['subject']}/{body['ref']}"), None)
