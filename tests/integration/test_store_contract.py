@@ -501,6 +501,47 @@ async def test_co_listening_recent_plays_and_popularity_agree(
     assert any(got[1]), "sessions paired tracks"
 
 
+async def test_the_popularity_forecaster_learns_the_same_labels(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Profile, levels, seasonal ring and both Hedges: Redis learns each track's delayed
+    labels as the Python reference does, over three days on two partitions whose batches
+    run ahead of the windows they close (the watermark is known from the first batch)."""
+    limits = StateLimits(window_s=3600, watermark_idle_ms=0, new_ids_per_day=0)
+    memory, store = MemoryStore(limits=limits), RedisStore(redis_client, limits=limits)
+    rng = random.Random(5)
+    day = TS - TS % (24 * HOUR)
+    updates = []
+    for i in range(1500):
+        ts = day + i * 3 * 60_000 + rng.randint(0, 60_000)  # 75 h, the evenings busier
+        if (ts // HOUR) % 24 < 17 and rng.random() < 0.5:
+            continue
+        updates.append(
+            update(
+                "acme",
+                f"u{rng.randint(0, 30)}",
+                f"e{i}",
+                offset=i,
+                track=rng.choice(["t0", "t0", "t0", "t1", "t1", "t.2"]),
+                ts=ts,
+                record_time=ts,
+                partition=i % 2,
+            )
+        )
+    got = None
+    for start in range(0, len(updates), 40):
+        batch = updates[start : start + 40]
+        now = batch[-1].ts + 1000
+        got = await store.apply_listening(batch, now_ms=now)
+        assert got == await memory.apply_listening(batch, now_ms=now)
+    assert got is not None
+    last = got[-1]
+    assert isinstance(last, ListeningState) and last.models is not None
+    forecaster = last.models.forecaster
+    assert forecaster.trained > 50, "the labels were learnt"
+    assert max(forecaster.weights) > 0.3 > min(forecaster.weights), "the weights moved apart"
+
+
 async def test_embeddings_are_read_by_what_changed(
     redis_client: aioredis.Redis, limits: StateLimits
 ) -> None:

@@ -31,7 +31,8 @@ def test_models_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:
     # three populations tuned on, two held out
     assert [f["held_out"] for f in written["accounts"].values()] == [False] * 3 + [True] * 2
     for figures in written["popularity_baselines"].values():
-        assert set(figures["mae"]) == {"model", "naive", "seasonal", "holt-winters"}
+        assert set(figures["mae"]) == {"model", "naive", "seasonal", "holt-winters", "snarimax"}
+        assert figures["predictions"] > 0
     for figures in written["accounts"].values():
         assert figures["bots"] > 0 and figures["best_feature"] in figures["feature_aucs"]
     assert (tmp_path / "models-audio-roc.png").read_bytes().startswith(b"\x89PNG")

@@ -55,3 +55,19 @@ def test_pushed_tracks_are_found(market: dict[str, Any]) -> None:
     assert tracks["roc_auc"] >= 0.85  # 0.899
     assert tracks["roc_auc"] >= tracks["best_feature_auc"]  # near-30 s share 0.815
     assert tracks["others_flagged"] <= 0.01  # 0.004
+
+
+def test_popularity_beats_naive_and_the_seasonal_models_on_held_out_charts() -> None:
+    """Two days of ``charts.ChartLoad`` (a daily cycle, launches, fades; 60 tracks) through
+    the listening step: the published forecasts against the trivial and River baselines on
+    the same windows. Below the issue's 20 % target (BENCHMARKS.md says why); pinned so a
+    forecaster that falls back behind naive fails."""
+    from workers.dev.benchmarks import popularity
+
+    charts = popularity.populations(quick=True)["charts (held out)"]
+    result = popularity.evaluate(charts())
+    mae = result["mae"]
+    assert result["predictions"] >= 600  # 819
+    assert result["best_trivial"] == "naive"
+    assert result["gain_vs_best_trivial"] >= 0.03  # 0.066
+    assert mae["model"] < min(mae["seasonal"], mae["holt-winters"], mae["snarimax"])

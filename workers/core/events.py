@@ -43,13 +43,14 @@ class EventJudgement:
 
 
 def forecaster(stats: ForecasterStats) -> PopularityModel:
-    """The tenant's popularity forecaster, from the statistics the store returned."""
+    """The tenant's popularity forecaster, as the store returned it with an event."""
     return PopularityModel(
-        a=list(stats.a),
-        b=list(stats.b),
+        forecast=stats.forecast,
+        weights=stats.weights,
         trained=stats.trained,
         mae=stats.mae,
         naive_mae=stats.naive_mae,
+        seasonal_mae=stats.seasonal_mae,
     )
 
 
@@ -76,10 +77,7 @@ def judge_event(event: ListeningEvent, state: ListeningState, *, window_s: int) 
     popularity = forecaster(m.forecaster)
     window_ms = window_s * 1000
     window_start = (event.ts // window_ms) * window_ms
-    elapsed = (event.ts - window_start + 1) / window_ms
-    predicted = popularity.predict_one(
-        current=state.current, previous=state.previous, elapsed=elapsed
-    )
+    predicted = popularity.predict()
     reasons = [*account.evidence, "model-score"] if account.is_bot else []
     outputs = [
         Output(

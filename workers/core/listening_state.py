@@ -82,13 +82,16 @@ class UserState:
 
 @dataclass(frozen=True, slots=True)
 class ForecasterStats:
-    """The tenant's popularity forecaster as the store holds it (``PopularityModel``)."""
+    """The tenant's popularity forecaster as the store returned it with an event
+    (``models/popularity.py``): the labels learnt and their quality, the three experts'
+    forecasts of the event's track's next window and their Hedge weights."""
 
     trained: int
     mae: float
     naive_mae: float
-    a: tuple[float, ...]
-    b: tuple[float, ...]
+    seasonal_mae: float
+    forecast: tuple[float, ...]
+    weights: tuple[float, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,7 +290,7 @@ class ModelCollector(Collector):
         mae = GaugeMetricFamily(
             "workers_model_mae",
             "Mean absolute error of the popularity forecast over its last 1,000 labels "
-            "(plays per window), and of the naive forecast for comparison.",
+            "(plays per window), and of the naive and seasonal naive forecasts for comparison.",
             labels=[*labels, "forecast"],
         )
         for tenant, kind, quality in self._models():
@@ -305,4 +305,6 @@ class ModelCollector(Collector):
             if quality.mae is not None and quality.naive_mae is not None:
                 mae.add_metric([*key, "model"], quality.mae)
                 mae.add_metric([*key, "naive"], quality.naive_mae)
+            if quality.mae is not None and quality.seasonal_mae is not None:
+                mae.add_metric([*key, "seasonal"], quality.seasonal_mae)
         yield from (seen, alarms, threshold, warming, mae)

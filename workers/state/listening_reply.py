@@ -17,6 +17,7 @@ from workers.core.listening_state import (
     WindowCounts,
 )
 from workers.core.models.accounts import AccountEvidence
+from workers.core.models.popularity import EXPERTS
 from workers.core.models.reference import Rank
 from workers.state.protocol import Refused
 
@@ -116,14 +117,22 @@ def decode_models(reply: Sequence[Any]) -> ModelsAfter:
     track_listens, track_suspicion, track_published = float(rest[0]), float(rest[1]), rest[2]
     groups = tuple(g for g in _text(rest[3]).split(",") if g)
     rest = rest[4:]
-    trained, mae, naive = int(rest[0]), float(rest[1]), float(rest[2])
-    stats = [float(v) for v in rest[3:17]]
-    listens, group, group_hash, published, group_marker, segment = rest[17:23]
+    trained = int(rest[0])
+    mae, naive, seasonal = (float(v) for v in rest[1:4])
+    n = len(EXPERTS)
+    forecast = tuple(float(v) for v in rest[4 : 4 + n])
+    weights = tuple(float(v) for v in rest[4 + n : 4 + 2 * n])
+    listens, group, group_hash, published, group_marker, segment = rest[4 + 2 * n : 10 + 2 * n]
     return ModelsAfter(
         listener=listener,
         track=track,
         forecaster=ForecasterStats(
-            trained=trained, mae=mae, naive_mae=naive, a=tuple(stats[:10]), b=tuple(stats[10:14])
+            trained=trained,
+            mae=mae,
+            naive_mae=naive,
+            seasonal_mae=seasonal,
+            forecast=forecast,
+            weights=weights,
         ),
         account=AccountEvidence(
             listens=int(listens),

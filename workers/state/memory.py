@@ -7,6 +7,7 @@ here, and no other writer can put a key of the wrong type in its way.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections import defaultdict
@@ -20,10 +21,9 @@ from workers.core.listening_state import (
     ForecasterStats,
     ListeningState,
     ListeningUpdate,
-    ModelsAfter,
 )
 from workers.core.models.accounts import AccountEvidence
-from workers.core.models.popularity import PopularityModel
+from workers.core.models.popularity import Profile, Series
 from workers.core.records import LISTENING_EVENTS, Position
 from workers.state import keys
 from workers.state.hll import HyperLogLog
@@ -37,8 +37,8 @@ from workers.state.listening_reply import (
     USER_FIELDS,
     decode_listening,
 )
-from workers.state.memory_mirrors import advance_clock, co_listen
-from workers.state.memory_models import Listened, TenantModels
+from workers.state.memory_mirrors import advance_clock, co_listen, forecast_popularity
+from workers.state.memory_models import TenantModels
 from workers.state.protocol import (
     DAY_S,
     GONE_FOR_MS,
@@ -53,6 +53,14 @@ from workers.state.shelf import Shelf
 __all__ = ["MemoryStore"]
 
 KEPT_WINDOWS = 4
+_WINDOW_FIELD = re.compile(r"^(-?\d+):")
+
+
+def _window_of(name: str) -> int | None:
+    """The window a track hash field belongs to ("{window}:{count}"), as listening.lua
+    reads it; None for the track's other fields."""
+    found = _WINDOW_FIELD.match(name)
+    return int(found.group(1)) if found else None
 
 
 @dataclass
@@ -82,7 +90,9 @@ class MemoryStore:
 
     #: per tenant: its listening models and popularity forecaster (what Redis keeps)
     models: dict[str, TenantModels] = field(default_factory=dict)
-    forecasters: dict[str, PopularityModel] = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
+    #: per track key: its level and seasonal ring (fields of the track's hash in Redis)
+    series: dict[str, Series] = field(default_factory=dict)
 
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate], *, now_ms: int
@@ -181,7 +191,10 @@ class MemoryStore:
             listens=listens,
             applied=status == APPLIED,
         )
-        return replace(state, models=self._forecast(u, state, models, learn=status == APPLIED))
+        forecast = self._forecast(
+            u, meta, state, applied=status == APPLIED, late=late_track, low_window=low_window
+        )
+        return replace(state, models=models.after(forecast))
 
     async def note_accounts(self, published: Sequence[tuple[str, str, str]]) -> None:
         # kept only while the listener's hash is (note.lua)
@@ -205,33 +218,27 @@ class MemoryStore:
         return found
 
     def _forecast(
-        self, u: ListeningUpdate, state: ListeningState, m: Listened, *, learn: bool
-    ) -> ModelsAfter:
-        """forecaster.lua, by the reference model it mirrors; then the models' reply."""
-        forecaster = self.forecasters.setdefault(
-            u.tenant, PopularityModel(forgetting=self.limits.models.forgetting)
-        )
-        if learn and state.closed is not None:
-            closed, before, before_that = state.closed
-            forecaster.learn_one(current=before, previous=before_that, next_plays=closed.plays)
-        return ModelsAfter(
-            listener=m.listener,
-            track=m.track,
-            forecaster=ForecasterStats(
-                trained=forecaster.trained,
-                mae=forecaster.mae,
-                naive_mae=forecaster.naive_mae,
-                a=tuple(forecaster.a),
-                b=tuple(forecaster.b),
-            ),
-            account=m.account,
-            sync=m.sync,
-            track_listens=m.track_evidence.p,
-            track_suspicion=m.track_evidence.s,
-            track_published=m.track_published,
-            track_groups=m.track_groups,
-            inputs=m.inputs,
-            segment=m.segment,
+        self,
+        u: ListeningUpdate,
+        meta: dict[str, int | str],
+        state: ListeningState,
+        *,
+        applied: bool,
+        late: bool,
+        low_window: int | None,
+    ) -> ForecasterStats:
+        return forecast_popularity(
+            self.profiles.setdefault(u.tenant, Profile()),
+            self.series.setdefault(keys.track(u.tenant, u.track_id), Series()),
+            meta,
+            u,
+            current=state.current.plays,
+            previous=state.previous.plays,
+            window_ms=self.limits.window_s * 1000,
+            forgetting=self.limits.models.forgetting,
+            learn=applied,
+            teach=applied and not late and not u.early,
+            low_window=low_window,
         )
 
     def _mutate(
@@ -290,7 +297,7 @@ class MemoryStore:
             keep_from = u.window - limits.max_windows
             if low_window is not None:
                 keep_from = max(keep_from, min(low_window, u.window) - KEPT_WINDOWS)
-            old = [n for n in meta if n != "maxw" and int(n.split(":")[0]) < keep_from]
+            old = [n for n in meta if (w := _window_of(n)) is not None and w < keep_from]
             for name in old:
                 del meta[name]
         return flags, rolled

@@ -1,17 +1,27 @@
-"""What the listening scripts do beside the models, mirrored for the in-memory store:
-``clock.lua``'s low watermark, and ``listening.lua``'s co-listening, recent plays and
-"popular now" (``MemoryStore`` keeps the hashes, lists and sorted sets)."""
+"""What the listening scripts do beside the listening models, mirrored for the in-memory
+store: ``clock.lua``'s low watermark, ``listening.lua``'s co-listening, recent plays and
+"popular now", and how it runs ``forecaster.lua`` (``MemoryStore`` keeps the hashes, lists
+and sorted sets)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from workers.core import colisten
-from workers.core.listening_state import ListeningUpdate
+from workers.core.listening_state import ForecasterStats, ListeningUpdate
+from workers.core.models.popularity import (
+    HOUR_MS,
+    LABELS_BEHIND,
+    Profile,
+    Series,
+    day_windows,
+    experts,
+    weights,
+)
 from workers.state import keys
 from workers.state.listening_command import WAITING_FOR_MS
 
-__all__ = ["advance_clock", "co_listen"]
+__all__ = ["advance_clock", "co_listen", "forecast_popularity"]
 
 
 def advance_clock(
@@ -87,3 +97,53 @@ def _bounded(scores: dict[str, float], top: int) -> None:
     if len(scores) > 2 * top:
         for member, _ in sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))[: len(scores) - top]:
             del scores[member]
+
+
+def forecast_popularity(
+    profile: Profile,
+    series: Series,
+    meta: dict[str, int | str],
+    u: ListeningUpdate,
+    *,
+    current: int,
+    previous: int,
+    window_ms: int,
+    forgetting: float,
+    learn: bool,
+    teach: bool,
+    low_window: int | None,
+) -> ForecasterStats:
+    """forecaster.lua as listening.lua runs it: a play (``teach``) goes into the tenant's
+    profile and the track's levels; the track's forecasts the low watermark and its own
+    plays have passed by a whole window are learnt once (``learn``); the experts forecast
+    the next window, and (``teach``) that forecast waits in ``meta`` for its label."""
+    if teach and u.type == "play":
+        profile.add(u.ts)
+        share = profile.share(u.ts // HOUR_MS % 24, u.ts)
+        series.add(u.ts, share, window=u.window, day_windows=day_windows(window_ms))
+    if learn and low_window is not None:
+        for x in range(u.window - LABELS_BEHIND, u.window + 2):
+            pending = meta.get(f"{x}:fc")
+            if pending is not None and x < min(low_window, u.window) - 1:
+                forecast = tuple(float(v) for v in str(pending).split(","))
+                profile.learn(series, forecast, int(meta.get(f"{x}:plays", 0)), forgetting)
+                del meta[f"{x}:fc"]
+    forecast = experts(
+        profile,
+        series,
+        ts=u.ts,
+        window=u.window,
+        window_ms=window_ms,
+        current=current,
+        previous=previous,
+    )
+    if teach and (low_window is None or u.window + 1 >= low_window - 1):
+        meta[f"{u.window + 1}:fc"] = ",".join(format(v, ".17g") for v in forecast)
+    return ForecasterStats(
+        trained=profile.trained,
+        mae=profile.mae,
+        naive_mae=profile.naive_mae,
+        seasonal_mae=profile.seasonal_mae,
+        forecast=forecast,
+        weights=weights(profile, series, forgetting),
+    )

@@ -13,7 +13,13 @@ from workers.core.behaviour import (
     shrink,
     track_features,
 )
-from workers.core.listening_state import ListeningUpdate, Ranked, UserState
+from workers.core.listening_state import (
+    ForecasterStats,
+    ListeningUpdate,
+    ModelsAfter,
+    Ranked,
+    UserState,
+)
 from workers.core.models.accounts import AccountEvidence, member_hash, track_hash
 from workers.core.models.evidence import (
     BUCKET_MS,
@@ -44,6 +50,22 @@ class Listened:
     track_groups: tuple[str, ...]
     segment: int
     inputs: int
+
+    def after(self, forecaster: ForecasterStats) -> ModelsAfter:
+        """The models' reply, with the forecaster's part."""
+        return ModelsAfter(
+            listener=self.listener,
+            track=self.track,
+            forecaster=forecaster,
+            account=self.account,
+            sync=self.sync,
+            track_listens=self.track_evidence.p,
+            track_suspicion=self.track_evidence.s,
+            track_published=self.track_published,
+            track_groups=self.track_groups,
+            inputs=self.inputs,
+            segment=self.segment,
+        )
 
 
 def _published_score(marker: str) -> float:

@@ -1,159 +1,330 @@
-"""Popularity outlook: plays in the next event-time window, predicted online per tenant.
+"""Popularity outlook: plays of a track in the next event-time window, forecast per tenant.
 
-The model learns a correction, in log space, to a simple forecast (this window's plays so
-far, the unseen rest of it at the last window's pace), so an untrained model *is* that
-forecast and learning can only refine it. Features are the track's trend (this window
-against the last, in log plays), how much that trend can be trusted (the trend scaled by
-volume: small counts are noisy), and volume itself.
+The design is docs/models.md's ("Popularity"); what changed after its first held-out run
+is marked (after looking) and listed there:
 
-The regressor is a Bayesian linear regression with unit prior and noise precision: River's
-``BayesianLinearRegression(alpha=1, beta=1)`` computes the same posterior mean (a unit test
-checks), here kept as its sufficient statistics (``a`` = Σ x xᵀ, ``b`` = Σ x y), so that the
-state store can update it atomically with the event that closes a window: one model per
-tenant, one writer per update, whichever worker processes it (``state/lua/forecaster.lua``
-is the same computation in Lua; the store contract tests compare them). Samples are weighted
-by √plays (x and y scaled by the square root of the weight), since forecast errors are
-counted in plays, where big tracks weigh most.
+- **A daily profile per tenant** (``Profile.share``): the plays in each hour of the day per
+  hour of it observed (after looking: it read hours not yet lived through as empty),
+  against the day's, decayed with a half-life of 7 days, shrunk toward a flat day by one
+  hour's worth.
+- **Two levels per track** (``Series.rate``): plays per hour with each play divided by its
+  hour's profile (so a night play counts as much as an evening one), decayed with a
+  half-life of 24 h and (after looking) of 3 h, over the track's own life (from its first
+  play, at least an hour).
+- **A boost** for launches and spikes on the 24 h level: how far the last complete window
+  ran above what the level and profile expected, halved for each hour between it and the
+  window forecast.
+- **Four experts** forecast the next window (``experts``): naive (this window so far, its
+  rest at the last window's pace), seasonal naive (the same window a day before, from a
+  ring of a day's windows per track; naive for a track younger than a day), the level
+  (× the next window's profile × (1 + boost)) and the recent level (× the profile).
+- **Hedge** (``Profile.learn``, ``weights``) weighs them on the delayed labels: each
+  track's last forecast for a window is scored once the tenant's low watermark and the
+  track's own plays have passed that window by a whole window, with a loss scaled per
+  track (``|forecast − actual| / (actual + 1)``). The tenant keeps its experts' discounted
+  losses; (after looking) each track runs its own Hedge over its last ~48 labels, at the
+  learning rate of Hedge's bound over them (``√(8 ln 4 / 48)``), starting from 12 labels'
+  worth of the tenant's mean loss, so a new track starts with what works for the tenant
+  and a track unlike the others finds its own expert within a day. The forecast published
+  is the weighted mean of the four.
 
-Training uses delayed labels: when a window closes, the complete window before it is
-paired with the plays the closed window got (predict-then-learn). The model scores itself on
-each label: its error and the naive forecast's ("next = this window"), as running means over
-the last ``QUALITY_WINDOW`` labels.
+Sums decay by *forward decay* (Cormode et al.): a play at ``ts`` adds ``2^((ts − origin) /
+half-life)``, read at ``now`` by multiplying by ``2^(−(now − origin) / half-life)``, so the
+order plays arrive in does not change them (a backlog gives the answers live traffic gives);
+the origin moves forward by 256 half-lives when a sum would grow past ``2^256``.
 
-Drift policy: exponential forgetting. Each label first multiplies the statistics by
-``FORGETTING`` (1 - 1/2000), so the fit follows a change of regime within a few thousand
-labels while a false alarm can cost nothing: there is no alarm.
+``state/lua/forecaster.lua`` is the same computation in Lua, on the same hash fields; the
+store contract tests compare the two stores event by event.
 
-Logarithms are ``log(1 + x)`` and ``exp(x) - 1`` (not ``log1p``/``expm1``), as in Lua.
-
->>> from workers.core.listening_state import WindowCounts
->>> model = PopularityModel.create()
->>> counts = WindowCounts(plays=10, skips=1, likes=2, shares=0, listeners=8)
->>> round(model.predict_one(current=counts, previous=counts, elapsed=0.5), 6)
-15.0
+>>> profile, series = Profile.create(), Series()
+>>> for hour in range(24):
+...     for _ in range(2 if hour >= 18 else 1):  # evenings play twice as much
+...         ts = hour * HOUR_MS
+...         profile.add(ts)
+...         series.add(ts, profile.share(ts // HOUR_MS % 24, ts), window=hour, day_windows=24)
+>>> round(profile.share(20, 24 * HOUR_MS) / profile.share(3, 24 * HOUR_MS), 2)
+1.43
+>>> naive, seasonal, level, recent = experts(
+...     profile, series, ts=24 * HOUR_MS - 1, window=23, window_ms=HOUR_MS, current=2, previous=2
+... )
+>>> naive, seasonal  # a day old: the same hour yesterday had one play
+(2.0, 1.0)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from workers.core.listening_state import WindowCounts
 from workers.core.models.protocol import ModelQuality
 
 __all__ = [
-    "FORGETTING",
-    "MAX_CORRECTION",
+    "ETA",
+    "EXPERTS",
+    "HOUR_MS",
+    "LABELS_BEHIND",
+    "PRIOR_LABELS",
     "QUALITY_WINDOW",
+    "VERSION",
     "PopularityModel",
-    "features",
-    "rate_extrapolation",
-    "solve",
+    "Profile",
+    "Series",
+    "combine",
+    "day_windows",
+    "experts",
+    "weights",
 ]
 
-#: Largest correction, in log space, the model may apply to the simple forecast (x20).
-MAX_CORRECTION = 3.0
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+PROFILE_HALF_LIFE_MS = 7 * DAY_MS
+LEVEL_HALF_LIFE_MS = DAY_MS
+RECENT_HALF_LIFE_MS = 3 * HOUR_MS
+#: half-lives of the recent level a forward-decayed sum grows before its origin moves on
+RESCALE = 256
+EXPERTS = ("naive", "seasonal", "level", "recent")
+N = len(EXPERTS)
+#: a track's Hedge remembers its last ~48 labels (two days of hours), at the learning rate
+#: of Hedge's bound over them, and starts from the tenant's experience (its mean loss per
+#: label), worth this many of the track's own labels
+TRACK_FORGETTING = 1.0 - 1.0 / 48.0
+ETA = math.sqrt(8.0 * math.log(N) / 48.0)
+PRIOR_LABELS = 12.0
 QUALITY_WINDOW = 1000
-FORGETTING = 1.0 - 1.0 / 2000
-N = 4
-NAMES = ("bias", "trend", "trend_volume", "volume")
+#: the windows a track keeps below the watermark (KEPT_WINDOWS): older forecasts are gone
+LABELS_BEHIND = 4
+VERSION = "hedge-profile-v1"
 
 
-def _log1p(x: float) -> float:
-    return math.log(1 + x)
+def _p2(x: float) -> float:
+    """2 to the ``x``, bounded above (an event dated years from a sum's origin)."""
+    return math.pow(2.0, min(x, 1000.0))
 
 
-def rate_extrapolation(*, current: WindowCounts, previous: WindowCounts, elapsed: float) -> float:
-    """The simple forecast: this window so far, the rest of it at the previous window's pace.
-
-    A full window's worth of plays, expected to carry over to the next window.
-    """
-    elapsed = min(1.0, max(elapsed, 0.0))
-    return current.plays + previous.plays * (1.0 - elapsed)
+def _hour(ts: int) -> int:
+    return (ts // HOUR_MS) % 24
 
 
-def features(*, current: WindowCounts, previous: WindowCounts, elapsed: float) -> dict[str, float]:
-    base = rate_extrapolation(current=current, previous=previous, elapsed=elapsed)
-    trend = _log1p(base) - _log1p(previous.plays)
-    volume = _log1p(min(base, previous.plays)) / 10.0
-    return {"bias": 1.0, "trend": trend, "trend_volume": trend * volume, "volume": volume}
-
-
-def _at(i: int, j: int) -> int:
-    """Index of A[i][j] in the packed upper triangle (0-based)."""
-    if i > j:
-        i, j = j, i
-    return i * N - i * (i - 1) // 2 + (j - i)
-
-
-def solve(a: Sequence[float], b: Sequence[float]) -> list[float]:
-    """The posterior mean m solving (I + A) m = b, by Cholesky (as forecaster.lua)."""
-    low = [[0.0] * N for _ in range(N)]
-    for i in range(N):
-        for j in range(i + 1):
-            s = (1.0 if i == j else 0.0) + a[_at(i, j)]
-            for k in range(j):
-                s = s - low[i][k] * low[j][k]
-            low[i][j] = math.sqrt(s) if i == j else s / low[j][j]
-    y = [0.0] * N
-    for i in range(N):
-        s = b[i]
-        for k in range(i):
-            s = s - low[i][k] * y[k]
-        y[i] = s / low[i][i]
-    m = [0.0] * N
-    for i in range(N - 1, -1, -1):
-        s = y[i]
-        for k in range(i + 1, N):
-            s = s - low[k][i] * m[k]
-        m[i] = s / low[i][i]
-    return m
+def day_windows(window_ms: int) -> int:
+    """Windows in a day when they tile it in at most 24 (the seasonal ring's size), else 0:
+    no seasonal expert (it is then the naive one)."""
+    if window_ms < HOUR_MS or DAY_MS % window_ms:
+        return 0
+    return DAY_MS // window_ms
 
 
 @dataclass
-class PopularityModel:
-    """The forecaster's sufficient statistics and quality (what the store keeps per tenant)."""
+class Profile:
+    """A tenant's daily profile and its experts' Hedge losses and quality (the tenant's
+    forecaster hash: ``po``, ``p0``…``p23``, ``l1``…``l3``, ``trained``, ``mae``,
+    ``naive_mae``, ``seasonal_mae``)."""
 
-    a: list[float] = field(default_factory=lambda: [0.0] * (N * (N + 1) // 2))
-    b: list[float] = field(default_factory=lambda: [0.0] * N)
+    origin: int = -1
+    hours: list[float] = field(default_factory=lambda: [0.0] * 24)
+    losses: list[float] = field(default_factory=lambda: [0.0] * N)
     trained: int = 0
     mae: float = 0.0
     naive_mae: float = 0.0
-    forgetting: float = FORGETTING
-    version: str = "blr-stats-v3"
+    seasonal_mae: float = 0.0
+
+    @classmethod
+    def create(cls) -> Profile:
+        return cls()
+
+    def add(self, ts: int) -> None:
+        """One play at ``ts``."""
+        if self.origin < 0:
+            self.origin = ts
+        elif ts - self.origin > RESCALE * PROFILE_HALF_LIFE_MS:
+            self.hours = [v * _p2(-RESCALE) for v in self.hours]
+            self.origin = self.origin + RESCALE * PROFILE_HALF_LIFE_MS
+        h = _hour(ts)
+        self.hours[h] = self.hours[h] + _p2((ts - self.origin) / PROFILE_HALF_LIFE_MS)
+
+    def exposure(self, hour: int, now: int) -> float:
+        """Hours of slot ``hour`` observed from the profile's origin to ``now``, each
+        occurrence decayed from its start (a geometric sum, without a loop)."""
+        if self.origin < 0 or now <= self.origin:
+            return 0.0
+        first = self.origin
+        last_start = now - (now - hour * HOUR_MS) % DAY_MS
+        first_start = first - (first - hour * HOUR_MS) % DAY_MS
+        if first_start + HOUR_MS <= first:
+            first_start = first_start + DAY_MS
+        if first_start > last_start:
+            return 0.0
+        k = (last_start - first_start) // DAY_MS
+        decay = _p2(-(now - last_start) / PROFILE_HALF_LIFE_MS)
+        if k == 0:
+            return (min(now, last_start + HOUR_MS) - max(first, last_start)) / HOUR_MS * decay
+        r = _p2(-DAY_MS / PROFILE_HALF_LIFE_MS)
+        seen_last = min(1.0, (now - last_start) / HOUR_MS)
+        seen_first = (first_start + HOUR_MS - max(first, first_start)) / HOUR_MS
+        total = (1.0 - math.pow(r, k + 1)) / (1.0 - r) - (1.0 - seen_last)
+        return (total - (1.0 - seen_first) * math.pow(r, k)) * decay
+
+    def share(self, hour: int, now: int) -> float:
+        """The hour's plays per observed hour against the day's, 1 for an average hour
+        (an hour not observed yet is average; one observed briefly, nearly so)."""
+        if self.origin < 0:
+            return 1.0
+        now = max(now, self.origin)  # never read before the sum's origin
+        f = _p2(-(now - self.origin) / PROFILE_HALF_LIFE_MS)
+        total = 0.0
+        for v in self.hours:
+            total = total + v
+        life = 1.0 - _p2(-(now - self.origin) / PROFILE_HALF_LIFE_MS)
+        observed = PROFILE_HALF_LIFE_MS / HOUR_MS / math.log(2.0) * life
+        if total <= 0.0 or observed <= 0.0:
+            return 1.0
+        mean = total * f / observed
+        return (self.hours[hour] * f + mean) / (self.exposure(hour, now) + 1.0) / mean
+
+    def learn(
+        self, series: Series, forecast: tuple[float, ...], actual: int, forgetting: float
+    ) -> None:
+        """One delayed label of ``series``' track: the experts' forecast for a window, and
+        its plays; the tenant's and the track's losses learn it."""
+        mixed = combine(forecast, weights(self, series, forgetting))
+        self.trained += 1
+        n = min(self.trained, QUALITY_WINDOW)
+        self.mae = self.mae + (abs(mixed - actual) - self.mae) / n
+        self.naive_mae = self.naive_mae + (abs(forecast[0] - actual) - self.naive_mae) / n
+        self.seasonal_mae = self.seasonal_mae + (abs(forecast[1] - actual) - self.seasonal_mae) / n
+        for i in range(N):
+            loss = abs(forecast[i] - actual) / (actual + 1.0)
+            self.losses[i] = forgetting * self.losses[i] + loss
+            series.losses[i] = TRACK_FORGETTING * series.losses[i] + loss
+
+
+@dataclass
+class Series:
+    """A track's levels, seasonal ring and Hedge losses (fields of the track's hash: ``pf``
+    its first play, ``lo`` the levels' origin, ``lv`` and ``lr`` their sums, ``q{slot}`` =
+    ``"window:plays"``, ``k1``…``k4`` the losses)."""
+
+    first: int = -1
+    origin: int = -1
+    level: float = 0.0
+    recent: float = 0.0
+    ring: dict[int, tuple[int, int]] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=lambda: [0.0] * N)
+
+    def add(self, ts: int, share: float, *, window: int, day_windows: int) -> None:
+        """One play at ``ts`` in ``window``, its hour's ``share`` of the day's plays."""
+        self.first = ts if self.first < 0 else min(self.first, ts)
+        if self.origin < 0:
+            self.origin = ts
+        elif ts - self.origin > RESCALE * RECENT_HALF_LIFE_MS:
+            self.level = self.level * _p2(-RESCALE * RECENT_HALF_LIFE_MS / LEVEL_HALF_LIFE_MS)
+            self.recent = self.recent * _p2(-RESCALE)
+            self.origin = self.origin + RESCALE * RECENT_HALF_LIFE_MS
+        self.level = self.level + _p2((ts - self.origin) / LEVEL_HALF_LIFE_MS) / share
+        self.recent = self.recent + _p2((ts - self.origin) / RECENT_HALF_LIFE_MS) / share
+        if day_windows:
+            slot = window % day_windows
+            w, n = self.ring.get(slot, (-1, 0))
+            if w == window:
+                self.ring[slot] = (window, n + 1)
+            elif w < window:
+                self.ring[slot] = (window, 1)
+
+    def rate(self, now: int, *, recent: bool = False) -> float:
+        """Plays per average hour as of ``now``, over the last day or (``recent``) hours."""
+        if self.origin < 0:
+            return 0.0
+        now = max(now, self.origin)
+        half = RECENT_HALF_LIFE_MS if recent else LEVEL_HALF_LIFE_MS
+        life = 1.0 - _p2(-(now - self.first) / half)
+        exposure = max(1.0, half / HOUR_MS / math.log(2.0) * life)
+        total = self.recent if recent else self.level
+        return total * _p2(-(now - self.origin) / half) / exposure
+
+
+def experts(
+    profile: Profile,
+    series: Series,
+    *,
+    ts: int,
+    window: int,
+    window_ms: int,
+    current: int,
+    previous: int,
+) -> tuple[float, ...]:
+    """Naive, seasonal naive, level and recent level forecasts of the plays in
+    ``window + 1``, made at ``ts`` in ``window`` with ``current`` plays so far and
+    ``previous`` in the window before."""
+    elapsed = min(1.0, max(0.0, (ts - window * window_ms + 1) / window_ms))
+    naive = current + previous * (1.0 - elapsed)
+    nxt = window + 1
+    seasonal = naive
+    days = day_windows(window_ms)
+    if days:
+        w, n = series.ring.get(nxt % days, (-1, 0))
+        if w == nxt - days:
+            seasonal = float(n)
+        elif 0 <= series.first <= (nxt - days) * window_ms:
+            seasonal = 0.0
+    scale = window_ms / HOUR_MS
+    rate = series.rate(ts)
+    expected = rate * profile.share(_hour((window - 1) * window_ms), ts) * scale
+    boost = max(0.0, (previous + 1.0) / (expected + 1.0) - 1.0) * math.pow(0.5, scale)
+    ahead = profile.share(_hour(nxt * window_ms), ts) * scale
+    level = rate * ahead * (1.0 + boost)
+    recent = series.rate(ts, recent=True) * ahead
+    return naive, seasonal, level, recent
+
+
+def weights(profile: Profile, series: Series, forgetting: float) -> tuple[float, ...]:
+    """Hedge's weights for a track: its own discounted losses, after ``PRIOR_LABELS`` labels'
+    worth of the tenant's mean loss per label."""
+    seen = float(profile.trained)
+    if profile.trained > 0 and forgetting < 1.0:
+        seen = (1.0 - math.pow(forgetting, profile.trained)) / (1.0 - forgetting)
+    logs = []
+    for i in range(N):
+        prior = PRIOR_LABELS * profile.losses[i] / seen if seen > 0.0 else 0.0
+        logs.append(-ETA * (prior + series.losses[i]))
+    high = max(logs)
+    raw = [math.exp(v - high) for v in logs]
+    total = 0.0
+    for r in raw:
+        total = total + r
+    return tuple(r / total for r in raw)
+
+
+def combine(forecast: tuple[float, ...], w: tuple[float, ...]) -> float:
+    """The published forecast: the experts' forecasts weighted."""
+    out = 0.0
+    for f, v in zip(forecast, w, strict=True):
+        out = out + f * v
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PopularityModel:
+    """A tenant's forecaster as the store returned it with an event: the experts' forecasts
+    for the event's track, their weights and the labels' quality."""
+
+    forecast: tuple[float, ...] = (0.0,) * N
+    weights: tuple[float, ...] = (1 / N,) * N
+    trained: int = 0
+    mae: float = 0.0
+    naive_mae: float = 0.0
+    seasonal_mae: float = 0.0
+    version: str = VERSION
 
     @classmethod
     def create(cls) -> PopularityModel:
         return cls()
 
-    def _correction(self, x: Mapping[str, float]) -> float:
-        m = solve(self.a, self.b)
-        c = 0.0
-        for i, name in enumerate(NAMES):
-            c = c + m[i] * x[name]
-        if not math.isfinite(c):
-            return 0.0
-        return max(-MAX_CORRECTION, min(MAX_CORRECTION, c))
+    def predict(self) -> float:
+        return max(0.0, combine(self.forecast, self.weights))
 
-    def predict_one(
-        self, *, current: WindowCounts, previous: WindowCounts, elapsed: float
-    ) -> float:
-        base = rate_extrapolation(current=current, previous=previous, elapsed=elapsed)
-        if not self.trained:
-            return max(0.0, base)
-        x = features(current=current, previous=previous, elapsed=elapsed)
-        return max(0.0, math.exp(_log1p(base) + self._correction(x)) - 1)
-
-    def explain_one(self, x: Mapping[str, float]) -> list[str]:
-        """The forecast features (``features``) that moved the learnt correction most; the
-        simple forecast alone until anything is learnt."""
-        if not self.trained:
-            return ["rate_extrapolation"]
-        m = solve(self.a, self.b)
-        effects = {name: abs(m[i] * x[name]) for i, name in enumerate(NAMES) if name != "bias"}
-        ranked = sorted(effects.items(), key=lambda kv: -kv[1])
-        return [name for name, effect in ranked if effect > 1e-3]
+    def explain_one(self, x: object = None) -> list[str]:
+        """The experts, the heaviest first."""
+        ranked = sorted(zip(EXPERTS, self.weights, strict=True), key=lambda kv: -kv[1])
+        return [name for name, _ in ranked]
 
     def quality(self) -> ModelQuality:
         trained = self.trained > 0
@@ -162,21 +333,5 @@ class PopularityModel:
             drifts=0,
             mae=self.mae if trained else None,
             naive_mae=self.naive_mae if trained else None,
+            seasonal_mae=self.seasonal_mae if trained else None,
         )
-
-    def learn_one(self, *, current: WindowCounts, previous: WindowCounts, next_plays: int) -> None:
-        """One delayed label: a complete window ``current`` and the plays of the one after it."""
-        x = features(current=current, previous=previous, elapsed=1.0)
-        base = float(current.plays)
-        forecast = self.predict_one(current=current, previous=previous, elapsed=1.0)
-        n = min(self.trained + 1, QUALITY_WINDOW)
-        self.mae = self.mae + (abs(forecast - next_plays) - self.mae) / n
-        self.naive_mae = self.naive_mae + (abs(current.plays - next_plays) - self.naive_mae) / n
-        scale = (current.plays + 1.0) ** 0.25
-        target = (_log1p(next_plays) - _log1p(base)) * scale
-        weighted = [x[name] * scale for name in NAMES]
-        for i in range(N):
-            for j in range(i, N):
-                self.a[_at(i, j)] = self.forgetting * self.a[_at(i, j)] + weighted[i] * weighted[j]
-            self.b[i] = self.forgetting * self.b[i] + weighted[i] * target
-        self.trained += 1

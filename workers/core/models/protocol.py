@@ -27,9 +27,11 @@ class ModelQuality:
     alarms: int | None = None
     threshold: float | None = None
     warming_up: bool | None = None
-    #: forecasters: rolling mean absolute error of the model and of the naive forecast
+    #: forecasters: rolling mean absolute error of the forecast, of the naive forecast and
+    #: of the seasonal naive one
     mae: float | None = None
     naive_mae: float | None = None
+    seasonal_mae: float | None = None
 
 
 @runtime_checkable

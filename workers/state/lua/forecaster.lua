@@ -1,97 +1,255 @@
--- The popularity forecaster, kept in Redis: a Bayesian linear regression (River's
--- BayesianLinearRegression with alpha = beta = 1) of a correction, in log space, to the
--- simple forecast, kept as its sufficient statistics with exponential forgetting. Mirrors
--- workers/core/models/popularity.py (PopularityModel); the store contract tests compare.
+-- The popularity forecaster, kept in Redis: a daily profile per tenant, a level and a ring
+-- of a day's windows per track, three experts weighed by Hedge on delayed labels. Mirrors
+-- workers/core/models/popularity.py (Profile, Series, experts, weights) on the same fields;
+-- the store contract tests compare the two stores event by event. Values that are not
+-- numbers read as absent: nothing here can fail once the script has written.
 
-local MAX_CORRECTION = 3.0
-local N = 4
+local P = {}  -- one local for the whole model (a script may hold 200)
+P.HOUR_MS, P.DAY_MS = 3600000, 86400000
+P.PROFILE_HALF_LIFE, P.LEVEL_HALF_LIFE = 7 * P.DAY_MS, P.DAY_MS
+P.RECENT_HALF_LIFE = 3 * P.HOUR_MS
+P.RESCALE = 256
+P.N = 4  -- naive, seasonal, level, recent
+P.TRACK_FORGETTING = 1.0 - 1.0 / 48.0
+P.ETA = math.sqrt(8.0 * math.log(P.N) / 48.0)
+P.PRIOR_LABELS = 12.0
+P.QUALITY_WINDOW = 1000
+P.LABELS_BEHIND = 4  -- the kept windows (KEPT_WINDOWS): older forecasts are gone
+P.PROFILE_FIELDS = {'po', 'l1', 'l2', 'l3', 'l4', 'trained', 'mae', 'naive_mae', 'seasonal_mae'}
+for h = 0, 23 do P.PROFILE_FIELDS[#P.PROFILE_FIELDS + 1] = 'p' .. h end
 
-local function log1p(x) return math.log(1 + x) end
+-- 2 to the x, bounded above (an event dated years from a sum's origin): popularity._p2
+function P.p2(x) return 2.0 ^ math.min(x, 1000.0) end
 
--- (base, x) of the forecast features (popularity.features)
-local function forecast_features(current, previous, elapsed)
-  elapsed = math.min(1.0, math.max(elapsed, 0.0))
-  local base = current + previous * (1.0 - elapsed)
-  local trend = log1p(base) - log1p(previous)
-  local volume = log1p(math.min(base, previous)) / 10.0
-  return base, {1.0, trend, trend * volume, volume}
+function P.hour_of(ts) return math.floor(ts / P.HOUR_MS) % 24 end
+
+function P.day_windows(window_ms)
+  if window_ms < P.HOUR_MS or P.DAY_MS % window_ms ~= 0 then return 0 end
+  return P.DAY_MS / window_ms
 end
 
--- index of A[i][j] (i <= j) in the packed upper triangle
-local function at(i, j)
-  if i > j then i, j = j, i end
-  return (i - 1) * N - (i - 1) * (i - 2) / 2 + (j - i) + 1
+function P.number(v, default)
+  local x = tonumber(v or '')
+  if x == nil or x ~= x then return default end
+  return x
 end
 
--- the posterior mean m solving (I + A) m = b (Cholesky, as popularity.solve does)
-local function solve(a, b)
-  local l = {}
-  for i = 1, N do
-    l[i] = {}
-    for j = 1, i do
-      local s = (i == j and 1.0 or 0.0) + a[at(i, j)]
-      for k = 1, j - 1 do s = s - l[i][k] * l[j][k] end
-      if i == j then l[i][j] = math.sqrt(s) else l[i][j] = s / l[j][j] end
+-- the tenant's profile, losses and quality (popularity.Profile)
+function P.load_profile(key)
+  local raw = redis.call('HMGET', key, unpack(P.PROFILE_FIELDS))
+  local p = {origin = P.number(raw[1], -1), losses = {}, hours = {},
+             trained = P.number(raw[6], 0), mae = P.number(raw[7], 0.0),
+             naive_mae = P.number(raw[8], 0.0), seasonal_mae = P.number(raw[9], 0.0)}
+  for i = 1, P.N do p.losses[i] = P.number(raw[1 + i], 0.0) end
+  for h = 0, 23 do p.hours[h + 1] = P.number(raw[10 + h], 0.0) end
+  return p
+end
+
+-- one play at ts (Profile.add): writes the hour (every hour when the origin moves)
+function P.profile_add(key, p, ts)
+  local moved = false
+  if p.origin < 0 then
+    p.origin = ts
+  elseif ts - p.origin > P.RESCALE * P.PROFILE_HALF_LIFE then
+    for h = 1, 24 do p.hours[h] = p.hours[h] * P.p2(-P.RESCALE) end
+    p.origin = p.origin + P.RESCALE * P.PROFILE_HALF_LIFE
+    moved = true
+  end
+  local h = P.hour_of(ts) + 1
+  p.hours[h] = p.hours[h] + P.p2((ts - p.origin) / P.PROFILE_HALF_LIFE)
+  if moved then
+    local fields = {}
+    for i = 1, 24 do fields[#fields + 1] = 'p' .. (i - 1); fields[#fields + 1] = num(p.hours[i]) end
+    redis.call('HSET', key, unpack(fields))
+  end
+  redis.call('HSET', key, 'po', string.format('%d', p.origin), 'p' .. (h - 1), num(p.hours[h]))
+end
+
+-- hours of the slot observed from the origin to now, decayed (Profile.exposure)
+function P.exposure(p, hour, now)
+  if p.origin < 0 or now <= p.origin then return 0.0 end
+  local first = p.origin
+  local last_start = now - (now - hour * P.HOUR_MS) % P.DAY_MS
+  local first_start = first - (first - hour * P.HOUR_MS) % P.DAY_MS
+  if first_start + P.HOUR_MS <= first then first_start = first_start + P.DAY_MS end
+  if first_start > last_start then return 0.0 end
+  local k = math.floor((last_start - first_start) / P.DAY_MS)
+  local decay = P.p2(-(now - last_start) / P.PROFILE_HALF_LIFE)
+  if k == 0 then
+    return (math.min(now, last_start + P.HOUR_MS) - math.max(first, last_start)) / P.HOUR_MS * decay
+  end
+  local r = P.p2(-P.DAY_MS / P.PROFILE_HALF_LIFE)
+  local seen_last = math.min(1.0, (now - last_start) / P.HOUR_MS)
+  local seen_first = (first_start + P.HOUR_MS - math.max(first, first_start)) / P.HOUR_MS
+  local total = (1.0 - r ^ (k + 1)) / (1.0 - r) - (1.0 - seen_last)
+  return (total - (1.0 - seen_first) * r ^ k) * decay
+end
+
+-- the hour's plays per observed hour against the day's (Profile.share)
+function P.profile_share(p, hour, now)
+  if p.origin < 0 then return 1.0 end
+  now = math.max(now, p.origin)  -- never read before the sum's origin
+  local f = P.p2(-(now - p.origin) / P.PROFILE_HALF_LIFE)
+  local total = 0.0
+  for h = 1, 24 do total = total + p.hours[h] end
+  local life = 1.0 - P.p2(-(now - p.origin) / P.PROFILE_HALF_LIFE)
+  local observed = P.PROFILE_HALF_LIFE / P.HOUR_MS / math.log(2.0) * life
+  if total <= 0.0 or observed <= 0.0 then return 1.0 end
+  local mean = total * f / observed
+  return (p.hours[hour + 1] * f + mean) / (P.exposure(p, hour, now) + 1.0) / mean
+end
+
+-- Hedge's weights for a track, after PRIOR_LABELS of the tenant's mean loss (popularity.weights)
+function P.hedge_weights(p, s, forgetting)
+  local seen = p.trained
+  if p.trained > 0 and forgetting < 1.0 then
+    seen = (1.0 - forgetting ^ p.trained) / (1.0 - forgetting)
+  end
+  local logs, high = {}, nil
+  for i = 1, P.N do
+    local prior = 0.0
+    if seen > 0.0 then prior = P.PRIOR_LABELS * p.losses[i] / seen end
+    logs[i] = -P.ETA * (prior + s.losses[i])
+    if high == nil or logs[i] > high then high = logs[i] end
+  end
+  local raw, total = {}, 0.0
+  for i = 1, P.N do raw[i] = math.exp(logs[i] - high) end
+  for i = 1, P.N do total = total + raw[i] end
+  local w = {}
+  for i = 1, P.N do w[i] = raw[i] / total end
+  return w
+end
+
+function P.combine(forecast, w)
+  local out = 0.0
+  for i = 1, P.N do out = out + forecast[i] * w[i] end
+  return out
+end
+
+-- one delayed label of the track s (Profile.learn): the tenant's and the track's losses
+function P.profile_learn(p, s, forecast, actual, forgetting)
+  local mixed = P.combine(forecast, P.hedge_weights(p, s, forgetting))
+  p.trained = p.trained + 1
+  local n = math.min(p.trained, P.QUALITY_WINDOW)
+  p.mae = p.mae + (math.abs(mixed - actual) - p.mae) / n
+  p.naive_mae = p.naive_mae + (math.abs(forecast[1] - actual) - p.naive_mae) / n
+  p.seasonal_mae = p.seasonal_mae + (math.abs(forecast[2] - actual) - p.seasonal_mae) / n
+  for i = 1, P.N do
+    local loss = math.abs(forecast[i] - actual) / (actual + 1.0)
+    p.losses[i] = forgetting * p.losses[i] + loss
+    s.losses[i] = P.TRACK_FORGETTING * s.losses[i] + loss
+  end
+end
+
+-- the track's level and first play (popularity.Series; its ring is read slot by slot)
+function P.load_series(key)
+  local raw = redis.call('HMGET', key, 'pf', 'lo', 'lv', 'lr', 'k1', 'k2', 'k3', 'k4')
+  local s = {first = P.number(raw[1], -1), origin = P.number(raw[2], -1),
+             level = P.number(raw[3], 0.0), recent = P.number(raw[4], 0.0), losses = {}}
+  for i = 1, P.N do s.losses[i] = P.number(raw[4 + i], 0.0) end
+  return s
+end
+
+-- a ring slot: window, plays (-1, 0 when empty or not "window:plays")
+function P.ring_slot(key, slot)
+  local w, n = string.match(redis.call('HGET', key, 'q' .. slot) or '', '^(%-?%d+):(%d+)$')
+  if w == nil then return -1, 0 end
+  return tonumber(w), tonumber(n)
+end
+
+-- one play at ts in window (Series.add)
+function P.series_add(key, s, ts, share, window, days)
+  if s.first < 0 then s.first = ts else s.first = math.min(s.first, ts) end
+  if s.origin < 0 then
+    s.origin = ts
+  elseif ts - s.origin > P.RESCALE * P.RECENT_HALF_LIFE then
+    s.level = s.level * P.p2(-P.RESCALE * P.RECENT_HALF_LIFE / P.LEVEL_HALF_LIFE)
+    s.recent = s.recent * P.p2(-P.RESCALE)
+    s.origin = s.origin + P.RESCALE * P.RECENT_HALF_LIFE
+  end
+  s.level = s.level + P.p2((ts - s.origin) / P.LEVEL_HALF_LIFE) / share
+  s.recent = s.recent + P.p2((ts - s.origin) / P.RECENT_HALF_LIFE) / share
+  redis.call('HSET', key, 'pf', string.format('%d', s.first), 'lo', string.format('%d', s.origin),
+             'lv', num(s.level), 'lr', num(s.recent))
+  if days > 0 then
+    local slot = window % days
+    local w, n = P.ring_slot(key, slot)
+    if w == window then
+      redis.call('HSET', key, 'q' .. slot, string.format('%d:%d', window, n + 1))
+    elseif w < window then
+      redis.call('HSET', key, 'q' .. slot, string.format('%d:1', window))
     end
   end
-  local y, m = {}, {}
-  for i = 1, N do
-    local s = b[i]
-    for k = 1, i - 1 do s = s - l[i][k] * y[k] end
-    y[i] = s / l[i][i]
-  end
-  for i = N, 1, -1 do
-    local s = y[i]
-    for k = i + 1, N do s = s - l[k][i] * m[k] end
-    m[i] = s / l[i][i]
-  end
-  return m
 end
 
-local function correction(a, b, x)
-  local m, c = solve(a, b), 0.0
-  for i = 1, N do c = c + m[i] * x[i] end
-  if c ~= c or c == math.huge or c == -math.huge then return 0.0 end
-  return math.max(-MAX_CORRECTION, math.min(MAX_CORRECTION, c))
+-- plays per average hour as of now, over the last day or (recent) hours (Series.rate)
+function P.series_rate(s, now, recent)
+  if s.origin < 0 then return 0.0 end
+  now = math.max(now, s.origin)
+  local half, total = P.LEVEL_HALF_LIFE, s.level
+  if recent then half, total = P.RECENT_HALF_LIFE, s.recent end
+  local life = 1.0 - P.p2(-(now - s.first) / half)
+  local exposure = math.max(1.0, half / P.HOUR_MS / math.log(2.0) * life)
+  return total * P.p2(-(now - s.origin) / half) / exposure
 end
 
--- the model as stored: {trained, mae, naive_mae, a[10], b[4]}
-local function load_forecaster(key)
-  local raw = redis.call('HMGET', key, 'trained', 'mae', 'naive_mae', 'a', 'b')
-  local model = {trained = tonumber(raw[1] or '0'), mae = tonumber(raw[2] or '0'),
-                 naive_mae = tonumber(raw[3] or '0'), a = {}, b = {}}
-  local i = 1
-  for v in string.gmatch(raw[4] or '', '[^,]+') do model.a[i] = tonumber(v); i = i + 1 end
-  i = 1
-  for v in string.gmatch(raw[5] or '', '[^,]+') do model.b[i] = tonumber(v); i = i + 1 end
-  for k = #model.a + 1, N * (N + 1) / 2 do model.a[k] = 0.0 end
-  for k = #model.b + 1, N do model.b[k] = 0.0 end
-  return model
+-- naive, seasonal naive, level and recent level forecasts of window + 1 (popularity.experts)
+function P.forecast_experts(key, p, s, ts, window, window_ms, current, previous)
+  local elapsed = math.min(1.0, math.max(0.0, (ts - window * window_ms + 1) / window_ms))
+  local naive = current + previous * (1.0 - elapsed)
+  local nxt = window + 1
+  local seasonal = naive
+  local days = P.day_windows(window_ms)
+  if days > 0 then
+    local w, n = P.ring_slot(key, nxt % days)
+    if w == nxt - days then
+      seasonal = n
+    elseif s.first >= 0 and s.first <= (nxt - days) * window_ms then
+      seasonal = 0.0
+    end
+  end
+  local scale = window_ms / P.HOUR_MS
+  local rate = P.series_rate(s, ts, false)
+  local expected = rate * P.profile_share(p, P.hour_of((window - 1) * window_ms), ts) * scale
+  local boost = math.max(0.0, (previous + 1.0) / (expected + 1.0) - 1.0) * 0.5 ^ scale
+  local ahead = P.profile_share(p, P.hour_of(nxt * window_ms), ts) * scale
+  return {naive, seasonal, rate * ahead * (1.0 + boost), P.series_rate(s, ts, true) * ahead}
 end
 
--- one delayed label: a complete window (current), the one before it, and the plays of
--- the one after it (PopularityModel.learn_one)
-local function learn_forecaster(key, model, current, previous, next_plays, forgetting, window)
-  local base, x = forecast_features(current, previous, 1.0)
-  local forecast = base
-  if model.trained > 0 then
-    forecast = math.max(0.0, math.exp(log1p(base) + correction(model.a, model.b, x)) - 1)
+-- the track's forecasts the low watermark and this event have passed by a whole window,
+-- learnt once each (oldest first): the watermark counts a batch's newest times before the
+-- batch is applied, so the windows just behind it may still be counting
+function P.learn_labels(key, p, s, window, low_window, forgetting)
+  if low_window == nil then return false end
+  local fields = {}
+  for x = window - P.LABELS_BEHIND, window + 1 do
+    fields[#fields + 1] = x .. ':fc'
+    fields[#fields + 1] = x .. ':plays'
   end
-  local n = math.min(model.trained + 1, window)
-  model.mae = model.mae + (math.abs(forecast - next_plays) - model.mae) / n
-  model.naive_mae = model.naive_mae + (math.abs(current - next_plays) - model.naive_mae) / n
-  local scale = (current + 1.0) ^ 0.25
-  local target = (log1p(next_plays) - log1p(base)) * scale
-  for i = 1, N do x[i] = x[i] * scale end
-  for i = 1, N do
-    for j = i, N do model.a[at(i, j)] = forgetting * model.a[at(i, j)] + x[i] * x[j] end
-    model.b[i] = forgetting * model.b[i] + x[i] * target
+  local raw = redis.call('HMGET', key, unpack(fields))
+  local learnt = false
+  for i = 0, P.LABELS_BEHIND + 1 do
+    local x = window - P.LABELS_BEHIND + i
+    local fc = raw[2 * i + 1]
+    if fc and x < math.min(low_window, window) - 1 then
+      local f = {}
+      for v in string.gmatch(fc, '[^,]+') do f[#f + 1] = tonumber(v) end
+      if #f == P.N then
+        P.profile_learn(p, s, f, P.number(raw[2 * i + 2], 0), forgetting)
+        learnt = true
+      end
+      redis.call('HDEL', key, x .. ':fc')
+    end
   end
-  model.trained = model.trained + 1
-  local a, b = {}, {}
-  for i, v in ipairs(model.a) do a[i] = string.format('%.17g', v) end
-  for i, v in ipairs(model.b) do b[i] = string.format('%.17g', v) end
-  redis.call('HSET', key, 'trained', model.trained, 'mae', string.format('%.17g', model.mae),
-             'naive_mae', string.format('%.17g', model.naive_mae),
-             'a', table.concat(a, ','), 'b', table.concat(b, ','))
+  if learnt then
+    redis.call('HSET', key, 'k1', num(s.losses[1]), 'k2', num(s.losses[2]), 'k3', num(s.losses[3]),
+               'k4', num(s.losses[4]))
+  end
+  return learnt
+end
+
+function P.save_quality(key, p)
+  redis.call('HSET', key, 'l1', num(p.losses[1]), 'l2', num(p.losses[2]), 'l3', num(p.losses[3]),
+             'l4', num(p.losses[4]), 'trained', p.trained, 'mae', num(p.mae),
+             'naive_mae', num(p.naive_mae), 'seasonal_mae', num(p.seasonal_mae))
 end

@@ -19,7 +19,8 @@
 --    mean, the tail's threshold and mean excess; the listener's burst share;
 --    track reference size, per track feature: the same; the track's listens, suspicion,
 --    verdict last published;
---    forecaster: trained, mae, naive_mae, a x10, b x4,
+--    forecaster: trained, mae, naive_mae, seasonal_mae, the experts' forecasts of the
+--      track's next window (naive, seasonal, level, recent) and their weights,
 --    account: listens, group, group hash, verdict last published, the group's track's;
 --    segment} (floats as strings)
 --   status 1: applied now; 2: applied before by another record read (a replay);
@@ -554,18 +555,37 @@ for _, v in ipairs({num(tev.p), num(tev.s), track_marker, redis.call('HGET', met
   out[#out + 1] = v
 end
 
--- the popularity forecaster learns the delayed label of the window this event closed
-local model = load_forecaster(forecaster)
-if status == 1 and rolled >= 0 then
-  -- counts 13-18: the window that closed (r); 19-24: the one before it; 25-30: before that
-  learn_forecaster(forecaster, model, counts[19], counts[25], counts[13], forgetting, 1000)
+-- the popularity forecaster (forecaster.lua): a play teaches the tenant's profile and the
+-- track's level; the track's forecasts the low watermark has passed are learnt once; the
+-- experts forecast the next window, and that forecast waits for its label
+local pop = {profile = P.load_profile(forecaster), series = P.load_series(meta)}
+if status == 1 then
+  if kind == 'play' and not late_track and not early then
+    P.profile_add(forecaster, pop.profile, ts)
+    P.series_add(meta, pop.series, ts, P.profile_share(pop.profile, P.hour_of(ts), ts), window,
+                 P.day_windows(window_ms))
+  end
+  if P.learn_labels(meta, pop.profile, pop.series, window, low_window, forgetting) then
+    P.save_quality(forecaster, pop.profile)
+  end
   redis.call('EXPIRE', forecaster, state_ttl)
 end
-out[#out + 1] = model.trained
-out[#out + 1] = num(model.mae)
-out[#out + 1] = num(model.naive_mae)
-for _, v in ipairs(model.a) do out[#out + 1] = num(v) end
-for _, v in ipairs(model.b) do out[#out + 1] = num(v) end
+-- counts 1-6: the event's window; 7-12: the one before it
+pop.experts = P.forecast_experts(meta, pop.profile, pop.series, ts, window, window_ms, counts[1],
+                                 counts[7])
+if status == 1 and not late_track and not early and (low_window == nil or window + 1 >= low_window - 1) then
+  local text = {}
+  for i, v in ipairs(pop.experts) do text[i] = num(v) end
+  redis.call('HSET', meta, (window + 1) .. ':fc', table.concat(text, ','))
+  redis.call('EXPIRE', meta, state_ttl)
+end
+pop.weights = P.hedge_weights(pop.profile, pop.series, forgetting)
+for _, v in ipairs({pop.profile.trained, num(pop.profile.mae), num(pop.profile.naive_mae),
+                    num(pop.profile.seasonal_mae)}) do
+  out[#out + 1] = v
+end
+for _, v in ipairs(pop.experts) do out[#out + 1] = num(v) end
+for _, v in ipairs(pop.weights) do out[#out + 1] = num(v) end
 local group_marker = ''
 if a_g ~= '' then group_marker = redis.call('HGET', track_prefix .. a_g, 'tm') or '' end
 for _, v in ipairs({a_n, a_g, string.format('%d', a_h), published, group_marker}) do
