@@ -560,15 +560,18 @@ end
 -- experts forecast the next window, and that forecast waits for its label
 local pop = {profile = P.load_profile(forecaster), series = P.load_series(meta)}
 if status == 1 then
+  local written = false
   if kind == 'play' and not late_track and not early then
     P.profile_add(forecaster, pop.profile, ts)
     P.series_add(meta, pop.series, ts, P.profile_share(pop.profile, P.hour_of(ts), ts), window,
                  P.day_windows(window_ms))
+    written = true
   end
   if P.learn_labels(meta, pop.profile, pop.series, window, low_window, forgetting) then
     P.save_quality(forecaster, pop.profile)
+    written = true
   end
-  redis.call('EXPIRE', forecaster, state_ttl)
+  if written then redis.call('EXPIRE', forecaster, state_ttl) end
 end
 -- counts 1-6: the event's window; 7-12: the one before it
 pop.experts = P.forecast_experts(meta, pop.profile, pop.series, ts, window, window_ms, counts[1],
@@ -576,8 +579,7 @@ pop.experts = P.forecast_experts(meta, pop.profile, pop.series, ts, window, wind
 if status == 1 and not late_track and not early and (low_window == nil or window + 1 >= low_window - 1) then
   local text = {}
   for i, v in ipairs(pop.experts) do text[i] = num(v) end
-  redis.call('HSET', meta, (window + 1) .. ':fc', table.concat(text, ','))
-  redis.call('EXPIRE', meta, state_ttl)
+  redis.call('HSET', meta, (window + 1) .. ':fc', table.concat(text, ','))  -- meta renewed above
 end
 pop.weights = P.hedge_weights(pop.profile, pop.series, forgetting)
 for _, v in ipairs({pop.profile.trained, num(pop.profile.mae), num(pop.profile.naive_mae),
