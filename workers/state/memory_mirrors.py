@@ -138,7 +138,8 @@ def forecast_popularity(
         previous=previous,
     )
     if teach and (low_window is None or u.window + 1 >= low_window - 1):
-        meta[f"{u.window + 1}:fc"] = ",".join(format(v, ".17g") for v in forecast)
+        # six significant digits, as listening.lua keeps them (a compact hash value)
+        meta[f"{u.window + 1}:fc"] = ",".join(format(v, ".6g") for v in forecast)
     return ForecasterStats(
         trained=profile.trained,
         mae=profile.mae,

@@ -577,8 +577,10 @@ end
 pop.experts = P.forecast_experts(meta, pop.profile, pop.series, ts, window, window_ms, counts[1],
                                  counts[7])
 if status == 1 and not late_track and not early and (low_window == nil or window + 1 >= low_window - 1) then
+  -- six significant digits: the field stays under Redis's 64-byte listpack value, so the
+  -- track's hash stays compact (a longer value converts all of it to a hash table)
   local text = {}
-  for i, v in ipairs(pop.experts) do text[i] = num(v) end
+  for i, v in ipairs(pop.experts) do text[i] = string.format('%.6g', v) end
   redis.call('HSET', meta, (window + 1) .. ':fc', table.concat(text, ','))  -- meta renewed above
 end
 pop.weights = P.hedge_weights(pop.profile, pop.series, forgetting)
