@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import orjson
+import pytest
 
 from workers.core.records import AUDIO_CHUNKS, LISTENING_EVENTS, Record
 from workers.core.schemas import SCHEMAS
@@ -21,6 +23,16 @@ OUTPUT_SCHEMAS = {
     "predictions.tags": "prediction.tags",
     "predictions.recommendations": "prediction.recommendations",
 }
+
+
+def needs(available: bool, what: str, install: str) -> None:
+    """Skip a test whose outside program is missing, except under ``CI=true``: .ci/run
+    installs every one, and a missing one must fail the run, not let it pass by skipping."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} missing in CI ({install})")
+    pytest.skip(f"{what} not installed ({install})")
 
 
 def tone(

@@ -4,16 +4,15 @@ Kubernetes schemas, and cross-checks against the settings and the contract."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
+from tests.helpers import needs
 from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS
 from workers.runtime.settings import Settings
 
@@ -25,9 +24,7 @@ SETTING_VARS = {f"WORKERS_{name.upper()}" for name in Settings.model_fields}
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+        needs(False, "promtool", "apt-get install prometheus")
     return found
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pytest
 
-from tests.helpers import event_body, schema_error
+from tests.helpers import event_body, needs, schema_error
 from tests.integration.conftest import start_worker
 from workers.core.records import (
     AUDIO_CHUNKS,
@@ -27,7 +27,12 @@ from workers.dev.client import Collector, audio_headers, pcm_bytes, start_produc
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess, metric_value
 
-pytestmark = pytest.mark.skipif(not corpus.available(), reason="needs sox and espeak-ng")
+
+@pytest.fixture(scope="module", autouse=True)
+def _renderers() -> None:
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
+
+
 SR = 22050
 NOW = int(time.time() * 1000)
 #: new ids (listeners, tracks, streams) a tenant may create a day in this module

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import os
 import shutil
 import subprocess
 import time
@@ -20,7 +19,7 @@ import orjson
 import pytest
 import yaml
 
-from tests.helpers import event_body
+from tests.helpers import event_body, needs
 from workers.core.records import LISTENING_EVENTS
 from workers.dev.client import start_producer
 from workers.dev.stack import Stack, free_port, stop_process, wait_for_port
@@ -33,9 +32,7 @@ ALERTS = Path(__file__).resolve().parents[2] / "deploy/prometheus/alerts.yml"
 def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus")
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("prometheus missing: .ci/run installs Debian's prometheus package")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
+        needs(False, "prometheus", "apt-get install prometheus")
     shutil.copy(ALERTS, tmp_path / "alerts.yml")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError
 
-from tests.helpers import event_body, self_signed, tone
+from tests.helpers import event_body, needs, self_signed, tone
 from tests.integration.conftest import (
     scored_refs,
     start_worker,
@@ -70,7 +70,7 @@ def tls_redis_binary() -> Path | None:
 async def test_worker_on_tls_redis_as_a_per_tenant_acl_user(stack: Stack, tmp_path: Path) -> None:
     binary = tls_redis_binary()
     if binary is None:
-        pytest.skip("no redis-server built with TLS on PATH (Debian's redis-server has it)")
+        needs(False, "a redis-server built with TLS", "Debian's redis-server has it")
     cert, key = self_signed(tmp_path)
     redis = RedisServer(tls=(cert, key), extra_args=["--requirepass", ADMIN], binary=binary)
     redis.start(tmp_path / "redis.log", tmp_path)

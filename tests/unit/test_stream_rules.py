@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-import pytest
 
-from tests.helpers import chunk_record
+from tests.helpers import chunk_record, needs
 from workers.dev import corpus
 from workers.pipeline.audio import AudioStep
 from workers.state import MemoryStore
@@ -53,8 +52,8 @@ def test_a_noise_burst_in_a_tonal_stream_names_its_rule() -> None:
     assert out[-1]["is_anomaly"] and "noise_burst" in out[-1]["reasons"]  # type: ignore[operator]
 
 
-@pytest.mark.skipif(not corpus.available(), reason="sox and espeak-ng render the corpus")
 def test_rendered_speech_pauses_are_not_dropouts_and_cuts_are() -> None:
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
     from workers.core.audio import quality_flags
     from workers.dev.benchmarks.audio_corpus import _old_dropout
 

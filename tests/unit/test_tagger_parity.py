@@ -6,11 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import needs
 from workers.core.tagging import TagModel, patches_of
 from workers.dev import corpus
 from workers.dev.benchmarks.tagger_reference import reference_model, reference_patches
 
-pytestmark = pytest.mark.skipif(not corpus.available(), reason="needs sox and espeak-ng")
+
+@pytest.fixture(scope="module", autouse=True)
+def _renderers() -> None:
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
+
+
 CLIPS = [("music", 0), ("music", 1), ("music", 2), ("speech", 0), ("speech", 3)]
 
 
