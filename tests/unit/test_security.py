@@ -102,8 +102,11 @@ def test_secrets_never_show(caplog: pytest.LogCaptureFixture) -> None:
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_sasl_username="fleet",
         kafka_sasl_password=PASSWORD,
-        snapshot_keys=f"k1:{PASSWORD}",
+        audit_key=PASSWORD,
     )
+    # each secret was taken, not ignored as an unknown setting
+    assert settings.audit_key is not None and settings.audit_key.get_secret_value() == PASSWORD
+    assert settings.kafka_sasl_password is not None
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("workers").info("settings %s %r", settings, settings)
         logging.getLogger("workers").info("credentials %r", faust_credentials(settings))
