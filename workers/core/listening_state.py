@@ -132,15 +132,13 @@ class ListeningState:
     """The state after one event: the user's and the track's current and previous windows.
 
     ``rolled_from`` is the window the track had before this event opened a newer one
-    (else -1); then ``closed`` holds that window and the two before it, the delayed
-    label for the popularity model.
+    (else -1).
     """
 
     user: UserState
     current: WindowCounts
     previous: WindowCounts
     rolled_from: int
-    closed: tuple[WindowCounts, WindowCounts, WindowCounts] | None
     #: the same record seen again (after a crash): nothing was applied twice
     replay: bool = False
     #: the event was later than the lateness bound (its track window was already gone, or

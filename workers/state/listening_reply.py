@@ -70,20 +70,19 @@ def decode_listening(reply: Sequence[Any]) -> ListeningState | Refused:
         return Refused(_REFUSALS.get(why, Reason.STATE_ERROR), _text(reply[2]))
     flags = int(reply[1])
     width, n_user = len(COUNTS), len(USER_FIELDS)
-    ints = [int(v) for v in reply[2 : 2 + n_user + 24 + 2 + 5 * width]]
+    ints = [int(v) for v in reply[2 : 2 + n_user + 24 + 2 + 2 * width]]
     user_values, rest = ints[:n_user], ints[n_user:]
     hours, rest = tuple(rest[:24]), rest[24:]
     distinct, rolled, rest = rest[0], rest[1], rest[2:]
-    counts = [WindowCounts(*rest[i : i + width]) for i in range(0, 5 * width, width)]
+    counts = [WindowCounts(*rest[i : i + width]) for i in range(0, 2 * width, width)]
     counters: dict[str, Any] = dict(zip(USER_FIELDS, user_values, strict=True))
     user = UserState(hours=hours, distinct_tracks=distinct, **counters)
-    models = reply[2 + n_user + 24 + 2 + 5 * width :]
+    models = reply[2 + n_user + 24 + 2 + 2 * width :]
     return ListeningState(
         user=user,
         current=counts[0],
         previous=counts[1],
         rolled_from=rolled,
-        closed=(counts[2], counts[3], counts[4]) if rolled >= 0 else None,
         replay=status == REPLAY,
         late=bool(flags & LATE),
         early=bool(flags & EARLY),

@@ -176,7 +176,7 @@ class MemoryStore:
             self.sets[keys.user_tracks(t, uid)].count(),
             rolled,
         ]
-        for window in (u.window, u.window - 1, rolled, rolled - 1, rolled - 2):
+        for window in (u.window, u.window - 1):
             reply.extend(int(meta.get(f"{window}:{c}", 0)) for c in COUNTS)
         state = decode_listening(reply)
         assert isinstance(state, ListeningState)

@@ -14,7 +14,7 @@
 -- forecaster.lua, segments.lua).
 -- Returns {0, why, detail} when refused (why: duplicate | erased | quota | state), else
 --   {status, flags, user fields..., hours 0-23, distinct_tracks, rolled_from,
---    counts(w), counts(w-1), counts(r), counts(r-1), counts(r-2),
+--    counts(w), counts(w-1),
 --    listener reference size, per listener feature: value (shrunk), members at or above it,
 --    mean, the tail's threshold and mean excess; the listener's burst share;
 --    track reference size, per track feature: the same; the track's listens, suspicion,
@@ -450,7 +450,7 @@ local distinct = redis.call('PFCOUNT', user_tracks)
 out[#out + 1] = distinct
 out[#out + 1] = rolled
 local windows = {}
-for _, w in ipairs({window, window - 1, rolled, rolled - 1, rolled - 2}) do
+for _, w in ipairs({window, window - 1}) do
   for _, c in ipairs(COUNTS) do windows[#windows + 1] = w .. ':' .. c end
 end
 local counts = redis.call('HMGET', meta, unpack(windows))
