@@ -173,8 +173,7 @@ class Profile:
         total = 0.0
         for v in self.hours:
             total = total + v
-        life = 1.0 - _p2(-(now - self.origin) / PROFILE_HALF_LIFE_MS)
-        observed = PROFILE_HALF_LIFE_MS / HOUR_MS / math.log(2.0) * life
+        observed = PROFILE_HALF_LIFE_MS / HOUR_MS / math.log(2.0) * (1.0 - f)
         if total <= 0.0 or observed <= 0.0:
             return 1.0
         mean = total * f / observed

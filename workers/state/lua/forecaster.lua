@@ -92,8 +92,7 @@ function P.profile_share(p, hour, now)
   local f = P.p2(-(now - p.origin) / P.PROFILE_HALF_LIFE)
   local total = 0.0
   for h = 1, 24 do total = total + p.hours[h] end
-  local life = 1.0 - P.p2(-(now - p.origin) / P.PROFILE_HALF_LIFE)
-  local observed = P.PROFILE_HALF_LIFE / P.HOUR_MS / math.log(2.0) * life
+  local observed = P.PROFILE_HALF_LIFE / P.HOUR_MS / math.log(2.0) * (1.0 - f)
   if total <= 0.0 or observed <= 0.0 then return 1.0 end
   local mean = total * f / observed
   return (p.hours[hour + 1] * f + mean) / (P.exposure(p, hour, now) + 1.0) / mean
