@@ -36,7 +36,7 @@ the origin moves forward by 256 half-lives when a sum would grow past ``2^256``.
 ``state/lua/forecaster.lua`` is the same computation in Lua, on the same hash fields; the
 store contract tests compare the two stores event by event.
 
->>> profile, series = Profile.create(), Series()
+>>> profile, series = Profile(), Series()
 >>> for hour in range(24):
 ...     for _ in range(2 if hour >= 18 else 1):  # evenings play twice as much
 ...         ts = hour * HOUR_MS
@@ -126,10 +126,6 @@ class Profile:
     mae: float = 0.0
     naive_mae: float = 0.0
     seasonal_mae: float = 0.0
-
-    @classmethod
-    def create(cls) -> Profile:
-        return cls()
 
     def add(self, ts: int) -> None:
         """One play at ``ts``."""
@@ -312,10 +308,6 @@ class PopularityModel:
     naive_mae: float = 0.0
     seasonal_mae: float = 0.0
     version: str = VERSION
-
-    @classmethod
-    def create(cls) -> PopularityModel:
-        return cls()
 
     def predict(self) -> float:
         return max(0.0, combine(self.forecast, self.weights))
