@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,19 @@ def test_the_contract_page_covers_topics_codes_and_endpoints() -> None:
     for text in READMES.values():
         assert "docs/contract.md" in text
         assert "docs/architecture.md" in text
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """CI's script parses, and what it finally runs is the README's test command."""
+    script = ROOT / ".ci" / "run"
+    parsed = subprocess.run(
+        ["bash", "-n", str(script)], check=False, capture_output=True, text=True
+    )
+    assert parsed.returncode == 0, parsed.stderr
+    commands = [
+        line.strip()
+        for line in script.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert commands[-1] == "make test"
+    assert any("make test" in body for _, body in code_blocks(READMES["en"]))
