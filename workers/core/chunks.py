@@ -24,6 +24,7 @@ from workers.core.audio import (
     StreamingExtractor,
     StreamState,
     downmix,
+    noisiest,
     quality_flags,
     resample,
 )
@@ -83,6 +84,7 @@ AUDIO_MODEL_FEATURES = (
     "spectral_flatness",
     "onset_strength",
     "lufs_momentary",
+    "burst_flatness",
     *(f"contrast_{i:02d}" for i in range(7)),
     *(f"mfcc_{i:02d}" for i in range(13)),
 )
@@ -232,15 +234,23 @@ BURST_DB = 1.0
 #: ...and noisier than its recent sound: its zero-crossing rate or spectral flatness this
 #: many recent deviations above the stream's mean
 BURST_SIGMAS = 4.0
-_RMS, _ZCR, _FLATNESS = (
-    AUDIO_MODEL_FEATURES.index(name) for name in ("rms_db", "zcr", "spectral_flatness")
+#: or its noisiest 100 ms (``noisiest``) are this many recent deviations flatter than the
+#: stream's usually are, flatter than this (a tonal sound stays far below), and at least as
+#: loud as the stream's recent level: a burst too short to move the chunk's means
+NOISY_FLATNESS = 0.1
+_RMS, _ZCR, _FLATNESS, _BURST = (
+    AUDIO_MODEL_FEATURES.index(name)
+    for name in ("rms_db", "zcr", "spectral_flatness", "burst_flatness")
 )
 
 
-def stream_rules(flags: Mapping[str, bool], x: np.ndarray, context: StreamContext) -> list[str]:
+def stream_rules(
+    flags: Mapping[str, bool], x: np.ndarray, context: StreamContext, *, burst_db: float
+) -> list[str]:
     """The rules that fire on a chunk judged against the stream's recent sound: dead air in
     a stream that was loud (a quiet intro is not), a burst of noise in one that was sounding
-    but not noisy (sound starting after a quiet intro is not)."""
+    but not noisy (sound starting after a quiet intro is not). ``burst_db``: the level of
+    the chunk's noisiest 100 ms, whose flatness is ``x``'s ``burst_flatness``."""
     if context.n < CONTEXT_MIN:
         return []
     fired = []
@@ -251,7 +261,12 @@ def stream_rules(flags: Mapping[str, bool], x: np.ndarray, context: StreamContex
     noisier = any(
         x[i] > context.mean[i] and deviations[i] >= BURST_SIGMAS for i in (_ZCR, _FLATNESS)
     )
-    if level > LOUD_DB and x[_RMS] > level + BURST_DB and noisier:
+    noisy_stretch = (
+        x[_BURST] > max(NOISY_FLATNESS, context.mean[_BURST])
+        and deviations[_BURST] >= BURST_SIGMAS
+        and burst_db >= level
+    )
+    if level > LOUD_DB and ((x[_RMS] > level + BURST_DB and noisier) or noisy_stretch):
         fired.append("noise_burst")
     return fired
 
@@ -292,10 +307,12 @@ def analyse_chunk(
     if flags["seq_gap"]:  # never splice audio across a gap: restart framing and filters
         state = StreamState(seq=state.seq)
         resamplers.reset(key)
-    mono = resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
+    native = downmix(samples)
+    mono = resamplers.process(key, native, sr_in=headers.sample_rate)
     state, features = extractor.step(state, mono)
+    features["burst_flatness"], features["burst_db"] = noisiest(native, sr=headers.sample_rate)
     x = np.array([features[name] for name in AUDIO_MODEL_FEATURES])
-    fired = stream_rules(flags, x, memory.context)
+    fired = stream_rules(flags, x, memory.context, burst_db=features["burst_db"])
     faults = [name for name in AUDIO_FAULTS if flags[name]] + fired
     context = copy.deepcopy(memory.context)
     verdict = context.judge(x)
@@ -357,6 +374,7 @@ def warm_up(extractor: StreamingExtractor) -> None:
     noise = np.random.default_rng(0).standard_normal((22050, 2)).astype(np.float32) * 0.1
     for sr in (44100, 48000, 16000):
         quality_flags(noise, sr=sr)
+        noisiest(downmix(noise), sr=sr)
         mono = resample(downmix(noise), sr_in=sr, sr_out=extractor.sr)
         state, _ = extractor.step(StreamState(), mono)
         StreamState.from_bytes(state.to_bytes())

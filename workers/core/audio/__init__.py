@@ -10,7 +10,7 @@
 
 from workers.core.audio.decode import decode_pcm, downmix
 from workers.core.audio.features import FEATURE_NAMES, BlockExtractor
-from workers.core.audio.quality import quality_flags
+from workers.core.audio.quality import noisiest, quality_flags
 from workers.core.audio.resample import resample
 from workers.core.audio.streaming import StreamingExtractor, StreamState, extract
 
@@ -22,6 +22,7 @@ __all__ = [
     "decode_pcm",
     "downmix",
     "extract",
+    "noisiest",
     "quality_flags",
     "resample",
 ]

@@ -23,6 +23,7 @@ __all__ = [
     "SILENCE_DBFS",
     "abrupt_gap",
     "longest_run",
+    "noisiest",
     "quality_flags",
     "rate_mismatch",
 ]
@@ -46,6 +47,11 @@ RATE_FLOOR_DB = 90.0
 #: ...below this fraction of the declared Nyquist frequency was resampled up from a lower rate.
 RATE_CUTOFF_SHARE = 0.55
 _RATE_FFT = 8192
+#: Sub-blocks: the chunk is cut into blocks of SUB_MS at its own rate, and its noisiest
+#: stretch is the NOISY_BLOCKS flattest audible ones (100 ms in all)
+SUB_MS, NOISY_BLOCKS = 20.0, 5
+#: a sub-block quieter than this RMS (−60 dBFS) is silence: its flatness means nothing
+AUDIBLE_RMS = 1e-3
 
 
 def _runs(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
@@ -90,6 +96,37 @@ def abrupt_gap(mono: npt.NDArray[np.float32], quiet: npt.NDArray[np.bool_], *, s
         ):
             return True
     return False
+
+
+def noisiest(mono: npt.NDArray[np.float32], *, sr: int) -> tuple[float, float]:
+    """(flatness, dBFS) of the chunk's noisiest 100 ms: the spectral flatness its
+    ``NOISY_BLOCKS`` flattest audible 20 ms sub-blocks all reach, and their RMS.
+
+    Measured at the chunk's own rate, before resampling: a burst of noise fills the whole
+    band, which a 16 kHz stream resampled to the model's rate leaves empty at the top, and
+    a 100 ms burst inside a 500 ms chunk is not diluted by the chunk's other 400 ms.
+
+    >>> sr = 16000
+    >>> t = np.arange(sr // 2) / sr
+    >>> tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    >>> noisy = tone.copy()
+    >>> noisy[1000:3000] += np.random.default_rng(0).uniform(-0.5, 0.5, 2000).astype(np.float32)
+    >>> [round(noisiest(x, sr=sr)[0], 2) for x in (tone, noisy)]
+    [0.0, 0.38]
+    """
+    size = int(SUB_MS * sr / 1000)
+    count = mono.shape[0] // size if size else 0
+    if count < NOISY_BLOCKS:
+        return 0.0, -200.0
+    blocks = mono[: count * size].reshape(count, size).astype(np.float64)
+    rms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks) / size)
+    power = np.abs(np.fft.rfft(blocks * np.hanning(size), axis=1)) ** 2
+    power = np.maximum(power, 1e-20)
+    flatness = np.exp(np.log(power).mean(axis=1)) / power.mean(axis=1)
+    flatness = np.where(rms > AUDIBLE_RMS, flatness, 0.0)
+    flattest = np.argpartition(flatness, count - NOISY_BLOCKS)[count - NOISY_BLOCKS :]
+    level = float(np.sqrt(np.mean(np.square(rms[flattest]))))
+    return float(flatness[flattest].min()), 20.0 * float(np.log10(max(level, 1e-10)))
 
 
 def longest_run(mask: npt.NDArray[np.bool_]) -> int:

@@ -67,7 +67,7 @@ SCALE = 4.0
 #: no alarm below this score (top deviations of ~2.8 standard deviations), however steady
 #: the stream: its own quantile alone would flag the top ``alarm_rate`` of a perfect stream
 ALARM_FLOOR = 0.5
-VERSION = "stream-context-v1"
+VERSION = "stream-context-v2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +191,8 @@ def load_context(blob: bytes, *, names: tuple[str, ...] = ()) -> StreamContext:
         arrays.append(np.frombuffer(blob, dtype="<f8", count=size, offset=offset).copy())
         offset += size * 8
     mean, var, scores = arrays
+    if names and width != len(names):  # saved before the features changed: learn anew
+        return StreamContext.empty(len(names), alarm_rate=alarm_rate, names=names)
     return StreamContext(
         n=n,
         mean=mean,
