@@ -71,3 +71,24 @@ def test_popularity_beats_naive_and_the_seasonal_models_on_held_out_charts() -> 
     assert result["best_trivial"] == "naive"
     assert result["gain_vs_best_trivial"] >= 0.03  # 0.066
     assert mae["model"] < min(mae["seasonal"], mae["holt-winters"], mae["snarimax"])
+
+
+def test_audio_faults_are_found_in_the_held_out_corpus() -> None:
+    """The held-out half of the sox and espeak-ng corpus (other instruments, voices and
+    faults than the thresholds were set on) through the production audio step."""
+    from tests.helpers import needs
+    from workers.dev import corpus
+    from workers.dev.benchmarks import audio_corpus
+
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
+    chunks = list(corpus.chunks(streams=24, seconds=20.0, seed=1, first=24))
+    result = asyncio.run(audio_corpus.evaluate(chunks))
+    recall, false_flags = result["recall"], result["false_flags"]
+    assert result["faulty"] >= 100  # 123
+    assert recall["clipping"] == recall["dead_air"] == 1.0
+    assert recall["noise_burst"] >= 0.9  # 1.00 (0.58 before the sub-blocks)
+    assert recall["dropout"] >= 0.6  # 0.73: all in music, about half in speech
+    assert false_flags["music"] <= 0.01  # 0.0
+    assert false_flags["speech"] <= 0.02  # 0.012
+    assert max(result["model_alarms_on_clean"].values()) <= 0.01  # 0.0
+    assert result["roc_auc"] >= 0.93  # 0.960 (0.926 before)

@@ -52,6 +52,33 @@ def test_a_noise_burst_in_a_tonal_stream_names_its_rule() -> None:
     assert out[-1]["is_anomaly"] and "noise_burst" in out[-1]["reasons"]  # type: ignore[operator]
 
 
+def test_a_burst_too_short_to_move_the_chunks_means_is_seen_in_its_sub_blocks() -> None:
+    """100 ms of noise at a fifth of full scale in a 500 ms chunk of a louder chord: the
+    chunk's level and mean flatness barely move, its noisiest 100 ms do."""
+    noisy = _music(6)
+    start = SR // 5
+    noisy[start : start + SR // 10] += (
+        np.random.default_rng(1).uniform(-0.2, 0.2, SR // 10).astype(np.float32)
+    )
+    out = _run(_step(), "short", [_music(i) for i in range(6)] + [noisy])
+    assert not any(v["is_anomaly"] for v in out[:-1])
+    assert out[-1]["is_anomaly"] and "noise_burst" in out[-1]["reasons"]  # type: ignore[operator]
+
+
+def test_rendered_speech_has_no_noise_burst_until_one_is_added() -> None:
+    """espeak-ng's sibilants are flat too, but a stream learns how flat its sound gets."""
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
+    speech = corpus.speech(3, sr=SR, seconds=10.0)
+    chunks = [speech[i : i + SR // 2] for i in range(0, speech.size - SR // 2 + 1, SR // 2)]
+    burst = chunks[-1].copy()
+    burst[SR // 8 : SR // 8 + SR // 10] += (
+        np.random.default_rng(2).uniform(-0.5, 0.5, SR // 10).astype(np.float32)
+    )
+    out = _run(_step(), "voice", [*chunks, np.clip(burst, -1, 1)])
+    assert not any("noise_burst" in v["reasons"] for v in out[:-1])  # type: ignore[operator]
+    assert "noise_burst" in out[-1]["reasons"]  # type: ignore[operator]
+
+
 def test_rendered_speech_pauses_are_not_dropouts_and_cuts_are() -> None:
     needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
     from workers.core.audio import quality_flags
