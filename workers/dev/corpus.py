@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FAULTS", "CorpusChunk", "available", "chunks", "music", "speech"]
+__all__ = ["FAULTS", "CorpusChunk", "available", "chunks", "inject", "music", "speech"]
 
 FAULTS = ("dropout", "clipping", "dead_air", "noise_burst")
 SENTENCES = (
@@ -68,7 +68,7 @@ def _raw(inputs: list[str], effects: list[str], sr: int, data: bytes | None = No
 def music(index: int, *, sr: int, seconds: float = 20.0) -> Floats:
     """A chord sequence by sox: instrument, tempo, key and reverb vary with ``index``."""
     rng = np.random.default_rng(1000 + index)
-    instrument = INSTRUMENTS[index % len(INSTRUMENTS)]
+    instrument = INSTRUMENTS[(index // 2) % len(INSTRUMENTS)]  # clips alternate with speech
     beat = float(rng.choice([0.25, 0.4, 0.5, 0.75]))
     key = int(rng.integers(-12, 6))
     progression = [(0, 4, 7), (5, 9, 12), (7, 11, 14), (-3, 0, 4)]
@@ -89,8 +89,10 @@ def music(index: int, *, sr: int, seconds: float = 20.0) -> Floats:
 
 def speech(index: int, *, sr: int, seconds: float = 20.0) -> Floats:
     """Sentences spoken by espeak-ng, one after another, resampled to ``sr`` by sox."""
-    voice = VOICES[index % len(VOICES)]
-    rate = 140 if index % 2 else 175
+    # clips alternate with music: every voice at both speaking rates (and, in ``chunks``,
+    # at both sample rates)
+    voice = VOICES[(index // 2) % len(VOICES)]
+    rate = (175, 140)[(index // 16) % 2]
     parts: list[Floats] = []
     i = index
     while sum(p.size for p in parts) < seconds * sr:
@@ -114,7 +116,8 @@ class CorpusChunk:
     fault: str | None
 
 
-def _inject(chunk: Floats, fault: str, rng: np.random.Generator, sr: int) -> Floats:
+def inject(chunk: Floats, fault: str, rng: np.random.Generator, sr: int) -> Floats:
+    """A copy of ``chunk`` with one ``fault`` of ``FAULTS`` in it, placed by ``rng``."""
     out = chunk.copy()
     if fault == "dropout":  # digital zeros cut into the waveform, and back as abruptly
         # anywhere the sound is on (20 ms envelope above a fifth of its peak), any phase
@@ -152,7 +155,7 @@ def chunks(
         kind = "music" if i % 2 == 0 else "speech"
         # espeak-ng speaks at 22.05 kHz: declared at 44.1 kHz it would be upsampled audio,
         # which rate_mismatch rightly flags; speech streams stay at or below its rate
-        sr = (16000, 22050, 44100)[i % 3] if kind == "music" else (16000, 22050)[(i // 2) % 2]
+        sr = (16000, 22050, 44100)[i % 3] if kind == "music" else (16000, 22050)[(i // 8) % 2]
         samples = (
             music(i, sr=sr, seconds=seconds)
             if kind == "music"
@@ -168,5 +171,5 @@ def chunks(
             fault = None
             if seq >= 4 and rng.random() < fault_rate and float(np.abs(chunk).max()) > 0.05:
                 fault = str(rng.choice(FAULTS))
-                chunk = _inject(chunk, fault, rng, sr)
+                chunk = inject(chunk, fault, rng, sr)
             yield CorpusChunk(stream, kind, seq, sr, chunk, fault)

@@ -12,12 +12,13 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "ABRUPT_SHARE",
     "CLIP_LEVEL",
     "CLIP_RUN",
+    "CUT_SHARE",
     "DC_OFFSET",
     "DROPOUT_LEVEL",
     "DROPOUT_MS",
+    "EDGE_SHARE",
     "RATE_CUTOFF_SHARE",
     "RATE_FLOOR_DB",
     "SILENCE_DBFS",
@@ -36,11 +37,15 @@ CLIP_RUN = 3
 #: A run of digital silence at least this long inside otherwise audible audio is a dropout.
 DROPOUT_MS = 20.0
 DROPOUT_LEVEL = 1e-4
-#: A dropout's edges: within EDGE_MS of the cut (and of the recovery) the signal is at least
-#: ABRUPT_SHARE of its RMS over the CONTEXT_MS next to it (a fade is far below it there).
-EDGE_MS, CONTEXT_MS, ABRUPT_SHARE = 1.0, 20.0, 0.5
-#: ...and the sound on both sides is the same (zero-crossing rates within this factor)
-CONTINUITY = 3.0
+#: A dropout cuts the waveform on both sides: the samples just before and just after the
+#: silence are at least CUT_SHARE of the RMS over the CONTEXT_MS beside them, or (a cut
+#: landing near a zero crossing) within EDGE_MS of each edge the signal reaches EDGE_SHARE
+#: of it; a pause decays into silence, or grows out of it, on one side at least...
+CONTEXT_MS, CUT_SHARE, EDGE_MS, EDGE_SHARE = 20.0, 0.05, 1.0, 0.5
+#: ...the sound on both sides is the same (their log spectra correlate at least this much)...
+CONTINUITY = 0.5
+#: ...and the silence interrupts sound: each side's RMS is at least this share of the chunk's
+INTERRUPTS = 0.02
 DC_OFFSET = 0.05
 #: Rate mismatch: content that stops dead (everything above is this far below the peak)...
 RATE_FLOOR_DB = 90.0
@@ -62,36 +67,44 @@ def _runs(mask: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.intp], npt.NDArra
 
 
 def _same_sound(before: npt.NDArray[np.float32], after: npt.NDArray[np.float32]) -> bool:
-    """The sound after a gap is the one before it, as a dropout leaves it: zero-crossing
-    rates within a factor of ``CONTINUITY`` (a hiss before a stop consonant's closure and
-    a voiced burst after it are not)."""
-    rates = [
-        max(1e-3, float(np.mean(np.signbit(side[1:]) != np.signbit(side[:-1]))))
+    """The sound after a gap is the one before it, as a dropout leaves it: the log magnitude
+    spectra of the two sides correlate at ``CONTINUITY`` or more (a vowel before a stop
+    consonant's closure and the burst after it do not)."""
+    size = max(before.shape[0], after.shape[0])
+    window = np.hanning(size)
+    spectra = [
+        np.log(np.abs(np.fft.rfft(np.pad(side, (0, size - side.shape[0])) * window)) + 1e-6)
         for side in (before, after)
     ]
-    return max(rates) <= CONTINUITY * min(rates)
+    return float(np.corrcoef(spectra[0], spectra[1])[0, 1]) >= CONTINUITY
 
 
 def abrupt_gap(mono: npt.NDArray[np.float32], quiet: npt.NDArray[np.bool_], *, sr: int) -> bool:
-    """A dropout: a run of digital silence (at least ``DROPOUT_MS``) that cuts into a signal
-    that was there and ends as abruptly. Right at each edge (``EDGE_MS``) the signal is as
-    loud as it was just before (``CONTEXT_MS``: at least ``ABRUPT_SHARE`` of its RMS there),
-    where a pause between words or notes fades out first and in after."""
+    """A dropout: a run of digital silence (at least ``DROPOUT_MS``) that cuts the waveform
+    where it was on both sides (a pause is entered or left through the sound's own decay
+    or onset, its edge near zero on one side at least), between two sides that are the
+    same sound and both part of the chunk's sound."""
     starts, ends = _runs(quiet)
     n, min_len = quiet.shape[0], DROPOUT_MS * sr / 1000.0
     edge, context = max(2, int(EDGE_MS * sr / 1000)), int(CONTEXT_MS * sr / 1000)
+    chunk_rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if n else 0.0
     for start, end in zip(starts, ends, strict=True):
         if end - start < min_len or start < edge or end + edge > n:
             continue
         before, after = mono[max(0, start - context) : start], mono[end : end + context]
         rms_before = float(np.sqrt(np.mean(np.square(before, dtype=np.float64))))
         rms_after = float(np.sqrt(np.mean(np.square(after, dtype=np.float64))))
-        cut = float(np.abs(mono[start - edge : start]).max())
-        back = float(np.abs(mono[end : end + edge]).max())
+        samples_cut = (
+            abs(float(mono[start - 1])) >= CUT_SHARE * rms_before
+            and abs(float(mono[end])) >= CUT_SHARE * rms_after
+        )
+        edges_cut = (
+            float(np.abs(mono[start - edge : start]).max()) >= EDGE_SHARE * rms_before
+            and float(np.abs(mono[end : end + edge]).max()) >= EDGE_SHARE * rms_after
+        )
         if (
-            min(rms_before, rms_after) > DROPOUT_LEVEL * 10
-            and cut >= ABRUPT_SHARE * rms_before
-            and back >= ABRUPT_SHARE * rms_after
+            min(rms_before, rms_after) >= max(INTERRUPTS * chunk_rms, DROPOUT_LEVEL)
+            and (samples_cut or edges_cut)
             and _same_sound(before, after)
         ):
             return True
