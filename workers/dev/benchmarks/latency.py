@@ -334,16 +334,21 @@ def run(
     systems: tuple[str, ...] = SYSTEMS,
     out_dir: Path = Path("bench-results"),
     console: Console | None = None,
+    rates: tuple[int, ...] | None = None,
+    streams: tuple[int, ...] | None = None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     """The open-loop sweep of each system (listening rates; audio streams where it has an
     audio path), then each one's saturated throughput from the same backlog. Every sweep
     and every backlog on a fresh broker: the embedded broker keeps every record in memory
     and its fetch cost grows with what it holds (measured: after the audio sweep's ~1 GB,
-    a listening record cost it several times the CPU it costs on a fresh broker)."""
+    a listening record cost it several times the CPU it costs on a fresh broker).
+    ``rates``, ``streams`` and ``seconds`` replace the sweep's steps and their length (the
+    smoke test's short sweep)."""
     console = console or Console()
-    seconds = 4.0 if quick else 10.0
-    rates = [500, 2000] if quick else [250, 500, 1000, 2000, 3000]
-    streams = [10, 40] if quick else [25, 50, 100]
+    seconds = seconds or (4.0 if quick else 10.0)
+    rates = rates or ((500, 2000) if quick else (250, 500, 1000, 2000, 3000))
+    streams = streams or ((10, 40) if quick else (25, 50, 100))
     out_dir.mkdir(parents=True, exist_ok=True)
     from workers.dev.benchmarks.floor import saturation
 
