@@ -229,9 +229,9 @@ async def test_the_other_engines_end_to_end(
         producer = await start_producer(stack.broker.bootstrap)
         await producer.send(LISTENING_EVENTS, b"{nope", key=f"{own}/u".encode())
         await producer.stop()
-        features = await collector.wait_for(keyed(f"{own}/s", AUDIO_FEATURES), 6)
+        features = await collector.wait_for(keyed(f"{own}/s", AUDIO_FEATURES), 3)
         assert sorted(m.json()["seq"] for m in features) == [0, 1, 2]
-        scores = await collector.wait_for(keyed(f"{own}/u", ANOMALY), 20)
+        scores = await collector.wait_for(keyed(f"{own}/u", ANOMALY), 10)
         assert sorted(m.json()["ref"] for m in scores) == sorted(f"e-{i}" for i in range(10))
         letters = await collector.wait_for(keyed(f"{own}/u", DEADLETTER), 1)
         # one from the engine (malformed), and the default worker's for the unknown tenant

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -220,7 +221,13 @@ class Collector:
         deadline = time.monotonic() + timeout
         while True:
             found = self.matching(predicate)
-            if len(found) >= count or time.monotonic() > deadline:
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                warnings.warn(  # the test either fails on it or waited for nothing
+                    f"wait_for: {len(found)} of {count} records after {timeout:g} s",
+                    stacklevel=2,
+                )
                 return found
             await asyncio.sleep(0.05)
 
