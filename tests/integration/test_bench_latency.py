@@ -12,6 +12,7 @@ from rich.console import Console
 
 from workers.dev.benchmarks import latency
 from workers.dev.benchmarks.floor import saturation
+from workers.dev.benchmarks.load import TENANTS
 from workers.dev.benchmarks.systems import SYSTEMS, running
 from workers.dev.stack import Stack
 
@@ -65,7 +66,7 @@ def test_each_peer_answers_live_and_drains_a_backlog(bench_stack: Stack, name: s
     """The peers ``bench latency`` sets beside the worker (the librdkafka floor, the Faust
     engine, the Quix Streams app) answer listening events from the topics, and each drains
     a backlog from its own group (the sweep itself runs in ``bench latency``)."""
-    with running(name, bench_stack, tenants=latency.TENANTS) as system:  # probed: it answers
+    with running(name, bench_stack, tenants=TENANTS) as system:  # probed: it answers
         assert system.pid > 0
     drained = saturation(name, bench_stack, 500, Console(file=io.StringIO()))
     assert drained["records"] >= 500

@@ -17,7 +17,7 @@ from workers.core.events import judge_event
 from workers.core.listening import ListeningEvent, to_update
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.models.accounts import track_hash
-from workers.core.records import Position
+from workers.core.position import Position
 from workers.dev.loadgen import ListeningPopulation
 from workers.state import MemoryStore, RedisStore, keys
 from workers.state.catalogue import MemoryCatalogue, RedisCatalogue

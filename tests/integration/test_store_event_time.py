@@ -19,7 +19,7 @@ from workers.core.errors import Reason
 from workers.core.listening import MAX_SKEW_MS
 from workers.core.listening_state import ListeningState, ListeningUpdate
 from workers.core.models.evidence import ListenerEvidence
-from workers.core.records import Position
+from workers.core.position import Position
 from workers.state import MemoryStore, RedisStore, keys
 from workers.state.catalogue import MemoryCatalogue, RedisCatalogue
 from workers.state.protocol import Refused, StateLimits, StreamSaved

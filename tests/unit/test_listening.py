@@ -13,7 +13,7 @@ from workers.core.listening_state import UserState
 from workers.core.models.evidence import ListenerEvidence
 from workers.core.models.reference import Reference
 from workers.core.models.verdict import combine
-from workers.core.records import Position
+from workers.core.position import Position
 
 GOOD = {
     "event_id": "e1",

@@ -16,7 +16,7 @@ from workers.core.errors import Reason, Rejected
 from workers.core.eventtime import check_ts
 from workers.core.eventtime import now_ms as clock_ms
 from workers.core.listening_state import ListeningUpdate
-from workers.core.records import Position
+from workers.core.position import Position
 from workers.core.schemas import json_input
 from workers.core.tenants import is_valid_id
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from workers.core.records import Position
+from workers.core.position import Position
 
 if TYPE_CHECKING:
-    from workers.core.models.accounts import AccountEvidence
+    from workers.core.models.evidence import AccountEvidence
     from workers.core.models.reference import Rank
 
 __all__ = [

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from workers.core.errors import Reason, Rejected
+from workers.core.position import Position
 from workers.core.tenants import TENANT_PATTERN
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ __all__ = [
     "TRACKS",
     "Outcome",
     "Output",
-    "Position",
     "Record",
     "Stopwatch",
     "as_replayed",
@@ -106,25 +106,6 @@ def topic_kind(topic: str) -> str:
     """
     owner = topic_owner(topic)
     return topic if owner is None else topic[len(owner) + 1 :]
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a record came from. The same position read again is a replay, not a duplicate.
-
-    >>> str(Position("listening.events", 2, 1042))
-    'listening.events:2:1042'
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    #: the partition's committed offset when the record was read (-1: not known): no record
-    #: below it can be read again, so what was kept to recognise re-reads may go
-    committed: int = -1
-
-    def __str__(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ Three implementations: ``RdkafkaEngine`` (``rdkafka_engine.py``: librdkafka thro
 confluent-kafka, the default), ``DirectEngine`` (``direct.py``: one aiokafka consumer loop;
 both share their lanes and guarantees, ``consuming.py``) and ``FaustEngine``
 (``faust_engine.py``: Faust agents). The worker is handed an
-engine, never builds one; an engine is handed a ``RecordHandler`` (the worker) when it runs.
+engine, never builds one (``main.py`` builds the one ``WORKERS_ENGINE`` names); an engine
+is handed a ``RecordHandler`` (the worker) when it runs.
 Both keep the same guarantees (RELIABILITY.md): offsets are committed only for records
 whose every output the broker acknowledged (``delivery.py``), and a stop finishes the
 records in hand first.
@@ -23,15 +24,12 @@ from workers.runtime.delivery import Sent, UndeliveredHandler
 if TYPE_CHECKING:
     import mode
 
-    from workers.runtime.settings import Settings
-
 __all__ = [
     "Engine",
     "Headers",
     "RebalanceClock",
     "RecordHandler",
     "TopicPartitionLike",
-    "build_engine",
 ]
 
 Headers = list[tuple[str, bytes]]
@@ -111,18 +109,3 @@ class Engine(Protocol):
     def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
         """Consume until SIGTERM/SIGINT. ``shell`` (HTTP, timers) starts before consuming
         and stops after the engine has drained and committed."""
-
-
-def build_engine(settings: Settings) -> Engine:
-    """The engine ``WORKERS_ENGINE`` names."""
-    if settings.engine == "faust":
-        from workers.runtime.faust_engine import FaustEngine
-
-        return FaustEngine(settings)
-    if settings.engine == "direct":
-        from workers.runtime.direct import DirectEngine
-
-        return DirectEngine(settings)
-    from workers.runtime.rdkafka_engine import RdkafkaEngine
-
-    return RdkafkaEngine(settings)

@@ -10,13 +10,13 @@ from typing import Any
 
 import mode
 
-from workers.runtime.engine import build_engine
+from workers.runtime.engine import Engine
 from workers.runtime.http import HttpServer, build_http_app
 from workers.runtime.preflight import check_redis, check_settings
 from workers.runtime.settings import Settings
 from workers.runtime.worker import Worker
 
-__all__ = ["ShellService", "run"]
+__all__ = ["ShellService", "build_engine", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,21 @@ def _as_tagger(settings: Settings) -> None:
         os.nice(settings.tagger_nice)
     threadpool_limits(settings.tagger_threads)
     log.info("tagger: nice %d, %d BLAS thread(s)", settings.tagger_nice, settings.tagger_threads)
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The engine ``WORKERS_ENGINE`` names (only the one chosen is imported)."""
+    if settings.engine == "faust":
+        from workers.runtime.faust_engine import FaustEngine
+
+        return FaustEngine(settings)
+    if settings.engine == "direct":
+        from workers.runtime.direct import DirectEngine
+
+        return DirectEngine(settings)
+    from workers.runtime.rdkafka_engine import RdkafkaEngine
+
+    return RdkafkaEngine(settings)
 
 
 def run(settings: Settings) -> None:

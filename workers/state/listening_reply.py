@@ -16,7 +16,7 @@ from workers.core.listening_state import (
     UserState,
     WindowCounts,
 )
-from workers.core.models.accounts import AccountEvidence
+from workers.core.models.evidence import AccountEvidence
 from workers.core.models.popularity import EXPERTS
 from workers.core.models.reference import Rank
 from workers.state.protocol import Refused

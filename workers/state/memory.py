@@ -22,9 +22,10 @@ from workers.core.listening_state import (
     ListeningState,
     ListeningUpdate,
 )
-from workers.core.models.accounts import AccountEvidence
+from workers.core.models.evidence import AccountEvidence
 from workers.core.models.popularity import Profile, Series
-from workers.core.records import LISTENING_EVENTS, Position
+from workers.core.position import Position
+from workers.core.records import LISTENING_EVENTS
 from workers.state import keys
 from workers.state.hll import HyperLogLog
 from workers.state.listening_reply import (

@@ -20,9 +20,10 @@ from workers.core.listening_state import (
     Ranked,
     UserState,
 )
-from workers.core.models.accounts import AccountEvidence, member_hash, track_hash
+from workers.core.models.accounts import member_hash, track_hash
 from workers.core.models.evidence import (
     BUCKET_MS,
+    AccountEvidence,
     ListenerEvidence,
     TrackEvidence,
     add_listen,

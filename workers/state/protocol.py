@@ -18,7 +18,7 @@ from typing import Protocol
 
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
-from workers.core.records import Position
+from workers.core.position import Position
 
 __all__ = [
     "GONE_FOR_MS",

@@ -21,7 +21,8 @@ from redis.asyncio.cluster import RedisCluster
 
 from workers.core.errors import Reason
 from workers.core.listening_state import ListeningState, ListeningUpdate
-from workers.core.records import LISTENING_EVENTS, Position
+from workers.core.position import Position
+from workers.core.records import LISTENING_EVENTS
 from workers.state import keys, scripts
 from workers.state.listening_command import ListeningCommands
 from workers.state.listening_reply import decode_listening

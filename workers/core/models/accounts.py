@@ -36,13 +36,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from workers.core.behaviour import LISTENER_FEATURES
+from workers.core.models.evidence import AccountEvidence
 from workers.core.models.reference import Rank, warming
 from workers.core.models.verdict import combine, p_of_score
 
 __all__ = [
     "ACCOUNT_VERSION",
     "MIN_REFERENCE",
-    "AccountEvidence",
     "AccountVerdict",
     "judge_account",
     "member_hash",
@@ -69,20 +69,6 @@ def member_hash(text: str) -> int:
 def track_hash(track_id: str) -> int:
     """The hash that picks a group's canonical target (stable across processes)."""
     return member_hash(track_id)
-
-
-@dataclass(frozen=True, slots=True)
-class AccountEvidence:
-    """What the store keeps per listener for the verdict beside its features."""
-
-    listens: int = 0
-    #: the canonical target of the listener's group ("" when none) and its hash
-    group: str = ""
-    group_hash: int = -1
-    #: the verdict last published, "score|is_bot|segment|group" ("" before the first)
-    published: str = ""
-    #: the group track's verdict last published ("score|flag"), "" when none
-    group_marker: str = ""
 
 
 @dataclass(frozen=True, slots=True)

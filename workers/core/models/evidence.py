@@ -44,6 +44,7 @@ __all__ = [
     "BURST_MIN",
     "BURST_RATE",
     "HALF_LIFE_MS",
+    "AccountEvidence",
     "ListenerEvidence",
     "TrackEvidence",
     "add_listen",
@@ -239,3 +240,17 @@ def fold_listener(
         s=e.s * scale + w * pushed(track.h / q),
         y=e.y * scale + (w if burst else 0.0),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AccountEvidence:
+    """What the store keeps per listener for the verdict beside its features."""
+
+    listens: int = 0
+    #: the canonical target of the listener's group ("" when none) and its hash
+    group: str = ""
+    group_hash: int = -1
+    #: the verdict last published, "score|is_bot|segment|group" ("" before the first)
+    published: str = ""
+    #: the group track's verdict last published ("score|flag"), "" when none
+    group_marker: str = ""

@@ -13,7 +13,14 @@ import numpy as np
 import orjson
 from scipy.stats import rankdata
 
-__all__ = ["environment", "percentiles", "roc_auc", "time_calls", "write_results"]
+__all__ = [
+    "cpu_seconds",
+    "environment",
+    "percentiles",
+    "roc_auc",
+    "time_calls",
+    "write_results",
+]
 
 
 def percentiles(seconds: Sequence[float]) -> dict[str, float]:
@@ -73,3 +80,13 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(scores)
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -12,7 +12,8 @@ from typing import Any
 from rich.console import Console
 
 from workers.core.records import ANOMALY, LISTENING_EVENTS
-from workers.dev.benchmarks.latency import TENANTS, _listening_payloads, cpu_seconds
+from workers.dev.benchmarks.common import cpu_seconds
+from workers.dev.benchmarks.load import TENANTS, listening_payloads
 from workers.dev.benchmarks.systems import running
 from workers.dev.stack import Stack
 
@@ -42,7 +43,7 @@ async def preload(bootstrap: str, n: int) -> None:
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, acks=1)
     await producer.start()
-    for key, value in _listening_payloads(n, "flood"):
+    for key, value in listening_payloads(n, "flood"):
         await producer.send(LISTENING_EVENTS, value, key=key)
     await producer.flush()
     await producer.stop()

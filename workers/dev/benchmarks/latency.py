@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
-import os
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,18 +30,19 @@ import orjson
 from rich.console import Console
 
 from workers.core.records import ANOMALY, AUDIO_CHUNKS, LISTENING_EVENTS
-from workers.dev.benchmarks.common import percentiles
+from workers.dev.benchmarks.common import cpu_seconds, percentiles
+from workers.dev.benchmarks.floor import saturation
 from workers.dev.benchmarks.latency_report import report
+from workers.dev.benchmarks.load import TENANTS, listening_payloads
 from workers.dev.benchmarks.systems import KINDS, SYSTEMS, Running, running
 from workers.dev.client import audio_headers, pcm_bytes
-from workers.dev.loadgen import AudioSource, ListeningPopulation
+from workers.dev.loadgen import AudioSource
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess
 from workers.runtime.metrics import LATENCY_BUCKETS
 
-__all__ = ["CHUNK_S", "SYSTEMS", "TENANTS", "Step", "cpu_seconds", "run"]
+__all__ = ["CHUNK_S", "SYSTEMS", "Step", "run"]
 
-TENANTS = ("bench-a", "bench-b", "bench-c")
 CHUNK_S = 0.5
 
 
@@ -52,18 +52,6 @@ class Step:
     rate: float  # events/s, or streams
     seconds: float
     run: str  # prefix of refs, to tell this step's outputs apart
-
-
-def _listening_payloads(n: int, run: str) -> list[tuple[bytes, bytes]]:
-    populations = [
-        ListeningPopulation(t, users=2000, seed=i).events() for i, t in enumerate(TENANTS)
-    ]
-    out = []
-    for i in range(n):
-        event = next(populations[i % len(populations)]).fields
-        event["event_id"] = f"{run}-{i}"
-        out.append((f"{event['tenant']}/{event['user_id']}".encode(), orjson.dumps(event)))
-    return out
 
 
 def _generate(bootstrap: str, step: Step, t0: float, lag_queue: Any) -> None:
@@ -77,7 +65,7 @@ def _generate(bootstrap: str, step: Step, t0: float, lag_queue: Any) -> None:
         await producer.start()
         lags: list[float] = []
         if step.kind == "listening":
-            payloads = _listening_payloads(int(step.rate * step.seconds), step.run)
+            payloads = listening_payloads(int(step.rate * step.seconds), step.run)
             for i, (key, value) in enumerate(payloads):
                 due = t0 + i / step.rate
                 delay = due - time.time()
@@ -193,16 +181,6 @@ def _quantile_from_buckets(counts: np.ndarray, q: float) -> float:
     below = counts[index - 1] if index else 0.0
     share = (target - below) / max(counts[index] - below, 1e-12)
     return float((lower + (upper - lower) * share) * 1000)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _measure(
@@ -350,8 +328,6 @@ def run(
     rates = rates or ((500, 2000) if quick else (250, 500, 1000, 2000, 3000))
     streams = streams or ((10, 40) if quick else (25, 50, 100))
     out_dir.mkdir(parents=True, exist_ok=True)
-    from workers.dev.benchmarks.floor import saturation
-
     steps: list[dict[str, Any]] = []
     for name in systems:
         peer = name not in ("worker", "floor")  # in --quick, the first step only

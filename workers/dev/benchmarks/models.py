@@ -25,7 +25,8 @@ from rich.table import Table
 
 from workers.core.behaviour import LISTENER_FEATURES, TRACK_FEATURES
 from workers.core.chunks import AUDIO_MODEL_FEATURES, StreamMemory
-from workers.core.models.accounts import AccountEvidence, judge_account
+from workers.core.models.accounts import judge_account
+from workers.core.models.evidence import AccountEvidence
 from workers.core.models.popularity import HOUR_MS, Profile, Series, experts, weights
 from workers.core.models.reference import Rank
 from workers.core.models.stream_context import dump_context

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from workers.core.listening import ListeningEvent, to_update
-from workers.core.records import Position
+from workers.core.position import Position
 from workers.core.similarity import SimilarityIndex
 from workers.dev.benchmarks.common import write_results
 from workers.dev.stack import RedisServer, stop_process

@@ -22,9 +22,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from workers.dev.benchmarks.common import write_results
+from workers.dev.benchmarks.common import cpu_seconds, write_results
 from workers.dev.benchmarks.floor import forwarder_throughput, new_outputs_reader, preload
-from workers.dev.benchmarks.latency import TENANTS, cpu_seconds
+from workers.dev.benchmarks.load import TENANTS
 from workers.dev.stack import Stack, free_port
 from workers.dev.testing import WorkerProcess
 
