@@ -17,6 +17,8 @@ from workers.core.records import (
     DEADLETTER,
     LISTENING_EVENTS,
     POPULARITY,
+    RECOMMEND_REQUESTS,
+    RECOMMENDATIONS,
     TRACKS,
 )
 from workers.core.schemas import SCHEMAS
@@ -96,6 +98,26 @@ async def test_both_agents_for_several_tenants(
     assert max(m.json()["plays"] for m in popularity_b) == 5  # tenants counted apart
     assert all(m.json()["tenant"] == "beats" for m in popularity_b)
     assert not collector.matching(keyed("acme/e2e", DEADLETTER))
+
+
+async def test_inputs_framed_by_a_schema_registry_serializer(
+    worker: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    """Events and a request as Confluent's JSON Schema serializer writes them (magic byte
+    0, a 4-byte schema id, the JSON) are processed like plain JSON: no dead letter."""
+    frame = bytes([0]) + (1234).to_bytes(4, "big")
+    producer = await start_producer(stack.broker.bootstrap)
+    for i in range(3):
+        body = event_body("acme", "sr-u", f"sr-{i}", track="sr-t")
+        await producer.send(LISTENING_EVENTS, frame + orjson.dumps(body), key=b"acme/sr-u")
+    ask = {"request_id": "sr-q", "tenant": "acme", "user_id": "sr-u", "k": 3}
+    await producer.send(RECOMMEND_REQUESTS, frame + orjson.dumps(ask), key=b"acme/sr-q")
+    await producer.stop()
+    scores = await collector.wait_for(keyed("acme/sr-u", ANOMALY), 3)
+    assert sorted(m.json()["ref"] for m in scores) == ["sr-0", "sr-1", "sr-2"]
+    answer = await collector.wait_for(keyed("acme/sr-q", RECOMMENDATIONS), 1)
+    assert [m.json()["request_id"] for m in answer] == ["sr-q"]
+    assert not collector.matching(lambda r: r.topic == DEADLETTER and b"/sr-" in (r.key or b""))
 
 
 async def test_every_bad_input_is_one_dead_letter(

@@ -22,7 +22,16 @@ from jsonschema.exceptions import best_match
 
 from workers.core.errors import Reason, Rejected
 
-__all__ = ["SCHEMAS", "VERSION", "SchemaSet", "json_input", "schema_dir"]
+__all__ = [
+    "REGISTRY_HEADER",
+    "REGISTRY_MAGIC",
+    "SCHEMAS",
+    "VERSION",
+    "SchemaSet",
+    "json_input",
+    "schema_dir",
+    "unframe",
+]
 
 VERSION = "v1"
 
@@ -74,9 +83,27 @@ class SchemaSet:
 SCHEMAS = SchemaSet(schema_dir())
 
 
+#: Confluent's Schema Registry wire format: magic byte 0, then a 4-byte schema id
+REGISTRY_MAGIC, REGISTRY_HEADER = 0, 5
+
+
+def unframe(value: bytes) -> bytes:
+    """The JSON of a value, without the Schema Registry frame its producer's serializer may
+    have put before it (magic byte 0 and a 4-byte schema id; the id is not checked). JSON
+    text never starts with byte 0, so a plain value is returned as it is.
+
+    >>> unframe(bytes([0, 0, 0, 0, 42]) + b'{"a": 1}'), unframe(b'{"a": 1}')
+    (b'{"a": 1}', b'{"a": 1}')
+    """
+    if len(value) >= REGISTRY_HEADER and value[0] == REGISTRY_MAGIC:
+        return value[REGISTRY_HEADER:]
+    return value
+
+
 def json_input(value: bytes | None, *, schema: str, max_bytes: int, what: str) -> Any:
-    """An input record's JSON value, decoded and checked against ``schema``; the dead-letter
-    reason otherwise (``empty-value``, ``oversized``, ``malformed-json``, ``schema-invalid``).
+    """An input record's JSON value (plain, or framed by a Schema Registry serializer:
+    ``unframe``), decoded and checked against ``schema``; the dead-letter reason otherwise
+    (``empty-value``, ``oversized``, ``malformed-json``, ``schema-invalid``).
 
     >>> json_input(b"[1, 2, 3]", schema="listening.event", max_bytes=4, what="event")
     Traceback (most recent call last):
@@ -88,7 +115,7 @@ def json_input(value: bytes | None, *, schema: str, max_bytes: int, what: str) -
     if len(value) > max_bytes:
         raise Rejected(Reason.OVERSIZED, f"{len(value)} bytes exceeds {max_bytes}")
     try:
-        body = orjson.loads(value)
+        body = orjson.loads(unframe(value))
     except orjson.JSONDecodeError as exc:
         raise Rejected(Reason.MALFORMED_JSON, str(exc)) from exc
     error = SCHEMAS.first_error(schema, body)
