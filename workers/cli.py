@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 
+from workers.runtime.settings import VERSION
+
 __all__ = ["main"]
 
 #: Packages of the `dev` extra: a verb that needs one says how to install it.
@@ -214,6 +216,7 @@ def _erase(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser("stack", help="embedded broker + Redis until SIGINT/SIGTERM").set_defaults(
         func=_stack

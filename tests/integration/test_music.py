@@ -27,6 +27,7 @@ from workers.dev import corpus
 from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess, metric_value
+from workers.runtime.settings import VERSION
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -181,6 +182,12 @@ async def test_bad_requests_and_chunks_are_one_dead_letter_each(
         text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ignored"
     )
     assert ignored >= 1
+    # the two roles apart on /metrics, as an operator joins on them
+    build = {"version": VERSION, "engine": "rdkafka"}
+    assert metric_value(text, "workers_build_info", **build, role="tagger", group="workers-tagger")
+    assert metric_value(
+        worker.metrics(), "workers_build_info", **build, role="core", group="workers"
+    )
 
 
 async def test_tenants_sharing_a_stream_id_get_the_tags_of_their_own_audio(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -59,7 +58,7 @@ class DirectEngine(LaneEngine):
         auth = kafka_auth(s)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.group_id}-{os.getpid()}",
+            client_id=s.client_id,
             linger_ms=s.producer_linger_ms,
             acks="all",
             enable_idempotence=s.producer_idempotence,
@@ -70,7 +69,7 @@ class DirectEngine(LaneEngine):
         tolerate_header_names()
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
-            client_id=f"{s.group_id}-{os.getpid()}",
+            client_id=s.client_id,
             group_id=s.consumer_group,
             group_instance_id=s.group_instance_id,
             enable_auto_commit=False,

@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> FaustApp:
         topic_partitions=settings.topic_partitions,
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.group_instance_id,
+        broker_client_id=settings.client_id,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(1.0, settings.session_timeout_s / 3),

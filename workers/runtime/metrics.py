@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from workers.core.models.protocol import ModelQuality
 
-__all__ = ["LATENCY_BUCKETS", "LagCollector", "Metrics", "ModelCollector", "RebalanceCollector"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "GcCollector",
+    "LagCollector",
+    "Metrics",
+    "ModelCollector",
+    "RebalanceCollector",
+]
 
 #: Seconds; fine below the 10 ms budget, coarse above it.
 LATENCY_BUCKETS = (
@@ -48,9 +56,21 @@ class Metrics:
         stalls: PartitionStalls | None = None,
         blocked: BlockedPartitions | None = None,
         rebalances: Rebalances | None = None,
+        build: Mapping[str, str] | None = None,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        # what this process is, to join on: the tagger and the core worker apart
+        self.build_info = Gauge(
+            "workers_build_info",
+            "1, labelled with this process's version, role, engine and consumer group.",
+            ["version", "role", "engine", "group"],
+            registry=r,
+        )
+        if build is not None:
+            self.build_info.labels(**build).set(1)
+        ProcessCollector(namespace="workers", registry=r)  # CPU, memory, open files
+        r.register(GcCollector())
         self.records_in = Counter(
             "workers_records_in", "Records received, per input topic.", ["topic"], registry=r
         )
@@ -308,3 +328,25 @@ class ModelCollector(Collector):
             if quality.mae is not None and quality.seasonal_mae is not None:
                 mae.add_metric([*key, "seasonal"], quality.seasonal_mae)
         yield from (seen, alarms, threshold, warming, mae)
+
+
+class GcCollector(Collector):
+    """Python's garbage collector per generation, under the ``workers_`` prefix (the
+    client library's own collector has none)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        collections = CounterMetricFamily(
+            "workers_python_gc_collections",
+            "Garbage collections, per generation.",
+            labels=["generation"],
+        )
+        collected = CounterMetricFamily(
+            "workers_python_gc_objects_collected",
+            "Objects the garbage collector freed, per generation.",
+            labels=["generation"],
+        )
+        for generation, stats in enumerate(gc.get_stats()):
+            collections.add_metric([str(generation)], stats["collections"])
+            collected.add_metric([str(generation)], stats["collected"])
+        yield collections
+        yield collected

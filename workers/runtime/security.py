@@ -7,7 +7,6 @@ credentials' ``repr`` names the user only).
 
 from __future__ import annotations
 
-import os
 import ssl
 from typing import Any
 
@@ -77,7 +76,7 @@ def rdkafka_config(settings: Settings) -> dict[str, Any]:
     s = settings
     config: dict[str, Any] = {
         "bootstrap.servers": ",".join(s.bootstrap_servers),
-        "client.id": f"{s.group_id}-{os.getpid()}",
+        "client.id": s.client_id,
         "security.protocol": s.kafka_security_protocol.lower(),
         "socket.nagle.disable": True,
     }

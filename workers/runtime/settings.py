@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -12,7 +15,18 @@ from workers.core.records import AUDIO_CHUNKS, INPUT_TOPICS, tenant_topic
 from workers.core.tenants import validate_tenant
 from workers.state.protocol import StateLimits
 
-__all__ = ["Settings"]
+__all__ = ["VERSION", "Settings"]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("workers")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "0+unknown"
+
+
+#: this installation's version (the package's metadata)
+VERSION = _version()
 
 
 class Settings(BaseSettings):
@@ -231,6 +245,15 @@ class Settings(BaseSettings):
         if self.role == "tagger":
             return self.tagger_fetch_max_wait_ms, self.tagger_fetch_min_bytes
         return self.fetch_max_wait_ms, 1
+
+    @property
+    def client_id(self) -> str:
+        """The Kafka ``client.id`` of this process: group, role, instance (the static
+        member id, else the host name: a pod's name in Kubernetes) and process id (several
+        processes of one host, ``run --processes``), so each client is told apart in the
+        broker's logs, quotas and metrics even where every container's PID is 1."""
+        instance = self.group_instance_id or socket.gethostname()
+        return f"{self.group_id}-{self.role}-{instance}-{os.getpid()}"
 
     @property
     def consumer_group(self) -> str:

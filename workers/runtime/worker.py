@@ -45,7 +45,7 @@ from workers.runtime.metrics import Metrics
 from workers.runtime.overload import OverloadPolicy
 from workers.runtime.publishing import Message, replacements
 from workers.runtime.security import redis_options
-from workers.runtime.settings import Settings
+from workers.runtime.settings import VERSION, Settings
 from workers.state import MemoryStore, RedisStore, StateStore
 from workers.state.catalogue import Catalogue, MemoryCatalogue, RedisCatalogue
 
@@ -90,6 +90,12 @@ class Worker:
             stalls=self.partition_stalls,
             blocked=engine.blocked,
             rebalances=lambda: (engine.rebalances.count, engine.rebalances.seconds),
+            build={
+                "version": VERSION,
+                "role": settings.role,
+                "engine": settings.engine,
+                "group": settings.consumer_group,
+            },
         )
         # computed at scrape time, so they are never stale after a rebalance
         self.metrics.assigned_partitions.set_function(lambda: len(self.engine.assignment()))
