@@ -186,6 +186,12 @@ async def test_every_bad_input_is_one_dead_letter(
         headers = {name: value.decode() for name, value in letter.headers}
         assert SCHEMAS.first_error("deadletter.headers", headers) is None, headers
     assert [r.value for r in letters if r.header("error") == "malformed-json"] == [b"{nope"]
+    # a chunk's dead letter carries its headers back (a re-drive needs them) and its time
+    cut = next(r for r in letters if r.header("error") == "truncated-pcm")
+    assert {n: v for n, v in cut.headers if n.startswith("original-")} == {
+        f"original-{n}": v for n, v in hdr()
+    }
+    assert all(int(r.header("source-timestamp") or 0) > TS for r in letters)
     # the good event between them was processed normally, once
     assert len(await collector.wait_for(keyed("acme/bad-u", ANOMALY), 1)) == 1
 

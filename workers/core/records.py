@@ -29,6 +29,7 @@ __all__ = [
     "DEADLETTER",
     "INPUT_TOPICS",
     "LISTENING_EVENTS",
+    "ORIGINAL_HEADER",
     "OUTPUT_TOPICS",
     "POPULARITY",
     "RECOMMENDATIONS",
@@ -261,12 +262,23 @@ class Outcome:
     on_delivered: Callable[[bool], None] | None = None
 
 
+#: the original record's headers travel with its dead letter under this prefix, so they
+#: never clash with the dead letter's own (``tenant``) and a re-drive restores them
+ORIGINAL_HEADER = "original-"
+
+
 def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None) -> Output:
-    """The original bytes, unchanged, with the reason in headers (contract: events.deadletter).
+    """The original bytes, unchanged, with the reason in headers (contract: events.deadletter),
+    and the original headers, each under ``original-{name}``, and its Kafka timestamp.
 
     The one exception: a record of an erased listener keeps no trace of them, not even in
-    the dead-letter topic: its value is dropped (a header says so) and its key keeps only the
-    tenant.
+    the dead-letter topic: its value and headers are dropped (a header says so) and its key
+    keeps only the tenant.
+
+    >>> letter = dead_letter(Record("audio.chunks", 1, 7, b"acme/s", b"..", (("seq", b"3"),),
+    ...     timestamp_ms=1764000000000), Rejected(Reason.TRUNCATED_PCM, "2 bytes"))
+    >>> [name for name, _ in letter.headers][5:]
+    ['source-timestamp', 'original-seq']
     """
     headers = [
         ("error", rejected.reason.value.encode()),
@@ -275,6 +287,8 @@ def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None
         ("source-partition", str(record.partition).encode()),
         ("source-offset", str(record.offset).encode()),
     ]
+    if record.timestamp_ms is not None:
+        headers.append(("source-timestamp", str(record.timestamp_ms).encode()))
     if tenant is not None:
         headers.append(("tenant", tenant.encode()))
     key = record.key.decode("utf-8", "replace") if record.key else ""
@@ -283,6 +297,8 @@ def dead_letter(record: Record, rejected: Rejected, *, tenant: str | None = None
         headers.append(("value-dropped", b"subject-erased"))
         value = b""
         key = f"{tenant}/" if tenant is not None else ""
+    else:
+        headers.extend((f"{ORIGINAL_HEADER}{name}", v) for name, v in record.headers)
     return Output(DEADLETTER, key, value, tuple(headers))
 
 
