@@ -214,6 +214,52 @@ def _erase(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _when_ms(text: str | None) -> int | None:
+    """Epoch milliseconds from an ISO 8601 time (UTC unless it says otherwise) or a number
+    of epoch milliseconds."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    from datetime import UTC, datetime
+
+    when = datetime.fromisoformat(text)
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from workers.runtime.redrive import RedriveReport, Wanted, redrive
+    from workers.runtime.settings import Settings
+
+    wanted = Wanted(
+        reason=args.reason,
+        tenant=args.tenant,
+        since_ms=_when_ms(args.since),
+        until_ms=_when_ms(args.until),
+        to=args.to,
+        dry_run=args.dry_run,
+    )
+
+    def progress(report: RedriveReport) -> None:
+        print(
+            f"  {report.scanned} read, {report.matched} matched, {report.redriven} re-driven",
+            file=sys.stderr,
+        )
+
+    report = asyncio.run(redrive(Settings(), wanted, progress=progress))
+    verb = "would re-drive" if wanted.dry_run else "re-drove"
+    print(
+        f"redrive {wanted.reason}: {report.scanned} dead letters read, {report.matched} "
+        f"matched; {verb} {report.redriven}, {report.already} already re-driven, "
+        f"{report.empty} without a value (erased listeners)"
+    )
+    for problem in report.problems:
+        print(f"  problem: {problem}", file=sys.stderr)
+    return 1 if report.problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
@@ -281,6 +327,20 @@ def main(argv: list[str] | None = None) -> int:
         help="do not publish the listener's null verdict on predictions.accounts",
     )
     erase_cmd.set_defaults(func=_erase)
+    redrive_cmd = verbs.add_parser(
+        "redrive",
+        help="publish dead letters again to their source topic, with their original "
+        "headers, each once",
+    )
+    redrive_cmd.add_argument("--reason", required=True, help="the dead letters' error code")
+    redrive_cmd.add_argument("--tenant", help="only this tenant's")
+    redrive_cmd.add_argument("--since", help="dead-lettered at or after (ISO 8601 or epoch ms)")
+    redrive_cmd.add_argument("--until", help="dead-lettered at or before (ISO 8601 or epoch ms)")
+    redrive_cmd.add_argument("--to", help="publish to this topic instead of each one's source")
+    redrive_cmd.add_argument(
+        "--dry-run", action="store_true", help="count what would be re-driven, publish nothing"
+    )
+    redrive_cmd.set_defaults(func=_redrive)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
     bench.add_argument(
         "target",

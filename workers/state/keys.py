@@ -43,6 +43,7 @@ __all__ = [
     "prefix",
     "quota",
     "recent",
+    "redriven",
     "reference_members",
     "reference_moments",
     "reference_values",
@@ -228,6 +229,13 @@ def deadletter_ledger(owner: str | None, topic: str, partition: int) -> str:
     one is marked a replay). Keyed by the topic's owner under strict isolation."""
     tag = "{" + (validate_tenant(owner) if owner is not None else DEADLETTERS_TAG) + "}:"
     return f"{tag}deadletters:{partition}:{topic}"
+
+
+def redriven(owner: str | None, topic: str) -> str:
+    """Set: the ``partition:offset`` of a dead-letter topic's records already re-driven
+    (``redrive`` publishes each once). Keyed by the topic's owner under strict isolation."""
+    tag = "{" + (validate_tenant(owner) if owner is not None else DEADLETTERS_TAG) + "}:"
+    return f"{tag}redriven:{topic}"
 
 
 #: Every kind of key that holds one listener's data (erasure removes them all).
