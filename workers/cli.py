@@ -46,11 +46,20 @@ def _stack(_: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import os
 
+    from pydantic import ValidationError
+
     from workers.runtime.settings import Settings
 
     if args.role:  # through the environment: --processes children inherit it
         os.environ["WORKERS_ROLE"] = args.role
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as invalid:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in invalid.errors()
+        )
+        print(f"run: not starting: {problems}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -7,9 +7,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
+from tests.helpers import event_body
 from tests.integration.conftest import TENANTS, start_worker
+from workers.core.records import ANOMALY, LISTENING_EVENTS
+from workers.dev.client import Collector, start_producer
 from workers.dev.stack import RedisServer, Stack, stop_process
 from workers.dev.testing import WorkerProcess
 
@@ -52,8 +56,23 @@ def evicting_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSe
             {"WORKERS_KAFKA_SASL_USERNAME": "fleet", "WORKERS_KAFKA_SASL_PASSWORD": "secret"},
             "which does not authenticate",
         ),
+        (
+            {"WORKERS_KAFKA_PRODUCER__COMPRESSION_TYPE": "bogus"},
+            "WORKERS_KAFKA_PRODUCER__COMPRESSION_TYPE: librdkafka refuses them",
+        ),
+        (
+            {"WORKERS_KAFKA_CONSUMER__ENABLE_AUTO_COMMIT": "true"},
+            "enable.auto.commit: the worker sets these itself",
+        ),
     ],
-    ids=["no-tenants", "tagger-group", "tls-with-plaintext", "sasl-with-plaintext"],
+    ids=[
+        "no-tenants",
+        "tagger-group",
+        "tls-with-plaintext",
+        "sasl-with-plaintext",
+        "unknown-librdkafka-value",
+        "owned-librdkafka-property",
+    ],
 )
 def test_settings_that_cannot_serve_are_refused(
     stack: Stack, tmp_path: Path, env: dict[str, str], said: str
@@ -79,3 +98,31 @@ def test_a_redis_that_evicts_keys_is_refused_unless_the_risk_is_accepted(
         assert "may evict keys" in (tmp_path / "accepted.log").read_text()
     finally:
         worker.terminate()
+
+
+async def test_librdkafka_properties_pass_through_to_the_worker(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """An operator's consumer and producer properties (a rack, a compression codec) reach
+    the clients: the worker starts and answers, its outputs compressed with gzip (an lz4
+    codec, which this test's aiokafka reader lacks, makes them unreadable here: they
+    are compressed)."""
+    worker = start_worker(
+        stack,
+        tmp_path / "worker.log",
+        WORKERS_GROUP_ID="passthrough",
+        WORKERS_KAFKA_CONSUMER__CLIENT_RACK="eu-1a",
+        WORKERS_KAFKA_PRODUCER__COMPRESSION_TYPE="gzip",
+    )
+    collector = await Collector(stack.broker.bootstrap, [ANOMALY]).start()
+    producer = await start_producer(stack.broker.bootstrap)
+    try:
+        body = orjson.dumps(event_body("acme", "pt-u", "pt-e"))
+        await producer.send(LISTENING_EVENTS, body, key=b"acme/pt-u")
+        await producer.flush()
+        scored = await collector.wait_for(lambda r: r.key == b"acme/pt-u", 1)
+        assert [m.json()["ref"] for m in scored] == ["pt-e"]
+    finally:
+        worker.terminate()
+        await collector.stop()
+        await producer.stop()

@@ -93,3 +93,31 @@ def test_a_retired_setting_is_named_at_start_and_changes_nothing() -> None:
     assert warn_on_retired({"WORKERS_TENANTS": "acme"}) == []
     (warning,) = warn_on_retired({"WORKERS_ALARM_RATE_LISTENING": "0.05"})
     assert warning.startswith("WORKERS_ALARM_RATE_LISTENING is retired")
+
+
+def test_librdkafka_properties_pass_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORKERS_KAFKA_CONSUMER__CLIENT_RACK", "eu-1a")
+    monkeypatch.setenv("WORKERS_KAFKA_PRODUCER__COMPRESSION_TYPE", "zstd")
+    monkeypatch.setenv("WORKERS_KAFKA_PRODUCER__LINGER_MS", "20")
+    settings = Settings(tenants=["acme"])
+    assert settings.kafka_consumer == {"client.rack": "eu-1a"}
+    assert settings.kafka_producer == {"compression.type": "zstd", "linger.ms": "20"}
+
+
+@pytest.mark.parametrize(
+    ("variable", "owned"),
+    [
+        ("WORKERS_KAFKA_CONSUMER__ENABLE_AUTO_COMMIT", "enable.auto.commit"),
+        ("WORKERS_KAFKA_CONSUMER__GROUP_ID", "group.id"),
+        ("WORKERS_KAFKA_PRODUCER__ACKS", "acks"),
+        ("WORKERS_KAFKA_PRODUCER__BOOTSTRAP_SERVERS", "bootstrap.servers"),
+    ],
+)
+def test_properties_the_guarantees_rest_on_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, owned: str
+) -> None:
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(ValueError, match=f"{owned}: the worker sets these itself"):
+        Settings(tenants=["acme"])

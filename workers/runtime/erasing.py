@@ -40,7 +40,14 @@ def _forget_accounts(settings: Settings, tenant: str, user_ids: list[str]) -> st
         else:
             failures.append(str(error))
 
-    producer = Producer({**rdkafka_config(settings), "acks": "all", "message.timeout.ms": 10_000})
+    producer = Producer(
+        {
+            **rdkafka_config(settings),
+            "acks": "all",
+            "message.timeout.ms": 10_000,
+            **settings.kafka_producer,
+        }
+    )
     try:
         for user_id in user_ids:
             producer.produce(

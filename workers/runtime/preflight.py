@@ -92,6 +92,34 @@ def check_settings(settings: Settings) -> None:
             f"WORKERS_KAFKA_SECURITY_PROTOCOL={protocol}, which does not authenticate: set "
             "SASL_SSL (or SASL_PLAINTEXT), or remove them"
         )
+    _check_passthrough(settings)
+
+
+def _check_passthrough(settings: Settings) -> None:
+    """librdkafka judges the properties passed through (a name it does not know, a value it
+    cannot take) when a client is built: build one of each now, so a typo stops the start
+    with its own message rather than the engine later."""
+    from confluent_kafka import Consumer, KafkaException, Producer
+
+    from workers.runtime.security import rdkafka_config
+
+    for side, properties in (
+        ("consumer", settings.kafka_consumer),
+        ("producer", settings.kafka_producer),
+    ):
+        if not properties:
+            continue
+        config = {**rdkafka_config(settings), **properties}
+        try:
+            if side == "consumer":
+                Consumer({**config, "group.id": settings.consumer_group}).close()
+            else:
+                Producer(config).flush(0)
+        except (KafkaException, ValueError, TypeError) as exc:
+            names = ", ".join(
+                f"WORKERS_KAFKA_{side.upper()}__{n.replace('.', '_').upper()}" for n in properties
+            )
+            raise StartRefused(f"{names}: librdkafka refuses them: {exc}") from exc
 
 
 def _sections(reply: Any) -> list[dict[str, Any]]:

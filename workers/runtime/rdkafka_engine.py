@@ -141,6 +141,7 @@ class RdkafkaEngine(LaneEngine):
                 # (predictions.accounts) ending on a stale verdict
                 "enable.idempotence": s.producer_idempotence,
                 "message.max.bytes": 8 * 1024 * 1024,
+                **s.kafka_producer,  # the operator's properties (none the worker owns)
             }
         )
         consumer_config = {
@@ -165,6 +166,7 @@ class RdkafkaEngine(LaneEngine):
         }
         if s.group_instance_id:
             consumer_config["group.instance.id"] = s.group_instance_id
+        consumer_config |= s.kafka_consumer  # the operator's properties (none the worker owns)
         self.consumer = Consumer(consumer_config)
         self.consumer.subscribe(
             s.topics(*s.input_topics()),

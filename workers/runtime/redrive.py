@@ -115,9 +115,12 @@ async def redrive(
             "group.id": f"{settings.group_id}-redrive",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            **settings.kafka_consumer,
         }
     )
-    producer = Producer({**config, "enable.idempotence": True, "acks": "all"})
+    producer = Producer(
+        {**config, "enable.idempotence": True, "acks": "all", **settings.kafka_producer}
+    )
     store = RedisStore.from_url(
         settings.redis_url.get_secret_value(),
         limits=settings.state_limits(),

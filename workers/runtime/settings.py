@@ -8,14 +8,14 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from workers.core.records import AUDIO_CHUNKS, INPUT_TOPICS, tenant_topic
 from workers.core.tenants import validate_tenant
 from workers.state.protocol import StateLimits
 
-__all__ = ["VERSION", "Settings"]
+__all__ = ["OWNED_KAFKA_PROPERTIES", "VERSION", "Settings"]
 
 
 def _version() -> str:
@@ -28,6 +28,22 @@ def _version() -> str:
 #: this installation's version (the package's metadata)
 VERSION = _version()
 
+#: librdkafka properties the worker owns: its commits follow the broker's acknowledgements
+#: (at least once, exactly-once effect on state), and its group and brokers have settings
+OWNED_KAFKA_PROPERTIES = {
+    "consumer": frozenset(
+        {
+            "bootstrap.servers",
+            "group.id",
+            "group.instance.id",
+            "enable.auto.commit",
+            "enable.auto.offset.store",
+            "auto.offset.reset",
+        }
+    ),
+    "producer": frozenset({"bootstrap.servers", "acks", "enable.idempotence"}),
+}
+
 
 class Settings(BaseSettings):
     """Worker settings. Contract variables first; the rest are tuning knobs.
@@ -37,7 +53,11 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="WORKERS_", env_file=".env", frozen=True, extra="ignore"
+        env_prefix="WORKERS_",
+        env_file=".env",
+        frozen=True,
+        extra="ignore",
+        env_nested_delimiter="__",
     )
 
     # --- the contract ---
@@ -179,6 +199,12 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = None
     kafka_ssl_certfile: Path | None = None
     kafka_ssl_keyfile: Path | None = None
+    #: librdkafka properties passed through to the consumer and the producer (the default
+    #: engine, `erase` and `redrive`): WORKERS_KAFKA_CONSUMER__CLIENT_RACK=eu-1a gives
+    #: `client.rack=eu-1a` (underscores become dots). The properties the worker's guarantees
+    #: rest on are refused (OWNED_KAFKA_PROPERTIES).
+    kafka_consumer: dict[str, str] = Field(default_factory=dict)
+    kafka_producer: dict[str, str] = Field(default_factory=dict)
     #: The Redis URL names one node of a Redis Cluster (the client discovers the others).
     redis_cluster: bool = False
     #: Start even though Redis may evict keys (a maxmemory-policy other than noeviction):
@@ -201,6 +227,19 @@ class Settings(BaseSettings):
             return ()
         items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
         return tuple(validate_tenant(str(item).strip()) for item in items if str(item).strip())
+
+    @field_validator("kafka_consumer", "kafka_producer", mode="after")
+    @classmethod
+    def _librdkafka_names(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        side = "consumer" if info.field_name == "kafka_consumer" else "producer"
+        properties = {name.lower().replace("_", "."): v for name, v in value.items()}
+        owned = sorted(set(properties) & OWNED_KAFKA_PROPERTIES[side])
+        if owned:
+            raise ValueError(
+                f"{', '.join(owned)}: the worker sets these itself (at-least-once delivery, "
+                "its group and bootstrap come from their own WORKERS_ settings)"
+            )
+        return properties
 
     @model_validator(mode="after")
     def _strict_needs_tenants(self) -> Settings:
