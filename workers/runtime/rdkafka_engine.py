@@ -163,10 +163,9 @@ class RdkafkaEngine(LaneEngine):
             "statistics.interval.ms": 1000,
             "stats_cb": self._fetch_clock.on_stats,
             "error_cb": lambda error: log.warning("kafka: %s", error),
+            **({"group.instance.id": s.group_instance_id} if s.group_instance_id else {}),
+            **s.kafka_consumer,  # the operator's properties (none the worker owns)
         }
-        if s.group_instance_id:
-            consumer_config["group.instance.id"] = s.group_instance_id
-        consumer_config |= s.kafka_consumer  # the operator's properties (none the worker owns)
         self.consumer = Consumer(consumer_config)
         self.consumer.subscribe(
             s.topics(*s.input_topics()),
