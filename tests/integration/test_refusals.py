@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from tests.helpers import event_body
 from tests.integration.conftest import TENANTS, start_worker
@@ -16,6 +18,7 @@ from workers.core.records import ANOMALY, LISTENING_EVENTS
 from workers.dev.client import Collector, start_producer
 from workers.dev.stack import RedisServer, Stack, stop_process
 from workers.dev.testing import WorkerProcess
+from workers.runtime.settings import Settings
 
 
 def refused(stack: Stack, log: Path, **env: str) -> str:
@@ -126,3 +129,33 @@ async def test_librdkafka_properties_pass_through_to_the_worker(
         worker.terminate()
         await collector.stop()
         await producer.stop()
+
+
+async def test_topics_are_created_only_when_asked_and_changelogs_compact_and_expire(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """``run`` creates no topic by default; the dev stack asks it to, and a strict
+    tenant's topics then appear, its verdict changelogs ``compact,delete``."""
+    assert Settings(tenants=["acme"]).create_topics is False
+    assert stack.env()["WORKERS_CREATE_TOPICS"] == "true"
+    worker = start_worker(
+        stack,
+        tmp_path / "worker.log",
+        WORKERS_GROUP_ID="creator",
+        WORKERS_ISOLATION="strict",
+        WORKERS_TENANTS="newco",
+    )
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.broker.bootstrap)
+    await admin.start()
+    try:
+        assert {"newco.listening.events", "newco.predictions.tracks"} <= set(
+            await admin.list_topics()
+        )
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, "newco.predictions.accounts")]
+        )
+        entries = {e[0]: e[1] for e in described[0].resources[0][4]}
+        assert entries["cleanup.policy"] == "compact,delete"
+    finally:
+        await admin.close()
+        worker.terminate()

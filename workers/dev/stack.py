@@ -234,6 +234,8 @@ class Stack:
         return {
             "WORKERS_KAFKA_BOOTSTRAP": self.broker.bootstrap,
             "WORKERS_REDIS_URL": self.redis.url,
+            # a dev stack: workers create what is missing (a strict tenant's topics)
+            "WORKERS_CREATE_TOPICS": "true",
         }
 
 

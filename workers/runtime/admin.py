@@ -149,8 +149,11 @@ async def prepare_topics(settings: Settings) -> dict[str, int]:
     from workers.runtime.security import kafka_auth
 
     if settings.create_topics:
-        # the verdict changelogs (accounts, tracks) are compacted: the latest per key stays
-        compacted = {t: {"cleanup.policy": "compact"} for t in settings.topics(*CHANGELOG_TOPICS)}
+        # the verdict changelogs (accounts, tracks) are compacted (the latest per key stays)
+        # and still expire with retention (a listener gone for good leaves no verdict)
+        compacted = {
+            t: {"cleanup.policy": "compact,delete"} for t in settings.topics(*CHANGELOG_TOPICS)
+        }
         await create_topics(
             settings.kafka_bootstrap,
             settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),

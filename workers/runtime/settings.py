@@ -89,7 +89,9 @@ class Settings(BaseSettings):
     commit_interval_s: float = Field(default=1.0, gt=0)
     #: Partitions for topics the worker or `stack` creates when they are missing.
     topic_partitions: int = Field(default=4, ge=1)
-    create_topics: bool = True
+    #: Create missing topics at start (the dev `stack` and `demo` do; a production fleet's
+    #: topics are the platform team's, created with their replication and retention).
+    create_topics: bool = False
     #: Model sample rate every audio stream is resampled to.
     model_sample_rate: int = Field(default=22050, ge=16000, le=48000)
     #: Popularity window, in event time.
