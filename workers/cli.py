@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 from workers.runtime.settings import VERSION
 
@@ -46,19 +47,10 @@ def _stack(_: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import os
 
-    from pydantic import ValidationError
-
-    from workers.runtime.settings import Settings
-
     if args.role:  # through the environment: --processes children inherit it
         os.environ["WORKERS_ROLE"] = args.role
-    try:
-        settings = Settings()
-    except ValidationError as invalid:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in invalid.errors()
-        )
-        print(f"run: not starting: {problems}", file=sys.stderr)
+    settings = _settings_or_refusal("run")
+    if settings is None:
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -223,6 +215,64 @@ def _erase(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _settings_or_refusal(verb: str) -> Any:
+    """The settings from the environment, or None after saying what is wrong with them."""
+    from pydantic import ValidationError
+
+    from workers.runtime.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as invalid:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in invalid.errors()
+        )
+        print(f"{verb}: invalid settings: {problems}", file=sys.stderr)
+        return None
+
+
+def _masked_url(url: str) -> str:
+    """A URL with its password, if any, masked.
+
+    >>> _masked_url("rediss://fleet:s3cret@redis.internal:6380/0")
+    'rediss://fleet:***@redis.internal:6380/0'
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***" if parts.username else ":***"
+    netloc = f"{user}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _config(args: argparse.Namespace) -> int:
+    import json
+
+    from workers.runtime.settings import Settings
+
+    if args.schema:
+        print(json.dumps(Settings.model_json_schema(), indent=2))
+        return 0
+    settings = _settings_or_refusal("config")
+    if settings is None:
+        return 2
+    values = settings.model_dump(mode="json")  # secrets come out as '**********'
+    values["redis_url"] = _masked_url(settings.redis_url.get_secret_value())
+    if args.json:
+        print(json.dumps(values, indent=2, sort_keys=True))
+        return 0
+    for name, value in sorted(values.items()):
+        if isinstance(value, dict):
+            for key, item in sorted(value.items()):
+                print(f"WORKERS_{name.upper()}__{key.replace('.', '_').upper()}={item}")
+            continue
+        shown = ",".join(map(str, value)) if isinstance(value, list) else value
+        print(f"WORKERS_{name.upper()}={'' if shown is None else shown}")
+    return 0
+
+
 def _when_ms(text: str | None) -> int | None:
     """Epoch milliseconds from an ISO 8601 time (UTC unless it says otherwise) or a number
     of epoch milliseconds."""
@@ -336,6 +386,12 @@ def main(argv: list[str] | None = None) -> int:
         help="do not publish the listener's null verdict on predictions.accounts",
     )
     erase_cmd.set_defaults(func=_erase)
+    config_cmd = verbs.add_parser(
+        "config", help="the effective settings (secrets masked), or their JSON schema"
+    )
+    config_cmd.add_argument("--json", action="store_true", help="as one JSON object")
+    config_cmd.add_argument("--schema", action="store_true", help="the settings' JSON schema")
+    config_cmd.set_defaults(func=_config)
     redrive_cmd = verbs.add_parser(
         "redrive",
         help="publish dead letters again to their source topic, with their original "
