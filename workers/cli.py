@@ -13,9 +13,9 @@ import logging
 import signal
 import sys
 import threading
-import time
-from typing import Any
 
+from workers import operate
+from workers.operate import settings_or_refusal
 from workers.runtime.settings import VERSION
 
 __all__ = ["main"]
@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.role:  # through the environment: --processes children inherit it
         os.environ["WORKERS_ROLE"] = args.role
-    settings = _settings_or_refusal("run")
+    settings = settings_or_refusal("run")
     if settings is None:
         return 2
     logging.basicConfig(
@@ -168,157 +168,6 @@ def _tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def _erase(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from workers.runtime.erasing import erase_everywhere
-    from workers.runtime.settings import Settings
-
-    settings = Settings()
-    if args.user is None and not args.all_of_tenant:
-        print("erase: name a listener (--user U), or the whole tenant with --all-of-tenant")
-        return 2
-    if settings.audit_key is None:
-        print("erase: WORKERS_AUDIT_KEY must be set (the key of the audit trail's digests)")
-        return 2
-    audit_key = settings.audit_key.get_secret_value().encode()
-
-    async def run() -> int:
-        report = await erase_everywhere(
-            settings,
-            tenant=args.tenant,
-            user_id=args.user,
-            whole_tenant=args.all_of_tenant,
-            audit_key=audit_key,
-            requested_by=args.by,
-            reason=args.reason,
-            tombstone=not args.no_tombstone,
-        )
-        done = report.erasure
-        scope = (
-            f"user {done.user_id} of tenant {done.tenant}"
-            if done.user_id
-            else f"tenant {done.tenant}"
-        )
-        print(f"erased {scope}: {done.keys_deleted} keys deleted; audit record {done.audit_id}")
-        for what, expires_ms in done.remaining.items():
-            when = (
-                time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_ms / 1000))
-                if expires_ms
-                else "outside Redis"
-            )
-            print(f"  remaining: {what} (expires {when})")
-        for problem in report.problems:
-            print(f"erase: NOT DONE: {problem}", file=sys.stderr)
-        return 1 if report.problems else 0
-
-    return asyncio.run(run())
-
-
-def _settings_or_refusal(verb: str) -> Any:
-    """The settings from the environment, or None after saying what is wrong with them."""
-    from pydantic import ValidationError
-
-    from workers.runtime.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as invalid:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in invalid.errors()
-        )
-        print(f"{verb}: invalid settings: {problems}", file=sys.stderr)
-        return None
-
-
-def _masked_url(url: str) -> str:
-    """A URL with its password, if any, masked.
-
-    >>> _masked_url("rediss://fleet:s3cret@redis.internal:6380/0")
-    'rediss://fleet:***@redis.internal:6380/0'
-    """
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:***" if parts.username else ":***"
-    netloc = f"{user}@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _config(args: argparse.Namespace) -> int:
-    import json
-
-    from workers.runtime.settings import Settings
-
-    if args.schema:
-        print(json.dumps(Settings.model_json_schema(), indent=2))
-        return 0
-    settings = _settings_or_refusal("config")
-    if settings is None:
-        return 2
-    values = settings.model_dump(mode="json")  # secrets come out as '**********'
-    values["redis_url"] = _masked_url(settings.redis_url.get_secret_value())
-    if args.json:
-        print(json.dumps(values, indent=2, sort_keys=True))
-        return 0
-    for name, value in sorted(values.items()):
-        if isinstance(value, dict):
-            for key, item in sorted(value.items()):
-                print(f"WORKERS_{name.upper()}__{key.replace('.', '_').upper()}={item}")
-            continue
-        shown = ",".join(map(str, value)) if isinstance(value, list) else value
-        print(f"WORKERS_{name.upper()}={'' if shown is None else shown}")
-    return 0
-
-
-def _when_ms(text: str | None) -> int | None:
-    """Epoch milliseconds from an ISO 8601 time (UTC unless it says otherwise) or a number
-    of epoch milliseconds."""
-    if text is None:
-        return None
-    if text.isdigit():
-        return int(text)
-    from datetime import UTC, datetime
-
-    when = datetime.fromisoformat(text)
-    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
-
-
-def _redrive(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from workers.runtime.redrive import RedriveReport, Wanted, redrive
-    from workers.runtime.settings import Settings
-
-    wanted = Wanted(
-        reason=args.reason,
-        tenant=args.tenant,
-        since_ms=_when_ms(args.since),
-        until_ms=_when_ms(args.until),
-        to=args.to,
-        dry_run=args.dry_run,
-    )
-
-    def progress(report: RedriveReport) -> None:
-        print(
-            f"  {report.scanned} read, {report.matched} matched, {report.redriven} re-driven",
-            file=sys.stderr,
-        )
-
-    report = asyncio.run(redrive(Settings(), wanted, progress=progress))
-    verb = "would re-drive" if wanted.dry_run else "re-drove"
-    print(
-        f"redrive {wanted.reason}: {report.scanned} dead letters read, {report.matched} "
-        f"matched; {verb} {report.redriven}, {report.already} already re-driven, "
-        f"{report.empty} without a value (erased listeners)"
-    )
-    for problem in report.problems:
-        print(f"  problem: {problem}", file=sys.stderr)
-    return 1 if report.problems else 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
@@ -385,13 +234,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="do not publish the listener's null verdict on predictions.accounts",
     )
-    erase_cmd.set_defaults(func=_erase)
+    erase_cmd.set_defaults(func=operate.erase)
     config_cmd = verbs.add_parser(
         "config", help="the effective settings (secrets masked), or their JSON schema"
     )
     config_cmd.add_argument("--json", action="store_true", help="as one JSON object")
     config_cmd.add_argument("--schema", action="store_true", help="the settings' JSON schema")
-    config_cmd.set_defaults(func=_config)
+    config_cmd.set_defaults(func=operate.config)
+    verbs.add_parser(
+        "check", help="verify what run will need: settings, Redis, broker, topics, weights"
+    ).set_defaults(func=operate.check)
     redrive_cmd = verbs.add_parser(
         "redrive",
         help="publish dead letters again to their source topic, with their original "
@@ -405,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     redrive_cmd.add_argument(
         "--dry-run", action="store_true", help="count what would be re-driven, publish nothing"
     )
-    redrive_cmd.set_defaults(func=_redrive)
+    redrive_cmd.set_defaults(func=operate.redrive)
     bench = verbs.add_parser("bench", help="benchmarks: a table and JSON results")
     bench.add_argument(
         "target",

@@ -3,7 +3,9 @@ rather than serve wrong answers, and starts once the setting is fixed or the ris
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +161,31 @@ async def test_topics_are_created_only_when_asked_and_changelogs_compact_and_exp
     finally:
         await admin.close()
         worker.terminate()
+
+
+def test_check_says_what_run_will_need_and_what_is_missing(stack: Stack) -> None:
+    """``check`` against the dev stack passes; a strict tenant whose topics nobody created
+    (and which the worker may not create) fails on them, exit code 1."""
+
+    def check(**env: str) -> tuple[int, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "workers", "check"],
+            env={**os.environ, **stack.env(), "WORKERS_TENANTS": TENANTS, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    code, out = check()
+    assert code == 0, out
+    for what in ("settings", "redis", "broker", "topics", "output sizes"):
+        assert f"ok    {what}: " in out, out
+    code, out = check(
+        WORKERS_ISOLATION="strict", WORKERS_TENANTS="later", WORKERS_CREATE_TOPICS="false"
+    )
+    assert code == 1, out
+    assert "FAIL  topics: missing: later.audio.chunks" in out
+    code, out = check(WORKERS_TENANTS="")
+    assert code == 1 and "FAIL  settings: WORKERS_TENANTS is empty" in out, out
