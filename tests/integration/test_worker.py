@@ -120,6 +120,24 @@ async def test_inputs_framed_by_a_schema_registry_serializer(
     assert not collector.matching(lambda r: r.topic == DEADLETTER and b"/sr-" in (r.key or b""))
 
 
+async def test_the_trace_context_follows_a_record_to_its_outputs(
+    worker: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    """W3C ``traceparent``/``tracestate`` of an input are on each of its outputs and on its
+    dead letter, so a trace crosses the worker."""
+    trace = [("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]
+    trace.append(("tracestate", b"vendor=1"))
+    producer = await start_producer(stack.broker.bootstrap)
+    good = orjson.dumps(event_body("acme", "tr-u", "tr-e", track="tr-t"))
+    await producer.send(LISTENING_EVENTS, good, key=b"acme/tr-u", headers=trace)
+    await producer.send(LISTENING_EVENTS, b"{nope", key=b"acme/tr-bad", headers=trace)
+    await producer.stop()
+    outputs = await collector.wait_for(keyed("acme/tr-", ANOMALY, POPULARITY, DEADLETTER), 3)
+    assert {o.topic for o in outputs} == {ANOMALY, POPULARITY, DEADLETTER}
+    for output in outputs:
+        assert [(n, v) for n, v in output.headers if n in ("traceparent", "tracestate")] == trace
+
+
 async def test_every_bad_input_is_one_dead_letter(
     worker: WorkerProcess, stack: Stack, collector: Collector
 ) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "RECOMMENDATIONS",
     "RECOMMEND_REQUESTS",
     "TAGS",
+    "TRACE_HEADERS",
     "TRACKS",
     "Outcome",
     "Output",
@@ -48,6 +49,7 @@ __all__ = [
     "tenant_topic",
     "topic_kind",
     "topic_owner",
+    "with_trace",
 ]
 
 AUDIO_CHUNKS = "audio.chunks"
@@ -260,6 +262,23 @@ class Outcome:
     #: told, once the broker has answered for the record's outputs, whether all of them
     #: were acknowledged (an account verdict is remembered as published only then)
     on_delivered: Callable[[bool], None] | None = None
+
+
+#: W3C Trace Context headers: copied from an input to each of its outputs and its dead
+#: letter, so a trace follows the record through the worker
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def with_trace(headers: tuple[tuple[str, bytes], ...], record: Record) -> list[tuple[str, bytes]]:
+    """An output's headers, and the input's trace context where the output has none.
+
+    >>> r = Record("listening.events", 0, 1, None, b"{}", (("traceparent", b"00-ab-cd-01"),))
+    >>> with_trace((("x", b"1"),), r)
+    [('x', b'1'), ('traceparent', b'00-ab-cd-01')]
+    """
+    own = {name for name, _ in headers}
+    trace = [(n, v) for n, v in record.headers if n in TRACE_HEADERS and n not in own]
+    return [*headers, *trace]
 
 
 #: the original record's headers travel with its dead letter under this prefix, so they

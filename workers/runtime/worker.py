@@ -32,6 +32,7 @@ from workers.core.records import (
     tenant_topic,
     topic_kind,
     topic_owner,
+    with_trace,
 )
 from workers.core.tagging import TagModel
 from workers.pipeline.audio import AudioStep
@@ -293,11 +294,8 @@ class Worker:
                 else encode(output.value, latency_ms=latency_ms)
             )
             # the engines commit the input once the broker acknowledged every output
-            sent.append(
-                await self.engine.send(
-                    topic, output.key.encode(), value, list(output.headers) or None
-                )
-            )
+            headers = with_trace(output.headers, record)  # the input's trace context too
+            sent.append(await self.engine.send(topic, output.key.encode(), value, headers or None))
             m.child(m.records_out, output.topic).inc()
         if outcome.on_delivered is not None:
             _when_delivered(sent, outcome.on_delivered)
