@@ -233,6 +233,15 @@ async def test_health_ready_and_metrics(worker: WorkerProcess) -> None:
     assert (
         metric_value(text, "workers_records_processed_total", topic=AUDIO_CHUNKS, outcome="ok") >= 1
     )
+    # per tenant, bounded by the allow-list: a tenant this fleet does not serve is "other"
+    per_tenant = "workers_tenant_records_total"
+    assert metric_value(text, per_tenant, tenant="acme", topic=LISTENING_EVENTS, outcome="ok") >= 1
+    assert metric_value(text, per_tenant, tenant="beats", topic=AUDIO_CHUNKS, outcome="ok") >= 1
+    assert (
+        metric_value(text, per_tenant, tenant="other", topic=LISTENING_EVENTS, outcome="deadletter")
+        >= 1  # the earlier tests' zzz/... events
+    )
+    assert 'tenant="zzz"' not in text and 'tenant="nobody"' not in text
 
 
 async def test_state_lives_under_tenant_keys(worker: WorkerProcess, stack: Stack) -> None:

@@ -93,6 +93,13 @@ class Metrics:
             ["source_topic", "reason"],
             registry=r,
         )
+        self.tenant_records = Counter(
+            "workers_tenant_records",
+            "Input records finished, per tenant (those served; 'other' for any else), topic "
+            "and outcome (ok, deadletter, ignored).",
+            ["tenant", "topic", "outcome"],
+            registry=r,
+        )
         self.anomalies = Counter(
             "workers_anomalies", "Inputs flagged anomalous, per kind.", ["kind"], registry=r
         )

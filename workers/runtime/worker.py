@@ -300,13 +300,15 @@ class Worker:
         if outcome.on_delivered is not None:
             _when_delivered(sent, outcome.on_delivered)
         topic_in = record.kind  # metrics label the logical topic: bounded cardinality
+        done = "ok"
         if outcome.rejected is not None:
-            m.child(m.records_processed, topic_in, "deadletter").inc()
+            done = "deadletter"
             m.child(m.deadletters, topic_in, outcome.rejected.reason.value).inc()
         elif outcome.ignored is not None:  # the tagger leaves it to the core worker
-            m.child(m.records_processed, topic_in, "ignored").inc()
-        else:
-            m.child(m.records_processed, topic_in, "ok").inc()
+            done = "ignored"
+        m.child(m.records_processed, topic_in, done).inc()
+        tenant = outcome.tenant if outcome.tenant in self._tenants else "other"  # allow-listed
+        m.child(m.tenant_records, tenant, topic_in, done).inc()
         if outcome.anomalies:
             kind = "audio" if topic_in == AUDIO_CHUNKS else "listening"
             m.child(m.anomalies, kind).inc(outcome.anomalies)
