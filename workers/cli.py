@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import logging.config
 import signal
 import sys
 import threading
@@ -52,9 +53,13 @@ def _run(args: argparse.Namespace) -> int:
     settings = settings_or_refusal("run")
     if settings is None:
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from workers.runtime.logs import TEXT_FORMAT, logging_config
+
+    json_config = logging_config(settings.log_format, settings.log_level)
+    if json_config is not None:
+        logging.config.dictConfig(json_config)
+    else:
+        logging.basicConfig(level=settings.log_level.upper(), format=TEXT_FORMAT)
     from workers.runtime.preflight import StartRefused, check_settings
 
     try:

@@ -118,6 +118,7 @@ async def test_librdkafka_properties_pass_through_to_the_worker(
         WORKERS_GROUP_ID="passthrough",
         WORKERS_KAFKA_CONSUMER__CLIENT_RACK="eu-1a",
         WORKERS_KAFKA_PRODUCER__COMPRESSION_TYPE="gzip",
+        WORKERS_LOG_FORMAT="json",
     )
     collector = await Collector(stack.broker.bootstrap, [ANOMALY]).start()
     producer = await start_producer(stack.broker.bootstrap)
@@ -127,6 +128,11 @@ async def test_librdkafka_properties_pass_through_to_the_worker(
         await producer.flush()
         scored = await collector.wait_for(lambda r: r.key == b"acme/pt-u", 1)
         assert [m.json()["ref"] for m in scored] == ["pt-e"]
+        # its own log lines are JSON objects (librdkafka's, "%3|...", are not Python's)
+        lines = (tmp_path / "worker.log").read_text().splitlines()
+        ours = [orjson.loads(line) for line in lines if line.startswith("{")]
+        assert ours and all({"time", "level", "logger", "message"} <= set(o) for o in ours)
+        assert not [line for line in lines if " INFO workers." in line or "[INFO]" in line]
     finally:
         worker.terminate()
         await collector.stop()

@@ -136,6 +136,10 @@ class Record:
     def position(self) -> Position:
         return Position(self.topic, self.partition, self.offset, self.committed)
 
+    def place(self) -> dict[str, object]:
+        """Where the record is, for a log line's fields (``runtime/logs.py``)."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
     @property
     def time_ms(self) -> int:
         """The record's Kafka timestamp, or when the worker received it."""

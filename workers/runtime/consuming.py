@@ -64,12 +64,24 @@ class LaneEngine(mode.Service):
         self._held_back: set[TP] = set()
         self._stopping = False
 
-    def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
+    def run(
+        self,
+        handler: RecordHandler,
+        shell: mode.Service,
+        *,
+        log_level: str,
+        logging_config: dict[str, Any] | None = None,
+    ) -> None:
         self._handler = handler
         self._settlement = Settlement(send=self.send, handler=handler, pause=self._block)
         # mode.Worker stops its services in reverse order: the engine first, then the shell
         mode.Worker(
-            shell, self, loglevel=log_level, redirect_stdouts=False, override_logging=True
+            shell,
+            self,
+            loglevel=log_level,
+            logging_config=logging_config,
+            redirect_stdouts=False,
+            override_logging=True,
         ).execute_from_commandline()
 
     @property

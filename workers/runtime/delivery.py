@@ -189,6 +189,7 @@ class Settlement:
                     *tp,
                     entry.record.offset,
                     why,
+                    extra=entry.record.place(),
                 )
                 return False
             for topic, key, value, headers in instead:

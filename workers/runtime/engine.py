@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from workers.core.records import Record
 from workers.runtime.delivery import Sent, UndeliveredHandler
@@ -106,6 +106,13 @@ class Engine(Protocol):
     def rebalances(self) -> RebalanceClock:
         """The rebalances this worker went through and the time they took it."""
 
-    def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
+    def run(
+        self,
+        handler: RecordHandler,
+        shell: mode.Service,
+        *,
+        log_level: str,
+        logging_config: dict[str, Any] | None = None,
+    ) -> None:
         """Consume until SIGTERM/SIGINT. ``shell`` (HTTP, timers) starts before consuming
         and stops after the engine has drained and committed."""

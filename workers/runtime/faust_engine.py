@@ -185,7 +185,14 @@ class FaustEngine:
     async def _assigned(self, sender: Any, /, *_: Any, signal: Any, **__: Any) -> None:
         self.rebalances.assigned()
 
-    def run(self, handler: RecordHandler, shell: mode.Service, *, log_level: str) -> None:
+    def run(
+        self,
+        handler: RecordHandler,
+        shell: mode.Service,
+        *,
+        log_level: str,
+        logging_config: dict[str, Any] | None = None,
+    ) -> None:
         self._handler = handler
         self._settlement = Settlement(send=self.send, handler=handler, pause=self._pause)
         self._started = True
@@ -194,6 +201,7 @@ class FaustEngine:
             _TopicsService(self),  # Faust declares its input topics only
             shell,
             loglevel=log_level,
+            logging_config=logging_config,
             redirect_stdouts=False,
             override_logging=True,
         ).execute_from_commandline()

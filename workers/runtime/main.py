@@ -12,6 +12,7 @@ import mode
 
 from workers.runtime.engine import Engine
 from workers.runtime.http import HttpServer, build_http_app
+from workers.runtime.logs import logging_config
 from workers.runtime.preflight import check_redis, check_settings
 from workers.runtime.settings import Settings
 from workers.runtime.worker import Worker
@@ -86,4 +87,9 @@ def run(settings: Settings) -> None:
     engine = build_engine(settings)
     worker = Worker(settings, engine=engine)
     worker.warm_up()
-    engine.run(worker, ShellService(worker), log_level=settings.log_level)
+    engine.run(
+        worker,
+        ShellService(worker),
+        log_level=settings.log_level,
+        logging_config=logging_config(settings.log_format, settings.log_level),
+    )

@@ -185,6 +185,8 @@ class Settings(BaseSettings):
     #: The key of the erasure audit trail's subject digests (HMAC-SHA256); `erase` needs it.
     audit_key: SecretStr | None = None
     log_level: str = "info"
+    #: "text" for a terminal, "json" for one JSON object per line (runtime/logs.py)
+    log_format: Literal["text", "json"] = "text"
 
     #: "shared": one set of topics, the tenant named in each record. "strict": each tenant has
     #: its own topics (`{tenant}.audio.chunks`, …, `{tenant}.events.deadletter`), so Kafka

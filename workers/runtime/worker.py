@@ -264,6 +264,7 @@ class Worker:
                 record.offset,
                 sent.topic,
                 sent.delivery.exception(),
+                extra=record.place(),
             )
             self.metrics.outputs_refused.labels(topic_kind(sent.topic)).inc()
         instead = replacements(
