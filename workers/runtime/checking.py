@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from workers.core.records import OUTPUT_TOPICS
 from workers.runtime.admin import output_limits
 from workers.runtime.preflight import StartRefused, check_redis, check_settings
-from workers.runtime.security import rdkafka_config, redis_options
+from workers.runtime.security import rdkafka_config, redis_store
 from workers.runtime.settings import Settings
 
 __all__ = ["Check", "check_all"]
@@ -54,14 +54,7 @@ async def _settings(settings: Settings) -> str:
 
 async def _redis(settings: Settings) -> str:
     """Reachable (``run`` would wait for it), and nothing ``run`` refuses."""
-    from workers.state import RedisStore
-
-    store = RedisStore.from_url(
-        settings.redis_url.get_secret_value(),
-        limits=settings.state_limits(),
-        cluster=settings.redis_cluster,
-        **redis_options(settings),
-    )
+    store = redis_store(settings)
     try:
         info = await store.client.info("server")
     except Exception as exc:  # any client error: unreachable, refused, TLS, auth

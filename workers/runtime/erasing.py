@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from workers.core.records import ACCOUNTS, tenant_topic
-from workers.runtime.security import rdkafka_config, redis_options
+from workers.runtime.security import rdkafka_config, redis_store
 from workers.runtime.settings import Settings
-from workers.state import RedisStore, keys
+from workers.state import keys
 from workers.state.erasure import Erasure, erase
 
 __all__ = ["ErasureReport", "erase_everywhere"]
@@ -75,12 +75,7 @@ async def erase_everywhere(
     reason: str = "",
     tombstone: bool = True,
 ) -> ErasureReport:
-    store = RedisStore.from_url(
-        settings.redis_url.get_secret_value(),
-        limits=settings.state_limits(),
-        cluster=settings.redis_cluster,
-        **redis_options(settings),
-    )
+    store = redis_store(settings)
     client = store.client
     try:
         listeners = [user_id] if user_id is not None else []

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers.core.records import DEADLETTER, ORIGINAL_HEADER, tenant_topic
-from workers.runtime.security import rdkafka_config, redis_options
+from workers.runtime.security import rdkafka_config, redis_store
 from workers.runtime.settings import Settings
-from workers.state import RedisStore, keys
+from workers.state import keys
 
 __all__ = ["BATCH", "QUIET_S", "RedriveReport", "Wanted", "redrive", "restored"]
 
@@ -121,12 +121,7 @@ async def redrive(
     producer = Producer(
         {**config, "enable.idempotence": True, "acks": "all", **settings.kafka_producer}
     )
-    store = RedisStore.from_url(
-        settings.redis_url.get_secret_value(),
-        limits=settings.state_limits(),
-        cluster=settings.redis_cluster,
-        **redis_options(settings),
-    )
+    store = redis_store(settings)
     client = store.client
     ttl_s = settings.replay_memory_s
     try:

@@ -15,6 +15,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.types.auth import CredentialsT
 
 from workers.runtime.settings import Settings
+from workers.state import RedisStore
 
 __all__ = [
     "faust_credentials",
@@ -22,6 +23,7 @@ __all__ = [
     "kafka_ssl_context",
     "rdkafka_config",
     "redis_options",
+    "redis_store",
 ]
 
 
@@ -110,3 +112,15 @@ def redis_options(settings: Settings) -> dict[str, Any]:
         if value is not None:
             options[name] = str(value)
     return options
+
+
+def redis_store(settings: Settings, *, wait_replicas: int = 0) -> RedisStore:
+    """The state store on the worker's Redis settings (a cluster, TLS, an ACL user): the
+    worker's own, and the operator commands' (``erase``, ``redrive``, ``check``)."""
+    return RedisStore.from_url(
+        settings.redis_url.get_secret_value(),
+        limits=settings.state_limits(),
+        cluster=settings.redis_cluster,
+        wait_replicas=wait_replicas,
+        **redis_options(settings),
+    )

@@ -45,7 +45,7 @@ from workers.runtime.engine import Engine
 from workers.runtime.metrics import Metrics
 from workers.runtime.overload import OverloadPolicy
 from workers.runtime.publishing import Message, replacements
-from workers.runtime.security import redis_options
+from workers.runtime.security import redis_store
 from workers.runtime.settings import VERSION, Settings
 from workers.state import MemoryStore, RedisStore, StateStore
 from workers.state.catalogue import Catalogue, MemoryCatalogue, RedisCatalogue
@@ -70,12 +70,8 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.engine = engine
-        self.store: StateStore = store or RedisStore.from_url(
-            settings.redis_url.get_secret_value(),
-            limits=settings.state_limits(),
-            cluster=settings.redis_cluster,
-            wait_replicas=settings.redis_wait_replicas,
-            **redis_options(settings),
+        self.store: StateStore = store or redis_store(
+            settings, wait_replicas=settings.redis_wait_replicas
         )
         self._positions: dict[tuple[str, int], int] = {}
         #: per partition, the Kafka timestamp of the record last processed (ms)
