@@ -12,6 +12,7 @@ next run (at least once, like the worker); a listening event's copy is then the 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,15 @@ async def redrive(
             ends = {start.partition: True for start in starts}
             consumer.assign(starts)
             pending: list[tuple[str, list[bool]]] = []
+            settle = functools.partial(
+                _settle,
+                producer,
+                client,
+                done_key=done_key,
+                pending=pending,
+                ttl_s=ttl_s,
+                report=report,
+            )
             heard = time.monotonic()
             while ends:
                 message = consumer.poll(1.0)
@@ -180,24 +190,10 @@ async def redrive(
                 )
                 pending.append((member, acknowledged))
                 if len(pending) >= BATCH:
-                    await _settle(
-                        producer,
-                        client,
-                        done_key=done_key,
-                        pending=pending,
-                        ttl_s=ttl_s,
-                        report=report,
-                    )
+                    await settle()
                 if progress is not None and report.scanned % 1000 == 0:
                     progress(report)
-            await _settle(
-                producer,
-                client,
-                done_key=done_key,
-                pending=pending,
-                ttl_s=ttl_s,
-                report=report,
-            )
+            await settle()
             consumer.unassign()
     finally:
         consumer.close()

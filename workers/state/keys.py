@@ -227,15 +227,19 @@ def quota(tenant: str, day: int) -> str:
 def deadletter_ledger(owner: str | None, topic: str, partition: int) -> str:
     """Sorted set: offsets of a partition's records that became dead letters (a re-read
     one is marked a replay). Keyed by the topic's owner under strict isolation."""
-    tag = "{" + (validate_tenant(owner) if owner is not None else DEADLETTERS_TAG) + "}:"
-    return f"{tag}deadletters:{partition}:{topic}"
+    return f"{_owner_tag(owner)}deadletters:{partition}:{topic}"
 
 
 def redriven(owner: str | None, topic: str) -> str:
     """Set: the ``partition:offset`` of a dead-letter topic's records already re-driven
     (``redrive`` publishes each once). Keyed by the topic's owner under strict isolation."""
-    tag = "{" + (validate_tenant(owner) if owner is not None else DEADLETTERS_TAG) + "}:"
-    return f"{tag}redriven:{topic}"
+    return f"{_owner_tag(owner)}redriven:{topic}"
+
+
+def _owner_tag(owner: str | None) -> str:
+    """The hash tag of a topic's keys: its owner's under strict isolation, else the
+    workers' own (which no tenant can have)."""
+    return "{" + (validate_tenant(owner) if owner is not None else DEADLETTERS_TAG) + "}:"
 
 
 #: Every kind of key that holds one listener's data (erasure removes them all).
