@@ -49,6 +49,7 @@ __all__ = [
     "tenant_topic",
     "topic_kind",
     "topic_owner",
+    "trace_of",
     "with_trace",
 ]
 
@@ -273,16 +274,24 @@ class Outcome:
 TRACE_HEADERS = ("traceparent", "tracestate")
 
 
-def with_trace(headers: tuple[tuple[str, bytes], ...], record: Record) -> list[tuple[str, bytes]]:
+def trace_of(record: Record) -> list[tuple[str, bytes]]:
+    """The input's trace context headers (none, mostly): read once per record."""
+    return [(n, v) for n, v in record.headers if n in TRACE_HEADERS]
+
+
+def with_trace(
+    headers: tuple[tuple[str, bytes], ...], trace: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes]]:
     """An output's headers, and the input's trace context where the output has none.
 
     >>> r = Record("listening.events", 0, 1, None, b"{}", (("traceparent", b"00-ab-cd-01"),))
-    >>> with_trace((("x", b"1"),), r)
+    >>> with_trace((("x", b"1"),), trace_of(r))
     [('x', b'1'), ('traceparent', b'00-ab-cd-01')]
     """
+    if not trace:
+        return list(headers)
     own = {name for name, _ in headers}
-    trace = [(n, v) for n, v in record.headers if n in TRACE_HEADERS and n not in own]
-    return [*headers, *trace]
+    return [*headers, *((n, v) for n, v in trace if n not in own)]
 
 
 #: the original record's headers travel with its dead letter under this prefix, so they

@@ -32,6 +32,7 @@ from workers.core.records import (
     tenant_topic,
     topic_kind,
     topic_owner,
+    trace_of,
     with_trace,
 )
 from workers.core.tagging import TagModel
@@ -282,6 +283,7 @@ class Worker:
         latency_ms = round(latency * 1000.0, 3)
         owner = record.owner
         sent: list[Sent] = []
+        trace = trace_of(record)  # the input's trace context, for each of its outputs
         for output in outcome.outputs:
             # strict isolation: outputs (dead letters too) go to the owner's own topics
             topic = output.topic if owner is None else tenant_topic(owner, output.topic)
@@ -291,7 +293,7 @@ class Worker:
                 else encode(output.value, latency_ms=latency_ms)
             )
             # the engines commit the input once the broker acknowledged every output
-            headers = with_trace(output.headers, record)  # the input's trace context too
+            headers = with_trace(output.headers, trace)
             sent.append(await self.engine.send(topic, output.key.encode(), value, headers or None))
             m.child(m.records_out, output.topic).inc()
         if outcome.on_delivered is not None:
