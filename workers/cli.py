@@ -112,9 +112,9 @@ def _bench(args: argparse.Namespace) -> int:
 
             scale.run(quick=args.quick, out_dir=Path(args.out))
         elif target == "music":  # the tagger against musicnn, similarity, recommendations
-            from workers.dev.benchmarks import recommend, similarity, tagger
+            from workers.dev.benchmarks import heard, recommend, similarity, tagger
 
-            for bench in (tagger, similarity, recommend):
+            for bench in (tagger, heard, similarity, recommend):
                 bench.run(quick=args.quick, out_dir=Path(args.out))
     return 0
 

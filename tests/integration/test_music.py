@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 import pytest
+import soxr
 
 from tests.helpers import event_body, needs, schema_error
 from tests.integration.conftest import start_worker
@@ -23,7 +24,7 @@ from workers.core.records import (
     RECOMMENDATIONS,
     TAGS,
 )
-from workers.dev import corpus
+from workers.dev import corpus, decoders
 from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
 from workers.dev.stack import Stack
 from workers.dev.testing import WorkerProcess, metric_value
@@ -59,12 +60,14 @@ def tagger(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     process.terminate()
 
 
-async def send_audio(stack: Stack, tenant: str, stream: str, track: str, audio: np.ndarray) -> None:
+async def send_audio(
+    stack: Stack, tenant: str, stream: str, track: str | None, audio: np.ndarray, *, sr: int = SR
+) -> None:
     producer = await start_producer(stack.broker.bootstrap)
-    step = SR // 2
+    step = sr // 2
     for seq, start in enumerate(range(0, audio.size, step)):
         headers = audio_headers(
-            tenant=tenant, stream=stream, seq=seq, sample_rate=SR, channels=1, track=track
+            tenant=tenant, stream=stream, seq=seq, sample_rate=sr, channels=1, track=track
         )
         value = pcm_bytes(audio[start : start + step, None])
         await producer.send(AUDIO_CHUNKS, value, key=f"{tenant}/{stream}".encode(), headers=headers)
@@ -188,6 +191,33 @@ async def test_bad_requests_and_chunks_are_one_dead_letter_each(
     assert metric_value(
         worker.metrics(), "workers_build_info", **build, role="core", group="workers"
     )
+
+
+async def test_a_stream_through_a_decoder_is_flagged_and_its_original_is_not(
+    worker: WorkerProcess, tagger: WorkerProcess, stack: Stack, collector: Collector
+) -> None:
+    """24 s of speech at 44.1 kHz, once as it is and once through a DAC-like decoder
+    stack: the tagger's last message of each carries the stream's verdict and its stems."""
+    rate = 44100
+    spoken = soxr.resample(corpus.speech(1, sr=22050, seconds=24.0), 22050, rate)
+    real = spoken.astype(np.float32)
+    fake = decoders.decode_like(real, decoders.FAMILIES["dac"], np.random.default_rng(1), bias=0.02)
+    for stream, audio in (("ai-real", real), ("ai-made", fake)):
+        await send_audio(stack, "acme", stream, None, audio, sr=rate)
+    verdicts = {}
+    for stream in ("ai-real", "ai-made"):
+        windows = await collector.wait_for(keyed(TAGS, f"acme/{stream}"), 8, timeout=90)
+        assert len(windows) == 8
+        first, last = windows[0].json(), windows[-1].json()
+        for window in (first, last):
+            assert schema_error(TAGS, window) is None
+            assert sum(window["stems"].values()) == pytest.approx(1.0, abs=1e-3)  # type: ignore[attr-defined]
+        assert first["ai_music"]["flag"] is None  # type: ignore[index]  # 3 s: too early
+        verdicts[stream] = last["ai_music"]
+    made, real_verdict = verdicts["ai-made"], verdicts["ai-real"]
+    assert made["flag"] is True and made["seconds"] >= 20  # type: ignore[index, operator]
+    assert made["evidence"]["known_period"] and made["evidence"]["rate_hz"] == rate  # type: ignore[index]
+    assert real_verdict["flag"] is False and real_verdict["score"] < 0.1  # type: ignore[index, operator]
 
 
 async def test_tenants_sharing_a_stream_id_get_the_tags_of_their_own_audio(

@@ -132,6 +132,10 @@ async def test_the_step_tags_each_window_once(model: TagModel) -> None:
         assert schema_error(TAGS, {**output.value, "latency_ms": 1.0}) is None  # type: ignore[dict-item]
     last = outputs[-1].value
     assert last["aggregate"]["windows"] == 2  # type: ignore[index]
+    assert sum(last["stems"].values()) == pytest.approx(1.0, abs=1e-3)  # type: ignore[attr-defined]
+    assert sum(last["aggregate"]["stems"].values()) == pytest.approx(1.0, abs=1e-3)  # type: ignore[index]
+    ai = last["ai_music"]
+    assert ai["flag"] is None and ai["seconds"] == 6.5 and ai["score"] < 0.5  # type: ignore[index]
     changed = await catalogue.embeddings_since("acme", 0)
     assert changed.ids == ("s1",) and changed.vectors.shape == (1, 200)
     assert abs(float(np.linalg.norm(changed.vectors[0])) - 1.0) < 1e-5

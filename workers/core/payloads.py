@@ -128,6 +128,8 @@ class TagsPayload(TypedDict):
     top_genres: list[dict[str, Any]]
     top_moods: list[dict[str, Any]]
     embedding: list[float]
+    stems: dict[str, float]
+    ai_music: dict[str, Any]
     aggregate: dict[str, Any]
     model_version: str
     replay: bool
@@ -174,6 +176,7 @@ def tags_payload(
     window: dict[str, float],
     described: Mapping[str, Any],
     embedding: list[float],
+    heard: Mapping[str, Any],  # the window's ``stems`` and the stream's ``ai_music``
     aggregate: dict[str, Any],
     version: str,
 ) -> TagsPayload:
@@ -188,6 +191,8 @@ def tags_payload(
         "top_genres": described["top_genres"],
         "top_moods": described["top_moods"],
         "embedding": embedding,
+        "stems": heard["stems"],
+        "ai_music": heard["ai_music"],
         "aggregate": aggregate,
         "model_version": version,
         "replay": False,

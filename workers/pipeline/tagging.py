@@ -32,7 +32,10 @@ from workers.core.errors import Reason, Rejected
 from workers.core.payloads import as_replay, tags_payload
 from workers.core.records import TAGS, Outcome, Output, Record, Stopwatch
 from workers.core.tagging import Patch, TagModel, TagState, frame, patch_seconds
+from workers.core.tagging.artifacts import SpectrumState, Verdict, accumulate, judge
 from workers.core.tagging.melspec import SR
+from workers.core.tagging.network import Output as NetworkOutput
+from workers.core.tagging.stems import shares, stem_energies
 from workers.pipeline.process import with_retry
 from workers.state.catalogue import unit_bytes
 from workers.state.protocol import Embedding, Refused, StateStore
@@ -42,6 +45,16 @@ __all__ = ["TaggerPipeline", "TaggingStep"]
 log = logging.getLogger(__name__)
 
 LANE = "tags"
+
+
+def _analyse(
+    model: TagModel, frames: npt.NDArray[np.float32], spectrum: SpectrumState
+) -> tuple[NetworkOutput, npt.NDArray[np.float64], Verdict]:
+    """The windows' tags and embeddings, their stem energies, and the stream's AI verdict:
+    everything that costs CPU, in one call off the event loop."""
+    result = model.run(frames)
+    stems = np.stack([stem_energies(f) for f in frames])
+    return result, stems, judge(spectrum)
 
 
 class TaggingStep:
@@ -87,18 +100,24 @@ class TaggingStep:
         if state.seq >= 0 and headers.seq != state.seq + 1:  # a gap: frame afresh after it
             state = replace(state, started=False, frames=state.frames[:0])
             self._resamplers.reset(key)
-        audio = self._resamplers.process(key, downmix(samples), sr_in=headers.sample_rate)
-        state = replace(state, seq=headers.seq, track=headers.track or "")
+        mono = downmix(samples)
+        audio = self._resamplers.process(key, mono, sr_in=headers.sample_rate)
+        # the AI flag's spectrum at the stream's own rate: resampling would move its peaks
+        spectrum = accumulate(state.spectrum, mono, rate=headers.sample_rate)
+        state = replace(state, seq=headers.seq, track=headers.track or "", spectrum=spectrum)
         every = self._every * (self._degraded_every if degraded else 1)
         state, patches = frame(state, audio, every=every)
         watch.lap("framing")
         outputs: list[Output] = []
         if patches:
-            result = await asyncio.to_thread(self.model.run, np.stack([p.frames for p in patches]))
+            frames = np.stack([p.frames for p in patches])
+            result, stems, verdict = await asyncio.to_thread(
+                _analyse, self.model, frames, state.spectrum
+            )
             watch.lap("network")
-            state = state.with_tagged(result.probabilities, result.embeddings)
+            state = state.with_tagged(result.probabilities, result.embeddings, stems)
             outputs = self._outputs(
-                headers, state, patches, result.probabilities, result.embeddings
+                headers, state=state, patches=patches, result=result, stems=stems, verdict=verdict
             )
         embedding = None
         if patches:  # the stream's mean embedding, into the catalogue in the same step
@@ -130,14 +149,23 @@ class TaggingStep:
     def _outputs(
         self,
         headers: ChunkHeaders,
+        *,
         state: TagState,
         patches: list[Patch],
-        probabilities: npt.NDArray[np.float32],
-        embeddings: npt.NDArray[np.float32],
+        result: NetworkOutput,
+        stems: npt.NDArray[np.float64],
+        verdict: Verdict,
     ) -> list[Output]:
-        aggregate = {"windows": state.tagged, **self.model.describe(state.mean_tags())}
+        aggregate = {
+            "windows": state.tagged,
+            **self.model.describe(state.mean_tags()),
+            "stems": shares(state.stem_sums),
+        }
+        ai_music = verdict.payload()
         out = []
-        for patch, scores, embedding in zip(patches, probabilities, embeddings, strict=True):
+        for patch, scores, embedding, energies in zip(
+            patches, result.probabilities, result.embeddings, stems, strict=True
+        ):
             start, end = patch_seconds(patch.index)
             out.append(
                 Output(
@@ -151,6 +179,7 @@ class TaggingStep:
                         window={"index": patch.index, "start_s": start, "end_s": end},
                         described=self.model.describe(scores),
                         embedding=[round(float(v), 4) for v in embedding],
+                        heard={"stems": shares(energies), "ai_music": ai_music},
                         aggregate=aggregate,
                         version=self.model.version,
                     ),

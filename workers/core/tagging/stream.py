@@ -20,13 +20,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import numpy.typing as npt
 
+from workers.core.tagging.artifacts import SpectrumState
 from workers.core.tagging.melspec import HOP, N_MELS, SR, log_mel_frames
 
 __all__ = ["PATCH_FRAMES", "Patch", "TagState", "frame", "patch_seconds", "patches_of"]
 
 PATCH_FRAMES = 187
 _HEADER = struct.Struct("<B q B q q I I I")  # fmt, seq, started, patches, tagged, sizes…
-_FORMAT = 2
+_FORMAT = 3  # 3 adds the stems' sums and the spectral floor; 2 is read as without them
 
 
 def patch_seconds(index: int) -> tuple[float, float]:
@@ -48,7 +49,8 @@ class Patch:
 @dataclass(frozen=True)
 class TagState:
     """What a stream carries from chunk to chunk: at most 511 samples, at most 186 frames
-    (float16, exactly as computed), counts, and the sums of its tagged patches."""
+    (float16, exactly as computed), counts, the sums of its tagged patches (tags,
+    embeddings, stem energies), and its spectral floor at its own rate (the AI flag's)."""
 
     seq: int = -1
     started: bool = False
@@ -62,11 +64,17 @@ class TagState:
     embedding_sums: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
     #: the chunks' ``track`` header (the embedding is stored under it), or ""
     track: str = ""
+    stem_sums: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(3))
+    spectrum: SpectrumState = field(default_factory=SpectrumState)
 
     def with_tagged(
-        self, probabilities: npt.NDArray[np.float32], embeddings: npt.NDArray[np.float32]
+        self,
+        probabilities: npt.NDArray[np.float32],
+        embeddings: npt.NDArray[np.float32],
+        stems: npt.NDArray[np.float64] | None = None,
     ) -> TagState:
-        """The state after ``len(probabilities)`` more patches were tagged."""
+        """The state after ``len(probabilities)`` more patches were tagged (``stems``: their
+        stem energies, one row each)."""
         if not len(probabilities):
             return self
         tags = self.tag_sums if self.tag_sums.size else np.zeros(probabilities.shape[1])
@@ -78,6 +86,7 @@ class TagState:
             tagged=self.tagged + len(probabilities),
             tag_sums=tags + probabilities.sum(axis=0, dtype=np.float64),
             embedding_sums=embedding + embeddings.sum(axis=0, dtype=np.float64),
+            stem_sums=self.stem_sums + (stems.sum(axis=0) if stems is not None else 0.0),
         )
 
     def mean_tags(self) -> npt.NDArray[np.float64]:
@@ -105,12 +114,14 @@ class TagState:
         )
         track = self.track.encode()
         sizes = struct.pack("<II", self.embedding_sums.size, len(track))
-        return header + sizes + b"".join(parts) + track
+        spectrum = self.spectrum.to_bytes()
+        extra = self.stem_sums.astype("<f8").tobytes() + struct.pack("<I", len(spectrum))
+        return header + sizes + b"".join(parts) + track + extra + spectrum
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> TagState:
         fmt, seq, started, patches, tagged, n_carry, n_frames, n_tags = _HEADER.unpack_from(blob)
-        if fmt != _FORMAT:
+        if fmt not in (2, _FORMAT):
             raise ValueError(f"tag state format {fmt} is not {_FORMAT}")
         offset = _HEADER.size
         n_embedding, n_track = struct.unpack_from("<II", blob, offset)
@@ -124,6 +135,13 @@ class TagState:
         embedding = np.frombuffer(blob, "<f8", n_embedding, offset).astype(np.float64)
         offset += 8 * n_embedding
         track = blob[offset : offset + n_track].decode()
+        offset += n_track
+        stems, spectrum = np.zeros(3), SpectrumState()
+        if fmt == _FORMAT:
+            stems = np.frombuffer(blob, "<f8", 3, offset).astype(np.float64)
+            (n_spectrum,) = struct.unpack_from("<I", blob, offset + 24)
+            start = offset + 28
+            spectrum = SpectrumState.from_bytes(blob[start : start + n_spectrum])
         return cls(
             seq=seq,
             started=bool(started),
@@ -134,6 +152,8 @@ class TagState:
             tag_sums=tags,
             embedding_sums=embedding,
             track=track,
+            stem_sums=stems,
+            spectrum=spectrum,
         )
 
 
