@@ -27,4 +27,10 @@ def test_the_demo_accounts_for_every_input_and_shows_the_floor() -> None:
             row = re.search(rf"{kind} · {path}\s*│\s*([\d.]+)\s*│\s*([\d.]+)", out)
             assert row is not None, (kind, path, out[-3000:])
     assert "own share at" in " ".join(out.split())
+    # the catalogue deliveries: told apart by the tagger, the decoder's one flagged alone
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"│ \w+/(delivery-[a-z]+) .*", out)}
+    assert len(rows) == 6, out[-5000:]
+    assert "FLAGGED" in rows.pop("delivery-genai")
+    assert all("│ no (" in row for row in rows.values()), rows
+    assert "9 requests sent after the load, 9 answers read" in out
     assert "worker stopped gracefully (exit 0)" in out

@@ -98,3 +98,38 @@ def test_audio_faults_are_found_in_the_held_out_corpus() -> None:
     trials = audio_corpus.dropout_trials(clean, per_chunk=1, seed=8)
     assert trials["recall"]["music"] >= 0.95  # 0.98 of 404
     assert trials["recall"]["speech"] >= 0.65  # 0.75 of 413 (about 0.58 with the two-edge rule)
+
+
+def test_ai_music_is_flagged_on_held_out_clips_and_real_audio_is_not() -> None:
+    """Clips 4-5 (never tuned on), each as it is, resampled clean, and through a random
+    stack of the held-out decoder family (strides no published decoder uses) and of DAC's,
+    under four transformations, chunk by chunk through the tagger's accumulation."""
+    from tests.helpers import needs
+    from workers.dev import corpus
+    from workers.dev.benchmarks import heard
+
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
+    result = heard.ai_flag(first=4, count=2, families=("held_out", "dac"), seed=11)
+    for kind in ("music", "speech"):
+        assert result["real"][kind]["streams"] == 16
+        assert result["real"][kind]["flagged"] == 0.0  # max evidence 2.3 (music), 0.2
+    speech = result["families"]["held_out"]["speech"]
+    assert speech["auc_30s"] >= 0.95 and speech["flagged"] >= 0.9  # 1.000, 100 %
+    assert speech["auc_10s"] >= 0.95  # 1.000: the verdict does not need the whole stream
+    for kind in ("music", "speech"):
+        dac = result["families"]["dac"][kind]
+        assert dac["auc_30s"] >= 0.95 and dac["flagged"] >= 0.75  # 1.000, 100 %
+
+
+def test_stems_track_known_shares_on_held_out_mixtures() -> None:
+    """Mixtures 6-8 (voices, instruments, tempi and shares the design never saw)."""
+    from tests.helpers import needs
+    from workers.dev import corpus
+    from workers.dev.benchmarks import heard
+
+    needs(corpus.available(), "sox and espeak-ng", "apt-get install sox espeak-ng")
+    result = heard.stems(first=6, count=3)
+    assert result["voice_higher_pairs"] == 3
+    assert result["mae"]["vocals"] <= 0.15  # 0.096
+    assert result["mae"]["harmonic"] <= 0.15  # 0.087
+    assert result["mae"]["percussive"] <= 0.2  # 0.139

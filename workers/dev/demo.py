@@ -20,11 +20,13 @@ from workers.core.records import (
 from workers.dev.bad_inputs import bad_inputs
 from workers.dev.client import (
     Collector,
+    Received,
     audio_headers,
     event_value,
     pcm_bytes,
     start_producer,
 )
+from workers.dev.demo_deliveries import deliver, deliveries
 from workers.dev.demo_music import ask_for_recommendations, demo_requests, tags_table
 from workers.dev.demo_tally import BUDGET_MS, Tally, progress, summary
 from workers.dev.forwarder import Forwarder
@@ -220,6 +222,20 @@ def _hours_ago(hours: int) -> int:
 START_TS = _hours_ago(12)
 
 
+def _deliveries(stack: Stack, console: Console) -> tuple[dict[str, Received], dict[str, str]]:
+    """Whole tracks that sound different (one through a decoder), tagged before the floor
+    is measured; their last tags messages, and what each is."""
+    with console.status("rendering the catalogue deliveries (sox, espeak-ng)…"):
+        tracks = deliveries()
+    if not tracks:
+        console.print("catalogue deliveries skipped: they are rendered by sox and espeak-ng")
+        return {}, {}
+    with console.status(f"{len(tracks)} catalogue deliveries: the tagger reads them whole…"):
+        last = asyncio.run(deliver(stack.broker.bootstrap, tracks))
+    console.print(f"catalogue deliveries tagged: {len(last)} of {len(tracks)} tracks")
+    return last, {f"{t.tenant}/{t.stream}": t.what for t in tracks}
+
+
 def _floor(stack: Stack, seconds: float, console: Console) -> Tally:
     """The same load through the do-nothing forwarder, on the floor's own topics."""
     topics = [FLOOR + AUDIO_CHUNKS, FLOOR + LISTENING_EVENTS]
@@ -255,14 +271,16 @@ def run_demo(*, seconds: float = 20.0, history: int = HISTORY) -> int:
             f"worker and tagger ready in {ready_s:.1f} s (metrics on {worker.url('/metrics')})"
         )
         past = asyncio.run(_history(stack, history, console)) if history else None
+        delivered, what = _deliveries(stack, console)
         # the floor next, while the worker waits: on the broker as the history left it (the
         # embedded broker slows as it fills), so both are measured on the same broker
         floor = _floor(stack, seconds / 2, console)
         tally = asyncio.run(_load(stack, seconds, console, history=past))
         console.print(summary(tally, floor))
-        console.print(tags_table(tally.tags))
+        tags = {**tally.tags, **{key: r.json() for key, r in delivered.items()}}
+        console.print(tags_table(tags, what))  # type: ignore[arg-type]
         streams: dict[str, list[str]] = {}
-        for body in tally.tags.values():
+        for body in tags.values():
             streams.setdefault(str(body["tenant"]), []).append(str(body["stream"]))
         requests = demo_requests(TENANTS, {t: sorted(s) for t, s in streams.items()})
         console.print(asyncio.run(ask_for_recommendations(stack, requests)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from rich.console import Group
@@ -17,22 +18,52 @@ from workers.dev.stack import Stack
 __all__ = ["ask_for_recommendations", "demo_requests", "tags_table"]
 
 
-def _ranked(items: object) -> str:
-    return ", ".join(f"{i['tag']} {i['score']:.2f}" for i in items) or "-"  # type: ignore[attr-defined, index]
+def _ranked(items: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{i['tag']} {i['score']:.2f}" for i in items) or "-"
 
 
-def tags_table(latest: dict[str, dict[str, object]]) -> Table:
-    """Each stream's running aggregate, from its latest ``predictions.tags`` message."""
+def _stems(aggregate: dict[str, Any]) -> str:
+    stems = aggregate.get("stems")
+    if not stems:
+        return "-"
+    return " / ".join(f"{stems[k]:.2f}" for k in ("vocals", "harmonic", "percussive"))
+
+
+def _ai(verdict: dict[str, Any] | None) -> str:
+    if not verdict:
+        return "-"
+    flag = {True: "FLAGGED", False: "no", None: "wait"}[verdict["flag"]]
+    comb = verdict.get("evidence")
+    found = f", comb {comb['spacing_hz']:.1f} Hz" if comb and verdict["flag"] else ""
+    return f"{flag} ({verdict['score']:.2f} after {verdict['seconds']:.0f} s{found})"
+
+
+def tags_table(latest: dict[str, dict[str, Any]], what: dict[str, str] | None = None) -> Table:
+    """Each stream's running aggregate, from its latest ``predictions.tags`` message:
+    tags, stems (voice / harmonic / percussive shares) and the AI-music verdict (the
+    flag waits for 20 s of a stream)."""
+    what = what or {}
     table = Table(title="Tags (musicnn, per stream so far)", title_justify="left")
-    for column in ("stream", "windows", "top genres", "top moods"):
+    for column in (
+        "stream",
+        "what",
+        "windows",
+        "top genres",
+        "top moods",
+        "stems v / h / p",
+        "AI-generated?",
+    ):
         table.add_column(column)
     for key in sorted(latest):
         aggregate = latest[key]["aggregate"]
         table.add_row(
             key,
-            str(aggregate["windows"]),  # type: ignore[index]
-            _ranked(aggregate["top_genres"]),  # type: ignore[index]
-            _ranked(aggregate["top_moods"]),  # type: ignore[index]
+            what.get(key, "live stream"),
+            str(aggregate["windows"]),
+            _ranked(aggregate["top_genres"]),
+            _ranked(aggregate["top_moods"]),
+            _stems(aggregate),
+            _ai(latest[key].get("ai_music")),
         )
     return table
 
@@ -72,7 +103,9 @@ async def ask_for_recommendations(
             f"{(reply.arrived - sent[reply.key or b'']) * 1000:.1f}",
         )
     missing = len(sent) - len(answers)
-    note = f"{missing} request(s) unanswered after {timeout:.0f} s" if missing else ""
+    note = f"{len(sent)} requests sent after the load, {len(answers)} answers read"
+    if missing:
+        note += f"; {missing} unanswered after {timeout:.0f} s"
     return Group(table, note)
 
 

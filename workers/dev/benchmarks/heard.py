@@ -43,6 +43,8 @@ __all__ = ["TRANSFORMS", "ai_flag", "run", "stems"]
 TRANSFORMS = ("as is", "low-pass 12 kHz", "resampled", "noise -40 dB")
 TUNING_FAMILIES = ("encodec", "dac", "hifigan", "oobleck")
 CHECKPOINTS = (10.0, 20.0, 30.0)
+#: comb levels (dB under the audio) the flagged shares are reported by
+LEVELS = (-25, -30, -35)
 
 
 def _transform(
@@ -158,6 +160,17 @@ def ai_flag(
                 for how in TRANSFORMS
             }
             out["families"].setdefault(family, {})[kind] = entry
+    out["by_comb_level"] = {}
+    for kind in ("music", "speech"):
+        fake = [r for r in rows if r["kind"] == kind and r["label"]]
+        buckets: dict[str, list[bool]] = defaultdict(list)
+        for r in fake:
+            top = next((t for t in LEVELS if r["level_db"] >= t), LEVELS[-1] - 5)
+            label = f">= {top} dB" if top in LEVELS else f"< {LEVELS[-1]} dB"
+            buckets[label].append(r["evidence"][last] >= FLAG_EVIDENCE)
+        out["by_comb_level"][kind] = {
+            label: {"streams": len(v), "flagged": float(np.mean(v))} for label, v in buckets.items()
+        }
     out["cost"] = {name: float(np.median(values)) for name, values in costs.items()}
     return out
 
@@ -234,6 +247,13 @@ def run(
                     f"{e['comb_db_median']:.1f}",
                 )
     console.print(table)
+    for split in ("tuning", "held_out"):
+        for kind, buckets in results[split]["by_comb_level"].items():
+            shown = ", ".join(
+                f"{label}: {b['flagged']:.0%} of {b['streams']}"
+                for label, b in sorted(buckets.items())
+            )
+            console.print(f"{split}, {kind}, flagged by comb level: {shown}")
     cost = results["held_out"]["cost"]
     console.print(
         f"cost: {cost['accumulate_ms_per_chunk']:.2f} ms per 0.5 s chunk accumulated, "
