@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import functools
 
+import bottleneck as bn
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from workers.core.tagging.melspec import N_MELS, SR, _hz_to_mel, _mel_to_hz
 
@@ -51,12 +51,13 @@ def _band_widths() -> npt.NDArray[np.float64]:
 
 
 def _median(x: npt.NDArray[np.float64], size: int, *, axis: int) -> npt.NDArray[np.float64]:
-    """A running median of odd ``size`` along ``axis``, edges repeated (as
-    ``scipy.ndimage.median_filter`` with ``mode="nearest"``, three times faster here)."""
+    """A centred running median of odd ``size`` along ``axis``, edges repeated (as
+    ``scipy.ndimage.median_filter`` with ``mode="nearest"``): bottleneck's trailing
+    median over the padded rows, a quarter of the CPU of either numpy or scipy here."""
     pad = [(0, 0), (0, 0)]
     pad[axis] = (size // 2, size // 2)
-    windows = sliding_window_view(np.pad(x, pad, mode="edge"), size, axis=axis)
-    return np.partition(windows, size // 2, axis=-1)[..., size // 2]
+    trailing: npt.NDArray[np.float64] = bn.move_median(np.pad(x, pad, mode="edge"), size, axis=axis)
+    return trailing[size - 1 :] if axis == 0 else trailing[:, size - 1 :]
 
 
 def stem_energies(frames: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
