@@ -1,5 +1,6 @@
 # Every target does its own set-up: a virtualenv in .venv with the project, its dev tooling
-# and its test tools installed (`pip install -e ".[dev,test]"`), and musicnn's weights.
+# and its test tools installed (`pip install -e ".[dev,test]"`), and musicnn's own code for
+# the tagger's parity tests.
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
@@ -10,9 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e ".[dev,test]"
-	# musicnn's wheel carries the tagger's pretrained weights; its metadata pins an ancient
-	# numpy and TensorFlow, so it goes in without dependencies (the worker only reads its
-	# files). tf_keras lets the parity tests run musicnn's own TensorFlow code as reference.
+	# The tagger's weights ship in the package. musicnn's wheel (its code and original
+	# checkpoints) is the parity tests' reference: its metadata pins an ancient numpy and
+	# TensorFlow, so it goes in without dependencies; tf_keras runs its TensorFlow graph.
 	$(VENV)/bin/pip install -q --no-deps "musicnn==0.1.0" "tf_keras>=2.21,<2.22"
 	touch $(STAMP)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,11 @@ from workers.core.tagging import (
     TagState,
     WeightsMissing,
     frame,
+    locate_weights,
     log_mel_frames,
     read_bundle,
 )
+from workers.core.tagging import model as model_module
 from workers.core.tagging.checkpoint import write_bundle
 from workers.core.tagging.labels import GENRES, LABELS, MOODS
 from workers.pipeline.tagging import TaggingStep
@@ -47,6 +50,37 @@ def test_the_shipped_checkpoints_read_without_tensorflow(model: TagModel) -> Non
 def test_genres_and_moods_are_tags_of_the_models() -> None:
     tags = set(LABELS["MSD_musicnn"]) | set(LABELS["MTT_musicnn"])
     assert tags >= GENRES and tags >= MOODS and not GENRES & MOODS
+
+
+def test_the_packaged_weights_are_musicnns_checkpoints_and_need_no_musicnn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The arrays in the package are the original checkpoints' (the parity tests' musicnn
+    wheel has them), bit for bit, and load with musicnn's package out of reach."""
+    for name in ("MSD_musicnn", "MTT_musicnn"):
+        shipped = model_module.shipped_weights(name)
+        original = read_bundle(str(locate_weights(name)) + "/")
+        assert len(shipped) == 64
+        for key, value in shipped.items():
+            np.testing.assert_array_equal(value, original[key])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    loaded = TagModel.load("MTT_musicnn")
+    assert loaded.version == "MTT_musicnn/musicnn-0.1.0"
+
+
+def test_weights_that_do_not_match_their_digest_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = Path(model_module.__file__).parent / "weights" / "MSD_musicnn.npz"
+    damaged = bytearray(shipped.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    (tmp_path / "MSD_musicnn.npz").write_bytes(bytes(damaged))
+    monkeypatch.setattr(model_module, "_SHIPPED_DIR", tmp_path)
+    with pytest.raises(WeightsMissing, match="SHA-256"):
+        TagModel.load("MSD_musicnn")
+    monkeypatch.setattr(model_module, "_SHIPPED_DIR", tmp_path / "gone")
+    with pytest.raises(WeightsMissing, match="reinstall"):
+        TagModel.load("MSD_musicnn")
 
 
 def test_missing_weights_say_how_to_install_them(tmp_path: Path) -> None:

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     tagger_model: Literal["MSD_musicnn", "MTT_musicnn"] = "MSD_musicnn"
     #: tag one 3 s patch of every N per stream (1: all; the others are framed and skipped)
     tagger_every: int = Field(default=1, ge=1, le=10_000)
-    #: the checkpoint's folder, when the weights are not installed with the musicnn wheel
+    #: a TensorFlow checkpoint folder to read instead of the weights shipped in the package
     tagger_weights_dir: Path | None = None
     #: BLAS threads of a tagger process (scale by processes; 1 keeps one core each)
     tagger_threads: int = Field(default=1, ge=1, le=64)
