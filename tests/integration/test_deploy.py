@@ -51,6 +51,18 @@ def test_every_alert_has_a_unit_test() -> None:
     assert untested <= {"WorkersDown", "WorkersNotReady", "WorkersLatencyP99High"}
 
 
+def test_every_alert_links_to_its_runbook() -> None:
+    """Each alert's runbook_url names a section of docs/runbooks.md, and every section
+    there is an alert's (GitHub-style anchors: the heading, lower case)."""
+    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())
+    alerts = {r["alert"]: r["annotations"] for g in rules["groups"] for r in g["rules"]}
+    runbooks = (DEPLOY.parent / "docs" / "runbooks.md").read_text()
+    sections = {line[3:].strip() for line in runbooks.splitlines() if line.startswith("## ")}
+    assert sections == set(alerts)
+    for alert, annotations in alerts.items():
+        assert annotations["runbook_url"] == f"docs/runbooks.md#{alert.lower()}", alert
+
+
 def test_prometheus_configs_are_valid(tmp_path: Path) -> None:
     run_promtool("check", "config", DEPLOY / "prometheus/prometheus-k8s.yml")
     # the compose config names its rule file at the path compose mounts it on
