@@ -59,8 +59,8 @@ def test_every_alert_links_to_its_runbook() -> None:
     runbooks = (DEPLOY.parent / "docs" / "runbooks.md").read_text()
     sections = {line[3:].strip() for line in runbooks.splitlines() if line.startswith("## ")}
     assert sections == set(alerts)
-    for alert, annotations in alerts.items():
-        assert annotations["runbook_url"] == f"docs/runbooks.md#{alert.lower()}", alert
+    for alert, notes in alerts.items():
+        assert notes["runbook_url"] == f"docs/runbooks.md#{alert.lower()}", alert
 
 
 def test_prometheus_configs_are_valid(tmp_path: Path) -> None:
