@@ -94,6 +94,21 @@ def test_running_the_worker_loads_no_dev_module() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_default_engine_and_the_operators_verbs_need_no_faust() -> None:
+    """faust-streaming is the `faust` extra: only WORKERS_ENGINE=faust may import it."""
+    code = (
+        "import sys, workers.cli, workers.operate, workers.runtime.main, "
+        "workers.runtime.rdkafka_engine, workers.runtime.direct, workers.runtime.checking, "
+        "workers.runtime.redrive, workers.runtime.erasing;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'faust');"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_no_import_cycles() -> None:
     """Imports form no cycle, counting those inside functions and ``TYPE_CHECKING`` blocks:
     a cycle hidden in a function is still two modules that cannot be understood apart."""

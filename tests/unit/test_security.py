@@ -14,7 +14,8 @@ from pydantic import ValidationError
 
 from tests.helpers import self_signed
 from workers.runtime.faust_engine import create_app
-from workers.runtime.security import faust_credentials, kafka_auth, redis_options
+from workers.runtime.faust_transport import faust_credentials
+from workers.runtime.security import kafka_auth, redis_options
 from workers.runtime.settings import Settings
 
 PASSWORD = "pa55-w0rd-never-logged"

@@ -31,8 +31,7 @@ from workers.core.records import (
 from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, prepare_topics
 from workers.runtime.delivery import Sent, Settlement, refused_now, too_large
 from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
-from workers.runtime.faust_transport import Transport
-from workers.runtime.security import faust_credentials
+from workers.runtime.faust_transport import Transport, faust_credentials
 from workers.runtime.settings import Settings
 
 __all__ = ["FaustApp", "FaustEngine", "InFlight"]

@@ -13,13 +13,23 @@ from typing import Any, ClassVar
 
 import aiokafka
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from faust.auth import SASLCredentials, SSLCredentials
 from faust.exceptions import ImproperlyConfigured
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ConsumerT
+from faust.types.auth import CredentialsT
 
 from workers.runtime.kafka import last_fetch_age_s, tolerate_header_names
+from workers.runtime.security import kafka_ssl_context
+from workers.runtime.settings import Settings
 
-__all__ = ["DEFAULT_FETCH_MAX_WAIT_MS", "Consumer", "ConsumerThread", "Transport"]
+__all__ = [
+    "DEFAULT_FETCH_MAX_WAIT_MS",
+    "Consumer",
+    "ConsumerThread",
+    "Transport",
+    "faust_credentials",
+]
 
 #: Used when the app does not say (see ``FaustApp.fetch_max_wait_ms``).
 DEFAULT_FETCH_MAX_WAIT_MS = 10
@@ -77,3 +87,21 @@ class Consumer(faust_aiokafka.Consumer):
 
 class Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[ConsumerT]] = Consumer
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """What Faust's ``broker_credentials`` takes (its consumer and producer both use it)."""
+    context = kafka_ssl_context(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol == "SSL":
+        assert context is not None
+        return SSLCredentials(context)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        assert settings.kafka_sasl_password is not None  # checked by Settings
+        return SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return None

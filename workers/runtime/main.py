@@ -13,7 +13,7 @@ import mode
 from workers.runtime.engine import Engine
 from workers.runtime.http import HttpServer, build_http_app
 from workers.runtime.logs import logging_config
-from workers.runtime.preflight import check_redis, check_settings
+from workers.runtime.preflight import StartRefused, check_redis, check_settings
 from workers.runtime.settings import Settings
 from workers.runtime.worker import Worker
 
@@ -64,8 +64,13 @@ def _as_tagger(settings: Settings) -> None:
 def build_engine(settings: Settings) -> Engine:
     """The engine ``WORKERS_ENGINE`` names (only the one chosen is imported)."""
     if settings.engine == "faust":
-        from workers.runtime.faust_engine import FaustEngine
-
+        try:
+            from workers.runtime.faust_engine import FaustEngine
+        except ImportError as missing:  # faust-streaming is the `faust` extra
+            raise StartRefused(
+                f"WORKERS_ENGINE=faust needs the faust extra (pip install 'workers[faust]'): "
+                f"{missing}"
+            ) from missing
         return FaustEngine(settings)
     if settings.engine == "direct":
         from workers.runtime.direct import DirectEngine

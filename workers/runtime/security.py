@@ -11,14 +11,11 @@ import ssl
 from typing import Any
 
 from aiokafka.helpers import create_ssl_context
-from faust.auth import SASLCredentials, SSLCredentials
-from faust.types.auth import CredentialsT
 
 from workers.runtime.settings import Settings
 from workers.state import RedisStore
 
 __all__ = [
-    "faust_credentials",
     "kafka_auth",
     "kafka_ssl_context",
     "rdkafka_config",
@@ -37,24 +34,6 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
     )
     return context
-
-
-def faust_credentials(settings: Settings) -> CredentialsT | None:
-    """What Faust's ``broker_credentials`` takes (its consumer and producer both use it)."""
-    context = kafka_ssl_context(settings)
-    protocol = settings.kafka_security_protocol
-    if protocol == "SSL":
-        assert context is not None
-        return SSLCredentials(context)
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        assert settings.kafka_sasl_password is not None  # checked by Settings
-        return SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=settings.kafka_sasl_password.get_secret_value(),
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=context,
-        )
-    return None
 
 
 def kafka_auth(settings: Settings) -> dict[str, Any]:
