@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         if (exc.name or "").split(".")[0] not in DEV_PACKAGES:
             raise
         print(
-            f"`{args.verb}` is dev tooling and needs the dev extra: pip install 'workers[dev]'",
+            f"`{args.verb}` is dev tooling and needs the dev extra: "
+            "pip install 'music-stream-workers[dev]'",
             file=sys.stderr,
         )
         return 2

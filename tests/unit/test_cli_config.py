@@ -40,3 +40,21 @@ def test_config_schema_describes_every_setting(capsys: pytest.CaptureFixture[str
     assert main(["config", "--schema"]) == 0
     properties = json.loads(capsys.readouterr().out)["properties"]
     assert {"kafka_bootstrap", "redis_url", "tenants", "kafka_consumer"} <= set(properties)
+
+
+def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    """The distribution is `music-stream-workers` (PyPI's `workers` is another project):
+    --version reads its metadata, not a fallback."""
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())[
+        "project"
+    ]
+    assert project["name"] == "music-stream-workers"
+    assert importlib.metadata.version(project["name"]) == project["version"]
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert project["version"] in capsys.readouterr().out

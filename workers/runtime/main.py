@@ -68,8 +68,8 @@ def build_engine(settings: Settings) -> Engine:
             from workers.runtime.faust_engine import FaustEngine
         except ImportError as missing:  # faust-streaming is the `faust` extra
             raise StartRefused(
-                f"WORKERS_ENGINE=faust needs the faust extra (pip install 'workers[faust]'): "
-                f"{missing}"
+                "WORKERS_ENGINE=faust needs the faust extra "
+                f"(pip install 'music-stream-workers[faust]'): {missing}"
             ) from missing
         return FaustEngine(settings)
     if settings.engine == "direct":

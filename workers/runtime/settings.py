@@ -20,7 +20,7 @@ __all__ = ["OWNED_KAFKA_PROPERTIES", "VERSION", "Settings"]
 
 def _version() -> str:
     try:
-        return importlib.metadata.version("workers")
+        return importlib.metadata.version("music-stream-workers")
     except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
         return "0+unknown"
 
