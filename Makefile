@@ -5,17 +5,24 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint stack bench clean
+.PHONY: demo test lint stack bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e ".[dev,test]"
+	$(VENV)/bin/pip install -q -c constraints.txt -e ".[dev,test]"
 	# The tagger's weights ship in the package. musicnn's wheel (its code and original
 	# checkpoints) is the parity tests' reference: its metadata pins an ancient numpy and
 	# TensorFlow, so it goes in without dependencies; tf_keras runs its TensorFlow graph.
-	$(VENV)/bin/pip install -q --no-deps "musicnn==0.1.0" "tf_keras>=2.21,<2.22"
+	$(VENV)/bin/pip install -q -c constraints.txt --no-deps "musicnn==0.1.0" "tf_keras>=2.21,<2.22"
 	touch $(STAMP)
+
+constraints:             ## re-pin the tested set from a fresh venv (after a dependency change)
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/pip install -q -e ".[dev,test]"
+	.venv-pin/bin/pip install -q --no-deps "musicnn==0.1.0" "tf_keras>=2.21,<2.22"
+	{ sed -n '1,3p' constraints.txt; .venv-pin/bin/pip freeze --exclude-editable | grep -v '^#'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-pin
 
 demo: $(STAMP)           ## the main job: stack + worker + synthetic load + summary
 	$(VENV)/bin/python -m workers demo

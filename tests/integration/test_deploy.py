@@ -165,3 +165,29 @@ def test_compose_stack_agrees_with_settings_topics_and_files() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM python:\d+\.\d+\.\d+-slim", dockerfile, re.M)
     assert f"EXPOSE {port}" in dockerfile
+
+
+def test_the_tested_set_pins_every_declared_dependency() -> None:
+    """constraints.txt (what CI and the image install with) pins each dependency of the
+    runtime and of every extra, at a version its specifier admits; the image uses it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    declared = [*project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    for text in declared:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (text, pins[name])
+    assert "-c constraints.txt" in (DEPLOY / "Dockerfile").read_text()
+    assert "-c constraints.txt" in (ROOT / "Makefile").read_text()
