@@ -87,7 +87,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    every = ["features", "models", "redis", "latency", "scale", "music"]
+    every = ["features", "models", "redis", "latency", "scale", "music", "profile"]
     targets = every if args.target == "all" else [args.target]
     for target in targets:
         if target == "features":
@@ -111,6 +111,10 @@ def _bench(args: argparse.Namespace) -> int:
             from workers.dev.benchmarks import scale
 
             scale.run(quick=args.quick, out_dir=Path(args.out))
+        elif target == "profile":  # py-spy flame graphs and where each record's CPU goes
+            from workers.dev.benchmarks import profile
+
+            profile.run(quick=args.quick, out_dir=Path(args.out))
         elif target == "music":  # the tagger against musicnn, similarity, recommendations
             from workers.dev.benchmarks import heard, recommend, similarity, tagger
 
@@ -268,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         "target",
         nargs="?",
         default="all",
-        choices=["all", "features", "models", "redis", "latency", "scale", "music"],
+        choices=["all", "features", "models", "redis", "latency", "scale", "music", "profile"],
     )
     bench.add_argument("--n", type=int, default=2000, help="measurements per case")
     bench.add_argument("--quick", action="store_true", help="smaller data sets (smoke runs)")
