@@ -112,6 +112,13 @@ def _spy(pid: int, seconds: float, svg: Path, raw: Path) -> list[subprocess.Pope
     ]
 
 
+def _scrub(svg: Path) -> None:
+    """The flame graph names the command that made it: no paths of this machine in it."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    text = svg.read_text().replace(f"{svg.parent}/", "").replace(spy, "py-spy")
+    svg.write_text(text)
+
+
 def _table(counts: Counter[str], per_record_ms: float) -> list[dict[str, Any]]:
     total = sum(counts.values()) or 1
     return [
@@ -148,6 +155,7 @@ def listening(out: Path, n: int, console: Console) -> dict[str, Any]:
                     cpu = cpu_seconds(r.pid) - cpu0
                     for spy in spies:
                         spy.wait(60)
+                    _scrub(out / "worker-listening.svg")
                     return {
                         "events": seen,
                         "seconds": time.time() - t0,
@@ -218,6 +226,7 @@ def steps(kind: str, out: Path, seconds: float) -> dict[str, Any]:
     child.wait(60)
     for spy in spies:
         spy.wait(60)
+    _scrub(out / f"{kind}.svg")
     chunks, cpu = int(last[1]), float(last[3])
     per_chunk_ms = 1000 * cpu / max(chunks, 1)
     counts = components((out / f"{kind}.txt").read_text())
