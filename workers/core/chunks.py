@@ -301,13 +301,13 @@ def analyse_chunk(
     and what the stream's model learns does not change."""
     key = f"{headers.tenant}/{headers.stream}"
     state = memory.framing
-    flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not degraded)
+    native = downmix(samples)
+    flags = quality_flags(samples, sr=headers.sample_rate, check_rate=not degraded, mono=native)
     flags["seq_gap"] = state.seq >= 0 and headers.seq != state.seq + 1
     flags["dropout"] = flags["dropout"] or flags["seq_gap"]  # missing audio is a dropout
     if flags["seq_gap"]:  # never splice audio across a gap: restart framing and filters
         state = StreamState(seq=state.seq)
         resamplers.reset(key)
-    native = downmix(samples)
     mono = resamplers.process(key, native, sr_in=headers.sample_rate)
     state, features = extractor.step(state, mono)
     features["burst_flatness"], features["burst_db"] = noisiest(native, sr=headers.sample_rate)

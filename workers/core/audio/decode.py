@@ -84,10 +84,20 @@ def decode_pcm(payload: bytes, *, headers: PcmFormat) -> Samples:
 
 
 def downmix(samples: Samples) -> Samples:
-    """(frames, channels) -> mono (frames,), the mean of the channels."""
-    mono: Samples = (
-        np.ascontiguousarray(samples[:, 0])
-        if samples.shape[1] == 1
-        else samples.mean(axis=1, dtype=np.float32)
-    )
+    """(frames, channels) -> mono (frames,), the mean of the channels.
+
+    Below 8 channels, column by column: the same float32 sums, in the same order, as
+    ``samples.mean(axis=1, dtype=np.float32)`` (numpy adds fewer than 8 values one after
+    the other), which reduced each short row on its own and cost a sixth of a chunk's
+    whole audio path; from 8 on, numpy's own pairwise sum.
+    """
+    if samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0])
+    if samples.shape[1] >= 8:
+        wide: Samples = samples.mean(axis=1, dtype=np.float32)
+        return wide
+    mono: Samples = samples[:, 0].astype(np.float32, copy=True)
+    for channel in range(1, samples.shape[1]):
+        mono += samples[:, channel]
+    mono /= np.float32(samples.shape[1])
     return mono

@@ -8,8 +8,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
+
+from workers.core.audio.decode import downmix
 
 __all__ = [
     "CLIP_LEVEL",
@@ -151,10 +155,15 @@ def longest_run(mask: npt.NDArray[np.bool_]) -> int:
 
 
 def quality_flags(
-    samples: npt.NDArray[np.float32], *, sr: int, check_rate: bool = True
+    samples: npt.NDArray[np.float32],
+    *,
+    sr: int,
+    check_rate: bool = True,
+    mono: npt.NDArray[np.float32] | None = None,
 ) -> dict[str, bool]:
-    """Flags for one chunk of shape (frames, channels)."""
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    """Flags for one chunk of shape (frames, channels); ``mono``: its downmix, when the
+    caller has it already."""
+    mono = downmix(samples) if mono is None else mono
     rms = float(np.sqrt(np.mean(np.square(mono, dtype=np.float64)))) if mono.size else 0.0
     silence = 20 * np.log10(max(rms, 1e-10)) < SILENCE_DBFS
     full_scale = np.abs(samples) >= CLIP_LEVEL
@@ -172,6 +181,11 @@ def quality_flags(
     }
 
 
+@functools.cache
+def _hann(n: int) -> npt.NDArray[np.float64]:
+    return np.hanning(n)
+
+
 def rate_mismatch(mono: npt.NDArray[np.float32]) -> bool:
     """True when the content ends in a brick wall well below the declared Nyquist frequency.
 
@@ -182,7 +196,7 @@ def rate_mismatch(mono: npt.NDArray[np.float32]) -> bool:
     n = min(_RATE_FFT, 1 << (mono.shape[0].bit_length() - 1)) if mono.shape[0] else 0
     if n < 1024:
         return False
-    block = mono[:n].astype(np.float64) * np.hanning(n)
+    block = mono[:n].astype(np.float64) * _hann(n)
     power = np.abs(np.fft.rfft(block)) ** 2
     level = 10 * np.log10(np.convolve(power, np.ones(8) / 8, mode="same") + 1e-30)
     loud = np.flatnonzero(level > level.max() - RATE_FLOOR_DB)
