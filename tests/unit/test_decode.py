@@ -156,3 +156,22 @@ def test_every_accepted_chunk_gives_finite_features(values: list[float]) -> None
     assert all(isinstance(v, bool) for v in quality_flags(samples, sr=22050).values())
     features = extract(samples[:, 0], sr=22050)
     assert all(np.isfinite(v) for v in features.values()), features
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    frames=st.integers(1, 3000),
+    channels=st.integers(1, 9),
+    scale=st.floats(1e-4, 16.0),
+    seed=st.integers(0, 2**16),
+)
+def test_downmix_is_numpys_channel_mean_bit_for_bit(
+    frames: int, channels: int, scale: float, seed: int
+) -> None:
+    samples = (np.random.default_rng(seed).standard_normal((frames, channels)) * scale).astype(
+        np.float32
+    )
+    mono = downmix(samples)
+    want = samples[:, 0] if channels == 1 else samples.mean(axis=1, dtype=np.float32)
+    assert mono.dtype == np.float32 and mono.flags.c_contiguous
+    np.testing.assert_array_equal(mono, want)
