@@ -19,6 +19,8 @@ import numpy as np
 import soxr
 
 from workers.core.records import AUDIO_CHUNKS, TAGS
+from workers.core.tagging import PATCH_FRAMES
+from workers.core.tagging.melspec import HOP, SR
 from workers.dev import corpus, decoders, mixtures
 from workers.dev.client import Collector, Received, audio_headers, pcm_bytes, start_producer
 
@@ -40,7 +42,7 @@ class Delivery:
     @property
     def windows(self) -> int:
         """The 3 s windows the tagger completes over the track."""
-        return int(self.audio.size / self.rate * 16000) // (187 * 256)
+        return int(self.audio.size / self.rate * SR) // (PATCH_FRAMES * HOP)
 
 
 def deliveries() -> list[Delivery]:

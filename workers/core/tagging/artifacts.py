@@ -226,6 +226,8 @@ class _Combs:
     period: npt.NDArray[np.int64]
     locked: npt.NDArray[np.int64]  # the rate each is locked to
     known: npt.NDArray[np.bool_]
+    #: log10 of the number of combs of each one's kind (known periods, or any)
+    looked: npt.NDArray[np.float64]
     teeth: npt.NDArray[np.int64]
     starts: npt.NDArray[np.int64]
     cells: npt.NDArray[np.int64]  # every tooth's grid cell
@@ -255,11 +257,15 @@ def _combs(rate: int) -> _Combs:
         ]
     ).astype(np.int64)
     periods = np.concatenate(period)
+    known = np.isin(periods, sorted(KNOWN_PERIODS))
+    looked = np.full(known.size, np.log10(known.size))
+    looked[known] = np.log10(max(int(known.sum()), 1))
     return _Combs(
         spacing=spaced,
         period=periods,
         locked=np.concatenate(locked),
-        known=np.isin(periods, sorted(KNOWN_PERIODS)),
+        known=known,
+        looked=looked,
         teeth=teeth,
         starts=np.concatenate(([0], np.cumsum(teeth)[:-1])),
         cells=cells,
@@ -291,9 +297,7 @@ def judge(state: SpectrumState) -> Verdict:
         marked[centres + shift] = 1
     hits = np.add.reduceat(marked[combs.cells], combs.starts, dtype=np.int64)
     tail = -poisson.logsf(hits - 1, combs.teeth * chance) / np.log(10)
-    kinds = np.log10(max(int(combs.known.sum()), 1)), np.log10(combs.known.size)
-    looked = np.where(combs.known, *kinds)
-    evidence = np.where(hits >= _MIN_HITS, tail - looked, 0.0)
+    evidence = np.where(hits >= _MIN_HITS, tail - combs.looked, 0.0)
     best = int(np.argmax(evidence))
     value = float(evidence[best])
     spacing = combs.spacing[best]

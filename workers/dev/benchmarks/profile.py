@@ -102,8 +102,12 @@ def components(collapsed: str) -> Counter[str]:
     return counts
 
 
+def _py_spy() -> str:
+    return shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+
+
 def _spy(pid: int, seconds: float, svg: Path, raw: Path) -> list[subprocess.Popen[bytes]]:
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    spy = _py_spy()
     common = ["record", "--pid", str(pid), "--nonblocking", "--rate", "200"]
     common += ["--duration", str(int(seconds))]
     return [
@@ -114,8 +118,7 @@ def _spy(pid: int, seconds: float, svg: Path, raw: Path) -> list[subprocess.Pope
 
 def _scrub(svg: Path) -> None:
     """The flame graph names the command that made it: no paths of this machine in it."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    text = svg.read_text().replace(f"{svg.parent}/", "").replace(spy, "py-spy")
+    text = svg.read_text().replace(f"{svg.parent}/", "").replace(_py_spy(), "py-spy")
     svg.write_text(text)
 
 
