@@ -289,3 +289,34 @@ async def test_both_consumers_of_a_chunk_admit_its_stream_alike(
         late = await save(store, "s3", 0, "tags", day + 86_400_000)
         assert isinstance(late, Refused) and late.reason is Reason.QUOTA_EXCEEDED
         await redis_client.flushdb()
+
+
+async def test_a_batch_spanning_hours_answers_what_one_record_at_a_time_answers(
+    redis_client: aioredis.Redis, limits: StateLimits
+) -> None:
+    """A sparse tenant's ten hours on one partition, read as a backlog: one batch holds all
+    of them (as a consumer fetching a queued partition does). Each record is judged against
+    its partition's time as of that record, not the batch's newest: the windows count every
+    play, and the forecasts (and the labels they learn from) are those of records read one
+    at a time."""
+    limits = dataclasses.replace(limits, watermark_idle_ms=0)
+    plays = _plays(300, 0, "acme", 10 * HOUR)
+    truth = Counter((u.track_id, u.window) for u in plays)
+    for store in both(redis_client, limits):
+        answers = {}
+        for tenant, batches in (
+            ("acme", [[u] for u in plays]),
+            ("beats", [[dataclasses.replace(u, tenant="beats") for u in plays]]),
+        ):
+            states, sent = [], []
+            for batch in batches:
+                states += await store.apply_listening(batch, now_ms=NOW)
+                sent += batch
+            assert _window_plays(states, sent) == truth, tenant
+            answers[tenant] = [
+                s.models.forecaster.forecast
+                for s in states
+                if isinstance(s, ListeningState) and s.models is not None
+            ]
+        assert answers["beats"] == answers["acme"]
+        await redis_client.flushdb()

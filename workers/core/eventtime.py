@@ -65,6 +65,32 @@ class PartitionClocks:
     step_ms: int = 60_000
     every_ms: int = 1_000
     _told: dict[tuple[str, int], tuple[int, int]] = field(default_factory=dict)
+    _newest: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def horizons(self, times: Iterable[tuple[str, int, int, bool]]) -> list[int]:
+        """From ``(tenant, partition, event time, early)`` of a batch, in offset order: per
+        record, its partition's newest event time as of that record (-1: none yet).
+
+        A batch is reported before it is applied, so the watermark a record reads may count
+        records after it in its own partition; the store caps it with this horizon, and a
+        batch spanning hours of a sparse tenant's backlog is judged as records read one at a
+        time are. An early record (dated beyond the clock's skew) moves no horizon.
+
+        >>> clocks = PartitionClocks()
+        >>> clocks.horizons([("acme", 0, 500, False), ("acme", 0, 400, False),
+        ...                  ("acme", 1, 100, False), ("acme", 0, 900, True)])
+        [500, 500, 100, 500]
+        """
+        out = []
+        for tenant, partition, ts, early in times:
+            key = (tenant, partition)
+            newest = self._newest.get(key, -1)
+            if not early and ts > newest:
+                newest = self._newest[key] = ts
+            out.append(newest)
+        if len(self._newest) > 65_536:  # partitions of tenants gone long ago
+            self._newest.clear()
+        return out
 
     def due(
         self, times: Iterable[tuple[str, int, int]], *, now_ms: int

@@ -41,6 +41,12 @@ class ListeningCommands:
         )
         return [self.clock(tenant, now_ms, times=times) for tenant, times in due.items()]
 
+    def horizons(self, updates: Sequence[ListeningUpdate]) -> list[int]:
+        """Per update, its partition's newest event time as of it (``PartitionClocks``)."""
+        return self._clocks.horizons(
+            (u.tenant, u.position.partition, u.ts, u.early) for u in updates
+        )
+
     def clock(
         self,
         tenant: str,
@@ -87,7 +93,7 @@ class ListeningCommands:
             self._tenant_key_cache[(tenant, today)] = found
         return found
 
-    def event(self, u: ListeningUpdate, now_ms: int) -> tuple[Any, ...]:
+    def event(self, u: ListeningUpdate, now_ms: int, horizon: int) -> tuple[Any, ...]:
         limits, params, today = self.limits, self.limits.models, now_ms // (DAY_S * 1000)
         t, uid = u.tenant, u.user_id
         (
@@ -167,6 +173,7 @@ class ListeningCommands:
             max_windows=limits.max_windows,
             co_origin=colisten.epoch_origin(u.listener_ts, colisten.CO_LISTEN_HALF_LIFE_MS),
             co_half_life=colisten.CO_LISTEN_HALF_LIFE_MS,
+            horizon=horizon,
         )
         return scripts.LISTENING.command(named, args)
 

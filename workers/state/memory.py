@@ -104,7 +104,10 @@ class MemoryStore:
         )
         for tenant, times in due.items():
             self._advance(tenant, now_ms, times=times)
-        return [self._apply(update, now_ms) for update in updates]
+        horizons = self._clocks.horizons(
+            (u.tenant, u.position.partition, u.ts, u.early) for u in updates
+        )
+        return [self._apply(u, now_ms, h) for u, h in zip(updates, horizons, strict=True)]
 
     async def report_waiting(self, tenant: str, waiting: Sequence[int], *, now_ms: int) -> None:
         self._advance(tenant, now_ms, waiting=waiting)
@@ -126,7 +129,7 @@ class MemoryStore:
         today = now_ms // (DAY_S * 1000)
         return [today, today + 1, *(today - i for i in range(1, self.limits.replay_days))]
 
-    def _apply(self, u: ListeningUpdate, now_ms: int) -> ListeningState | Refused:
+    def _apply(self, u: ListeningUpdate, now_ms: int, horizon: int) -> ListeningState | Refused:
         t, uid, limits = u.tenant, u.user_id, self.limits
         days = self._seen_days(now_ms)
         marker = f"{u.position}|{self.incarnation}"
@@ -150,6 +153,8 @@ class MemoryStore:
         meta = self.hashes[meta_key]
         maxw = int(meta.get("maxw", -1))
         low = int(self.clocks.get(keys.event_time(t, LISTENING_EVENTS), {}).get("low", -1))
+        if low >= 0 and horizon >= 0:
+            low = min(low, horizon)  # never past the record's own partition's time
         low_window = low // (limits.window_s * 1000) if low >= 0 else None
         late_track = (low_window is not None and u.window < low_window - KEPT_WINDOWS) or (
             maxw >= 0 and u.window < maxw - limits.max_windows

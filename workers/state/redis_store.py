@@ -137,7 +137,11 @@ class RedisStore:
         if not updates:
             return []
         clocks = self._commands.clocks(updates, now_ms)
-        commands = [*clocks, *(self._commands.event(u, now_ms) for u in updates)]
+        horizons = self._commands.horizons(updates)
+        commands = [
+            *clocks,
+            *(self._commands.event(u, now_ms, h) for u, h in zip(updates, horizons, strict=True)),
+        ]
         slots = [keys.user(u.tenant, u.user_id) for u in updates]
         replies = await self._pipeline(commands, slots)
         if any(isinstance(reply, rx.NoScriptError) for reply in replies):

@@ -138,6 +138,7 @@ class ListeningArgs:
     max_windows: int  # the most windows a track keeps, however far its partitions drift
     co_origin: int  # the co-listening epoch's origin (ms) and half-life: pair weights
     co_half_life: int
+    horizon: int  # the record's partition's newest event time as of it (-1: none): caps low
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ local window_ms = ARGV[42]
 local max_windows = ARGV[43]
 local co_origin = ARGV[44]
 local co_half_life = ARGV[45]
+local horizon = ARGV[46]
 
 local FIELDS = {'events', 'plays', 'skips', 'likes', 'shares', 'near30', 'ms_played',
                 'first_ts', 'last_ts', 'top_track'}
@@ -120,7 +121,7 @@ local NUMBERS = {{'ms_played', ms_played}, {'hour', hour}, {'ts', ts}, {'window'
                  {'reference_size', reference_size}, {'listener_ts', listener_ts},
                  {'track_hash', track_hash}, {'listener_hash', listener_hash},
                  {'read_time', read_time}, {'window_ms', window_ms},
-                 {'max_windows', max_windows}}
+                 {'max_windows', max_windows}, {'horizon', horizon}}
 for _, item in ipairs(NUMBERS) do
   if integer(item[2]) == nil then return refuse('state', item[1] .. ' is not an integer') end
 end
@@ -130,7 +131,7 @@ record_time, lateness = tonumber(record_time), tonumber(lateness)
 quota_limit, quota_ttl, kept_tracks = tonumber(quota_limit), tonumber(quota_ttl), tonumber(kept_tracks)
 reference_size, listener_ts, read_time = tonumber(reference_size), tonumber(listener_ts),
   tonumber(read_time)
-window_ms, max_windows = tonumber(window_ms), tonumber(max_windows)
+window_ms, max_windows, horizon = tonumber(window_ms), tonumber(max_windows), tonumber(horizon)
 if listener_names ~= table.concat(LISTENER_FEATURES, ',')
     or track_names ~= table.concat(TRACK_FEATURES, ',') then
   return refuse('state', "the caller's features are not the script's")
@@ -293,8 +294,11 @@ if (erased_at and integer(erased_at) == nil) or (quota_used and integer(quota_us
   return refuse('state', 'erasure, quota or event-time clock is not an integer')
 end
 -- the tenant's low watermark (clock.lua): below it, by the kept windows, a track's windows
--- are gone; unknown (-1) while its partitions have not all reported
+-- are gone; unknown (-1) while its partitions have not all reported. A batch reports its
+-- partitions' newest times before its records: capped at the record's own partition's
+-- time as of it (horizon), a backlog's record is judged as it would be read alone
 low = tonumber(low or '-1')
+if low >= 0 and horizon >= 0 and horizon < low then low = horizon end
 
 -- the same record again (a replay, or this worker's own retry), or the same event twice
 local status = 1
