@@ -20,8 +20,10 @@ is marked (after looking) and listed there:
   (× the next window's profile × (1 + boost)) and the recent level (× the profile).
 - **Hedge** (``Profile.learn``, ``weights``) weighs them on the delayed labels: each
   track's last forecast for a window is scored once the tenant's low watermark and the
-  track's own plays have passed that window by a whole window, with a loss scaled per
-  track (``|forecast − actual| / (actual + 1)``). The tenant keeps its experts' discounted
+  track's own plays have passed that window by a whole window, with a loss in Poisson
+  deviations (``|forecast − actual| / √(m + 1)``, ``m`` the experts' mean forecast, at most
+  ``LOSS_CAP``; after looking: the relative loss ``/ (actual + 1)`` it replaced let a
+  track's quiet first hours outweigh its busy ones). The tenant keeps its experts' discounted
   losses; (after looking) each track runs its own Hedge over its last ~48 labels, at the
   learning rate of Hedge's bound over them (``√(8 ln 4 / 48)``), starting from 12 labels'
   worth of the tenant's mean loss, so a new track starts with what works for the tenant
@@ -63,6 +65,7 @@ __all__ = [
     "EXPERTS",
     "HOUR_MS",
     "LABELS_BEHIND",
+    "LOSS_CAP",
     "PRIOR_LABELS",
     "QUALITY_WINDOW",
     "VERSION",
@@ -90,10 +93,14 @@ N = len(EXPERTS)
 TRACK_FORGETTING = 1.0 - 1.0 / 48.0
 ETA = math.sqrt(8.0 * math.log(N) / 48.0)
 PRIOR_LABELS = 12.0
+#: a label's loss: the error in the Poisson deviations of the experts' mean forecast
+#: (``|f − a| / √(mean + 1)``), at most this many: one launch hour moves the weights by at
+#: most e^(−ETA·LOSS_CAP) between experts
+LOSS_CAP = 3.0
 QUALITY_WINDOW = 1000
 #: the windows a track keeps below the watermark (KEPT_WINDOWS): older forecasts are gone
 LABELS_BEHIND = 4
-VERSION = "hedge-profile-v1"
+VERSION = "hedge-profile-v2"
 
 
 def _p2(x: float) -> float:
@@ -186,8 +193,12 @@ class Profile:
         self.mae = self.mae + (abs(mixed - actual) - self.mae) / n
         self.naive_mae = self.naive_mae + (abs(forecast[0] - actual) - self.naive_mae) / n
         self.seasonal_mae = self.seasonal_mae + (abs(forecast[1] - actual) - self.seasonal_mae) / n
+        scale = 0.0
+        for f in forecast:
+            scale = scale + f
+        scale = math.sqrt(scale / N + 1.0)
         for i in range(N):
-            loss = abs(forecast[i] - actual) / (actual + 1.0)
+            loss = min(LOSS_CAP, abs(forecast[i] - actual) / scale)
             self.losses[i] = forgetting * self.losses[i] + loss
             series.losses[i] = TRACK_FORGETTING * series.losses[i] + loss
 

@@ -13,6 +13,7 @@ P.N = 4  -- naive, seasonal, level, recent
 P.TRACK_FORGETTING = 1.0 - 1.0 / 48.0
 P.ETA = math.sqrt(8.0 * math.log(P.N) / 48.0)
 P.PRIOR_LABELS = 12.0
+P.LOSS_CAP = 3.0  -- a label's loss: |f - a| / sqrt(the experts' mean + 1), at most this
 P.QUALITY_WINDOW = 1000
 P.LABELS_BEHIND = 4  -- the kept windows (KEPT_WINDOWS): older forecasts are gone
 P.PROFILE_FIELDS = {'po', 'l1', 'l2', 'l3', 'l4', 'trained', 'mae', 'naive_mae', 'seasonal_mae'}
@@ -133,8 +134,11 @@ function P.profile_learn(p, s, forecast, actual, forgetting)
   p.mae = p.mae + (math.abs(mixed - actual) - p.mae) / n
   p.naive_mae = p.naive_mae + (math.abs(forecast[1] - actual) - p.naive_mae) / n
   p.seasonal_mae = p.seasonal_mae + (math.abs(forecast[2] - actual) - p.seasonal_mae) / n
+  local scale = 0.0
+  for i = 1, P.N do scale = scale + forecast[i] end
+  scale = math.sqrt(scale / P.N + 1.0)
   for i = 1, P.N do
-    local loss = math.abs(forecast[i] - actual) / (actual + 1.0)
+    local loss = math.min(P.LOSS_CAP, math.abs(forecast[i] - actual) / scale)
     p.losses[i] = forgetting * p.losses[i] + loss
     s.losses[i] = P.TRACK_FORGETTING * s.losses[i] + loss
   end
