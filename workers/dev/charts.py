@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ChartLoad"]
+__all__ = ["ChartLoad", "hour_plays"]
 
 HOUR = 3_600_000
 
@@ -52,10 +52,17 @@ class ChartLoad:
             weights /= weights.sum()
             level = self.plays_per_hour * cycle[(hour + phase) % 24] * rng.uniform(0.9, 1.1)
             counts = rng.poisson(level * weights)
-            start = self.start_ts + hour * HOUR
-            hour_plays = [
-                (start + int(rng.integers(0, HOUR)), f"chart:{track}")
-                for track in np.flatnonzero(counts)
-                for _ in range(int(counts[track]))
-            ]
-            yield from sorted(hour_plays)
+            yield from hour_plays(rng, self.start_ts + hour * HOUR, counts, "chart")
+
+
+def hour_plays(
+    rng: np.random.Generator, start: int, counts: np.ndarray, prefix: str
+) -> list[tuple[int, str]]:
+    """An hour's plays from per-track counts: (ts, f"{prefix}:{track}"), each at a uniform
+    moment of the hour from ``start``, in time order."""
+    plays = [
+        (start + int(rng.integers(0, HOUR)), f"{prefix}:{track}")
+        for track in np.flatnonzero(counts)
+        for _ in range(int(counts[track]))
+    ]
+    return sorted(plays)

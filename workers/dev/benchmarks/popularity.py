@@ -15,7 +15,8 @@ after it); it is compared with the plays that window got. Baselines, on the same
 Scored from the second day on (the seasonal baseline needs one). Generators: ``loadgen``'s
 ``TrackLaunches`` (the one the previous forecaster was tuned on), and two held out, written
 apart from the forecaster and never used to choose anything: ``DailyCycles`` below and
-``charts.ChartLoad``.
+``charts.ChartLoad``; and a third, ``releases.ReleaseWeek``, written before the forecaster's
+second revision was frozen and first run on it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import orjson
 from workers.core.records import LISTENING_EVENTS, POPULARITY, Record
 from workers.dev.charts import ChartLoad
 from workers.dev.loadgen import TrackLaunches
+from workers.dev.releases import ReleaseWeek
 from workers.pipeline.listening import ListeningStep
 from workers.state.memory import MemoryStore
 from workers.state.protocol import StateLimits
@@ -215,6 +217,9 @@ def populations(quick: bool) -> dict[str, Callable[[], Iterator[tuple[int, str]]
         ),
         "charts (held out)": lambda: ChartLoad(
             seed=11, tracks=charts, hours=hours, plays_per_hour=per_hour
+        ).plays(),
+        "releases (held out, third)": lambda: ReleaseWeek(
+            seed=23, tracks=charts * 3 // 4, hours=hours, plays_per_hour=per_hour
         ).plays(),
     }
 
