@@ -58,8 +58,7 @@ _WINDOW_FIELD = re.compile(r"^(-?\d+):")
 
 
 def _window_of(name: str) -> int | None:
-    """The window a track hash field belongs to ("{window}:{count}"), as listening.lua
-    reads it; None for the track's other fields."""
+    """A track hash field's window ("{window}:{count}"), as listening.lua reads it, or None."""
     found = _WINDOW_FIELD.match(name)
     return int(found.group(1)) if found else None
 
@@ -98,15 +97,11 @@ class MemoryStore:
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate], *, now_ms: int
     ) -> list[ListeningState | Refused]:
-        due = self._clocks.due(
-            ((u.tenant, u.position.partition, u.ts) for u in updates if not u.early),
-            now_ms=now_ms,
-        )
-        for tenant, times in due.items():
-            self._advance(tenant, now_ms, times=times)
-        horizons = self._clocks.horizons(
-            (u.tenant, u.position.partition, u.ts, u.early) for u in updates
-        )
+        times = [(u.tenant, u.position.partition, u.ts, u.early) for u in updates]
+        due = self._clocks.due([x[:3] for x in times if not x[3]], now_ms=now_ms)
+        for tenant, reported in due.items():
+            self._advance(tenant, now_ms, times=reported)
+        horizons = self._clocks.horizons(times)
         return [self._apply(u, now_ms, h) for u, h in zip(updates, horizons, strict=True)]
 
     async def report_waiting(self, tenant: str, waiting: Sequence[int], *, now_ms: int) -> None:
