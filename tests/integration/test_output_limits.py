@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.helpers import event_body, tone
 from tests.integration.conftest import TENANTS, start_worker
-from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, tenant_topic
+from workers.core.records import INPUT_TOPICS, OUTPUT_TOPICS, topic_name
 from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
 from workers.dev.stack import Stack
 from workers.dev.testing import metric_value
@@ -35,7 +35,7 @@ LIMITS = {
 @pytest.fixture(scope="module")
 def strict_stack() -> Iterator[Stack]:
     topics = [
-        tenant_topic(t, topic)
+        topic_name(topic, owner=t)
         for t in TENANTS.split(",")
         for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS)
     ]
@@ -55,7 +55,7 @@ async def committed(stack: Stack, topic: str, partition: int) -> int:
 
 async def test_outputs_that_do_not_fit_their_topic(strict_stack: Stack, tmp_path: Path) -> None:
     worker = start_worker(strict_stack, tmp_path / "worker.log", WORKERS_ISOLATION="strict")
-    topics = [tenant_topic(t, topic) for t in TENANTS.split(",") for topic in OUTPUT_TOPICS]
+    topics = [topic_name(topic, owner=t) for t in TENANTS.split(",") for topic in OUTPUT_TOPICS]
     collector = await Collector(strict_stack.broker.bootstrap, topics).start()
     producer = await start_producer(strict_stack.broker.bootstrap)
 

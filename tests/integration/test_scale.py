@@ -29,7 +29,7 @@ from workers.core.records import (
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
     Record,
-    tenant_topic,
+    topic_name,
 )
 from workers.dev.benchmarks.common import roc_auc
 from workers.dev.client import Collector, Received, start_producer
@@ -51,7 +51,9 @@ HANDOVER = {"WORKERS_SESSION_TIMEOUT_S": "6", "WORKERS_REBALANCE_TIMEOUT_S": "3"
 
 @pytest.fixture(scope="module")
 def fleet_stack() -> Iterator[Stack]:
-    topics = [tenant_topic(t, topic) for t in FLEETS for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS)]
+    topics = [
+        topic_name(topic, owner=t) for t in FLEETS for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS)
+    ]
     running = Stack().start(topics=[*topics, *INPUT_TOPICS, *OUTPUT_TOPICS])
     yield running
     running.stop()
@@ -73,8 +75,8 @@ async def test_one_two_or_three_workers_learn_the_same(fleet_stack: Stack, tmp_p
     workers: dict[str, list[WorkerProcess]] = {}
     for tenant, n in FLEETS.items():
         workers[tenant] = await loop.run_in_executor(None, fleet, fleet_stack, tenant, n, tmp_path)
-    topics = [tenant_topic(t, ANOMALY) for t in FLEETS] + [
-        tenant_topic(t, "events.deadletter") for t in FLEETS
+    topics = [topic_name(ANOMALY, owner=t) for t in FLEETS] + [
+        topic_name("events.deadletter", owner=t) for t in FLEETS
     ]
     collector = await Collector(fleet_stack.broker.bootstrap, topics).start()
     producer = await start_producer(fleet_stack.broker.bootstrap)
@@ -93,7 +95,7 @@ async def test_one_two_or_three_workers_learn_the_same(fleet_stack: Stack, tmp_p
                 listener[str(event.fields["event_id"])] = str(event.fields["user_id"])
                 body = orjson.dumps(event.fields)
                 key = f"{tenant}/{event.fields['user_id']}".encode()
-                await producer.send(tenant_topic(tenant, LISTENING_EVENTS), body, key=key)
+                await producer.send(topic_name(LISTENING_EVENTS, owner=tenant), body, key=key)
                 if tenant == "trio" and i == EVENTS // 3:
                     workers["trio"][0].kill()  # kill -9 one of three mid-stream
                 if tenant == "trio" and i == 2 * EVENTS // 3:
@@ -105,7 +107,7 @@ async def test_one_two_or_three_workers_learn_the_same(fleet_stack: Stack, tmp_p
         await producer.flush()
 
         def scores(tenant: str) -> list[Received]:
-            return collector.matching(lambda r: r.topic == tenant_topic(tenant, ANOMALY))
+            return collector.matching(lambda r: r.topic == topic_name(ANOMALY, owner=tenant))
 
         for _ in range(600):
             if all(len({m.json()["ref"] for m in scores(t)}) >= EVENTS for t in FLEETS):
@@ -121,7 +123,7 @@ async def test_one_two_or_three_workers_learn_the_same(fleet_stack: Stack, tmp_p
                 first.setdefault(str(m.json()["ref"]), m.json())
             assert len(first) == EVENTS, f"{tenant}: every event scored"
             assert not collector.matching(
-                lambda r, t=tenant: r.topic == tenant_topic(t, "events.deadletter")
+                lambda r, t=tenant: r.topic == topic_name("events.deadletter", owner=t)
             )
             # exact counters: every event applied once, whichever worker and however often read
             total = 0

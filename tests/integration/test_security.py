@@ -25,7 +25,6 @@ from workers.core.records import (
     AUDIO_FEATURES,
     LISTENING_EVENTS,
     OUTPUT_TOPICS,
-    tenant_topic,
 )
 from workers.dev.client import Collector, audio_headers, pcm_bytes, start_producer
 from workers.dev.stack import RedisServer, Stack, stop_process
@@ -136,27 +135,34 @@ async def test_worker_on_tls_redis_as_a_per_tenant_acl_user(stack: Stack, tmp_pa
 
 
 async def test_strict_isolation_each_tenant_on_its_own_topics(stack: Stack, tmp_path: Path) -> None:
-    """Records arrive on `{tenant}.…` topics; outputs and dead letters go to the owner's own
-    topics only; a record claiming another tenant than its topic's owner is a dead letter."""
-    settings = Settings(isolation="strict", tenants="acme,beats")
+    """Records arrive on `{prefix}{tenant}.…` topics (a deployment's `WORKERS_TOPIC_PREFIX`);
+    outputs and dead letters go to the owner's own topics only; a record claiming another
+    tenant than its topic's owner is a dead letter."""
+    settings = Settings(isolation="strict", tenants="acme,beats", topic_prefix="prod.")
     worker = start_worker(
-        stack, tmp_path / "worker.log", WORKERS_ISOLATION="strict", WORKERS_GROUP_ID="strict"
+        stack,
+        tmp_path / "worker.log",
+        WORKERS_ISOLATION="strict",
+        WORKERS_GROUP_ID="strict",
+        WORKERS_TOPIC_PREFIX="prod.",
     )
     outputs = settings.topics(*OUTPUT_TOPICS)
-    collector = await Collector(stack.broker.bootstrap, [*outputs, *OUTPUT_TOPICS]).start()
+    unprefixed = Settings(isolation="strict", tenants="acme,beats").topics(*OUTPUT_TOPICS)
+    elsewhere = [*OUTPUT_TOPICS, *unprefixed]
+    collector = await Collector(stack.broker.bootstrap, [*outputs, *elsewhere]).start()
     producer = await start_producer(stack.broker.bootstrap)
     chunk = pcm_bytes(tone(seconds=0.25, sr=16000, channels=1))
 
     async def event(topic_owner: str, tenant: str, event_id: str) -> None:
         body = event_body(tenant, "iso-u", event_id)
-        topic = tenant_topic(topic_owner, LISTENING_EVENTS)
+        topic = settings.topic(LISTENING_EVENTS, topic_owner)
         await producer.send(topic, orjson.dumps(body), key=f"{tenant}/iso-u".encode())
 
     async def audio(topic_owner: str, tenant: str, seq: int) -> None:
         headers = audio_headers(
             tenant=tenant, stream="iso-s", seq=seq, sample_rate=16000, channels=1
         )
-        topic = tenant_topic(topic_owner, AUDIO_CHUNKS)
+        topic = settings.topic(AUDIO_CHUNKS, topic_owner)
         await producer.send(topic, chunk, key=f"{tenant}/iso-s".encode(), headers=headers)
 
     try:
@@ -166,7 +172,7 @@ async def test_strict_isolation_each_tenant_on_its_own_topics(stack: Stack, tmp_
         await audio("beats", "beats", 0)
         await audio("beats", "acme", 0)  # beats's producer writing for acme
         await producer.send(  # garbage: its dead letter is still its owner's
-            tenant_topic("acme", LISTENING_EVENTS), b"{nope", key=b"acme/iso-u"
+            settings.topic(LISTENING_EVENTS, "acme"), b"{nope", key=b"acme/iso-u"
         )
         await producer.flush()
         mine = lambda r: b"/iso-" in (r.key or b"") or r.topic in outputs  # noqa: E731
@@ -176,20 +182,20 @@ async def test_strict_isolation_each_tenant_on_its_own_topics(stack: Stack, tmp_
         where = sorted((r.topic, (r.key or b"").decode(), r.header("error") or "") for r in got)
         assert where == sorted(
             [
-                ("acme.predictions.anomaly", "acme/iso-u", ""),
-                ("acme.predictions.popularity", "acme/t1", ""),
-                ("acme.predictions.accounts", "acme/iso-u", ""),
-                ("acme.events.deadletter", "beats/iso-u", "tenant-mismatch"),
-                ("acme.events.deadletter", "acme/iso-u", "malformed-json"),
-                ("beats.predictions.anomaly", "beats/iso-u", ""),
-                ("beats.predictions.popularity", "beats/t1", ""),
-                ("beats.predictions.accounts", "beats/iso-u", ""),
-                ("beats.audio.features", "beats/iso-s", ""),
-                ("beats.predictions.anomaly", "beats/iso-s", ""),
-                ("beats.events.deadletter", "acme/iso-s", "tenant-mismatch"),
+                ("prod.acme.predictions.anomaly", "acme/iso-u", ""),
+                ("prod.acme.predictions.popularity", "acme/t1", ""),
+                ("prod.acme.predictions.accounts", "acme/iso-u", ""),
+                ("prod.acme.events.deadletter", "beats/iso-u", "tenant-mismatch"),
+                ("prod.acme.events.deadletter", "acme/iso-u", "malformed-json"),
+                ("prod.beats.predictions.anomaly", "beats/iso-u", ""),
+                ("prod.beats.predictions.popularity", "beats/t1", ""),
+                ("prod.beats.predictions.accounts", "beats/iso-u", ""),
+                ("prod.beats.audio.features", "beats/iso-s", ""),
+                ("prod.beats.predictions.anomaly", "beats/iso-s", ""),
+                ("prod.beats.events.deadletter", "acme/iso-s", "tenant-mismatch"),
             ]
         ), where
-        assert not any(r.topic in OUTPUT_TOPICS for r in got), "nothing on shared topics"
+        assert not any(r.topic in elsewhere for r in got), "nothing on shared or unprefixed topics"
         # the forged records changed nothing for the tenant they named
         client = aioredis.Redis.from_url(stack.redis.url)
         assert int(await client.hget("{beats}:user:iso-u", "events") or 0) == 1

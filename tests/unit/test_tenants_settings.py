@@ -87,6 +87,31 @@ def test_strict_isolation_topics_and_owners() -> None:
         Settings(isolation="strict")
 
 
+def test_a_topic_prefix_names_every_topic_and_is_read_back() -> None:
+    from workers.core.records import LISTENING_EVENTS, TRACKS, received
+
+    shared = Settings(topic_prefix="prod.")
+    strict = Settings(topic_prefix="team-a_", isolation="strict", tenants="acme")
+    assert shared.topics(LISTENING_EVENTS, TRACKS) == [
+        "prod.listening.events",
+        "prod.predictions.tracks",
+    ]
+    assert strict.topic(TRACKS, "acme") == "team-a_acme.predictions.tracks"
+    for s, name, owner in (
+        (shared, "prod.listening.events", None),
+        (strict, "team-a_acme.listening.events", "acme"),
+    ):
+        assert (s.topic_kind(name), s.topic_owner(name)) == (LISTENING_EVENTS, owner)
+        record = received(
+            name, 0, 0, None, b"", headers=(), timestamp_ms=None, prefix=s.topic_prefix
+        )
+        assert (record.kind, record.owner) == (LISTENING_EVENTS, owner)
+    assert strict.topic_owner("acme.listening.events") is None  # not this deployment's
+    for bad in ("prod/", "a b", "x" * 101):
+        with pytest.raises(ValidationError, match="topic_prefix"):
+            Settings(topic_prefix=bad)
+
+
 def test_a_retired_setting_is_named_at_start_and_changes_nothing() -> None:
     from workers.runtime.preflight import warn_on_retired
 

@@ -1,7 +1,7 @@
 """Records in, outputs out: the boundary types between the engines and the core.
 
 Topic names are the contract's logical names; with strict isolation each tenant has its
-own copy of each (``tenant_topic``), and a record knows the tenant that owns its topic.
+own copy of each (``topic_name``), and a record knows the tenant that owns its topic.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ __all__ = [
     "check_tenant",
     "dead_letter",
     "received",
-    "tenant_topic",
     "topic_kind",
+    "topic_name",
     "topic_owner",
     "trace_of",
     "with_trace",
@@ -79,37 +79,44 @@ OUTPUT_TOPICS = (
 CHANGELOG_TOPICS = (ACCOUNTS, TRACKS)
 
 
-def tenant_topic(tenant: str, topic: str) -> str:
-    """Strict isolation: a tenant's own copy of a topic.
+def topic_name(logical: str, *, owner: str | None = None, prefix: str = "") -> str:
+    """The Kafka topic behind a logical topic: shared, or (strict isolation) the ``owner``
+    tenant's own copy, after the deployment's ``prefix`` (``WORKERS_TOPIC_PREFIX``).
 
-    >>> tenant_topic("acme", AUDIO_CHUNKS)
-    'acme.audio.chunks'
+    >>> topic_name(AUDIO_CHUNKS, owner="acme"), topic_name(DEADLETTER, prefix="prod.")
+    ('acme.audio.chunks', 'prod.events.deadletter')
     """
-    return f"{tenant}.{topic}"
+    return f"{prefix}{owner}.{logical}" if owner is not None else f"{prefix}{logical}"
 
 
 @functools.lru_cache(maxsize=4096)
-def topic_owner(name: str) -> str | None:
+def topic_owner(name: str, prefix: str = "") -> str | None:
     """The tenant a topic belongs to (strict isolation), or None for a shared topic.
 
     >>> topic_owner("acme.audio.chunks"), topic_owner("audio.chunks"), topic_owner("x.y")
     ('acme', None, None)
+    >>> topic_owner("prod.acme.audio.chunks", "prod."), topic_owner("prod.audio.chunks", "prod.")
+    ('acme', None)
     """
+    rest = name.removeprefix(prefix)
+    if rest == name and prefix:
+        return None
     for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
-        owner = name.removesuffix(f".{topic}")
-        if owner != name and TENANT_PATTERN.fullmatch(owner):
+        owner = rest.removesuffix(f".{topic}")
+        if owner != rest and TENANT_PATTERN.fullmatch(owner):
             return owner
     return None
 
 
-def topic_kind(topic: str) -> str:
-    """The logical topic of a (possibly per-tenant) topic.
+def topic_kind(topic: str, prefix: str = "") -> str:
+    """The logical topic of a (possibly per-tenant, possibly prefixed) topic.
 
-    >>> topic_kind("acme.audio.chunks"), topic_kind("listening.events")
+    >>> topic_kind("acme.audio.chunks"), topic_kind("prod.listening.events", "prod.")
     ('audio.chunks', 'listening.events')
     """
-    owner = topic_owner(topic)
-    return topic if owner is None else topic[len(owner) + 1 :]
+    rest = topic.removeprefix(prefix)
+    owner = topic_owner(topic, prefix)
+    return rest if owner is None else rest[len(owner) + 1 :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,8 @@ class Record:
     #: the client could not read the record's headers (a name that is not UTF-8: Kafka's
     #: protocol allows any bytes); the record is a ``bad-headers`` dead letter
     header_error: str | None = None
+    #: the logical topic, when the topic has a deployment's prefix (``received`` sets it)
+    logical: str | None = None
 
     @property
     def position(self) -> Position:
@@ -151,6 +160,8 @@ class Record:
     @property
     def kind(self) -> str:
         """The logical topic (``audio.chunks``), for a tenant's own copy too."""
+        if self.logical is not None:
+            return self.logical
         return self.topic if self.owner is None else self.topic[len(self.owner) + 1 :]
 
 
@@ -164,6 +175,7 @@ def received(
     headers: Any,
     timestamp_ms: int | None,
     committed: int = -1,
+    prefix: str = "",
 ) -> Record:
     r"""A consumed message as a Record, whichever client read it (headers: pairs or a dict).
 
@@ -195,9 +207,10 @@ def received(
         value=value,
         headers=pairs,
         timestamp_ms=timestamp_ms if timestamp_ms and timestamp_ms > 0 else None,
-        owner=topic_owner(topic),
+        owner=topic_owner(topic, prefix),
         committed=committed,
         header_error=problem,
+        logical=topic_kind(topic, prefix) if prefix else None,
     )
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import mode
 
-from workers.core.records import Record, topic_kind
+from workers.core.records import Record
 from workers.runtime.admin import DEFAULT_MAX_MESSAGE_BYTES, prepare_topics
 from workers.runtime.delivery import Sent, Settlement
 from workers.runtime.engine import Headers, RebalanceClock, RecordHandler, TopicPartitionLike
@@ -165,7 +165,7 @@ class LaneEngine(mode.Service):
         blocked = self._settlement.blocked if self._settlement is not None else {}
         pause, resume = [], []
         for tp in self._assigned():
-            kind = topic_kind(tp[0])
+            kind = self.settings.topic_kind(tp[0])
             if kind in busy and tp not in self._held_back:
                 pause.append(tp)
                 self._held_back.add(tp)

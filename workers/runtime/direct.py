@@ -175,4 +175,5 @@ class DirectEngine(LaneEngine):
                 if tp not in assigned or not messages:  # revoked while fetched
                     continue
                 start = self.started_at((tp.topic, tp.partition), messages[0].offset)
-                self.arrived(to_record(m, committed=start) for m in messages)
+                prefix = self.settings.topic_prefix
+                self.arrived(to_record(m, committed=start, prefix=prefix) for m in messages)

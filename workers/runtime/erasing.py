@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workers.core.records import ACCOUNTS, tenant_topic
+from workers.core.records import ACCOUNTS
 from workers.runtime.security import rdkafka_config, redis_store
 from workers.runtime.settings import Settings
 from workers.state import keys
@@ -29,7 +29,7 @@ def _forget_accounts(settings: Settings, tenant: str, user_ids: list[str]) -> st
     """A null value under each listener's key on the accounts changelog; why not, if not."""
     from confluent_kafka import KafkaException, Producer
 
-    topic = tenant_topic(tenant, ACCOUNTS) if settings.isolation == "strict" else ACCOUNTS
+    topic = settings.topic(ACCOUNTS, tenant if settings.isolation == "strict" else None)
     failures: list[str] = []
     acknowledged = 0
 

@@ -130,11 +130,18 @@ def create_app(settings: Settings) -> FaustApp:
     return app
 
 
-def to_record(event: EventT[Any]) -> Record:
+def to_record(event: EventT[Any], prefix: str = "") -> Record:
     m = event.message  # Faust's timestamp is in seconds
     timestamp_ms = int(m.timestamp * 1000) if m.timestamp else None
     return received(
-        m.topic, m.partition, m.offset, m.key, m.value, headers=m.headers, timestamp_ms=timestamp_ms
+        m.topic,
+        m.partition,
+        m.offset,
+        m.key,
+        m.value,
+        headers=m.headers,
+        timestamp_ms=timestamp_ms,
+        prefix=prefix,
     )
 
 
@@ -267,7 +274,7 @@ class FaustEngine:
         assert self._handler is not None
         assert self._settlement is not None
         with self.in_flight.holding(events) as release:
-            records = [to_record(event) for event in events]
+            records = [to_record(event, self.settings.topic_prefix) for event in events]
             await self._handler.handle(records, self._settlement.add)
             tps = {(r.topic, r.partition) for r in records}
             settled: dict[tuple[str, int], int] = {}

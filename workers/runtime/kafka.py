@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["TolerantRecords", "last_fetch_age_s", "to_record", "tolerate_header_names"]
 
 
-def to_record(m: ConsumerRecord[bytes, bytes], *, committed: int = -1) -> Record:
+def to_record(m: ConsumerRecord[bytes, bytes], *, committed: int = -1, prefix: str = "") -> Record:
     return received(
         m.topic,
         m.partition,
@@ -33,6 +33,7 @@ def to_record(m: ConsumerRecord[bytes, bytes], *, committed: int = -1) -> Record
         headers=m.headers,
         timestamp_ms=m.timestamp,
         committed=committed,
+        prefix=prefix,
     )
 
 

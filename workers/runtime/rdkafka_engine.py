@@ -77,9 +77,8 @@ def _as_exception(error: KafkaError) -> Exception:
 
 class _FetchClock:
     """What librdkafka's statistics (every second) tell: when a fetch was last answered (a
-    broker's Fetch request count grows only as its previous fetch is answered), and each
-    partition's records waiting (``consumer_lag``: its high watermark less the offset this
-    consumer has reached, committed or read; -1 when not known yet)."""
+    broker's Fetch count grows only as its previous fetch is answered), and each partition's
+    records waiting (``consumer_lag``: high watermark less the offset reached; -1: unknown)."""
 
     def __init__(self) -> None:
         self._fetches = -1
@@ -342,6 +341,7 @@ class RdkafkaEngine(LaneEngine):
                     headers=headers,
                     timestamp_ms=timestamp if timestamp >= 0 else None,
                     committed=self.started_at((topic, partition), offset),
+                    prefix=self.settings.topic_prefix,
                 )
             )
         return records

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.core.records import DEADLETTER, ORIGINAL_HEADER, tenant_topic
+from workers.core.records import DEADLETTER, ORIGINAL_HEADER
 from workers.runtime.security import rdkafka_config, redis_store
 from workers.runtime.settings import Settings
 from workers.state import keys
@@ -79,9 +79,9 @@ def restored(headers: Sequence[tuple[str, bytes]], position: str) -> list[tuple[
 def _topics(settings: Settings, tenant: str | None) -> list[tuple[str, str | None]]:
     """(dead-letter topic, its owner) to read."""
     if settings.isolation != "strict":
-        return [(DEADLETTER, None)]
+        return [(settings.topic(DEADLETTER), None)]
     owners = [tenant] if tenant is not None else list(settings.tenants)
-    return [(tenant_topic(owner, DEADLETTER), owner) for owner in owners]
+    return [(settings.topic(DEADLETTER, owner), owner) for owner in owners]
 
 
 #: seconds without a record or an end-of-partition from the broker before a run gives up

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from workers.core.records import AUDIO_CHUNKS, INPUT_TOPICS, tenant_topic
+from workers.core.records import AUDIO_CHUNKS, INPUT_TOPICS, topic_kind, topic_name, topic_owner
 from workers.core.tenants import validate_tenant
 from workers.state.protocol import StateLimits
 
@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     #: prefixed ACLs decide who writes and reads for whom; a record naming another tenant than
     #: its topic's owner is a `tenant-mismatch` dead letter (RELIABILITY.md "Strict isolation").
     isolation: Literal["shared", "strict"] = "shared"
+    #: Put before every topic name the worker reads and writes (`prod.listening.events`,
+    #: `prod.acme.audio.chunks`): several deployments on one cluster, or a platform's naming
+    #: rule. Kafka's topic characters only.
+    topic_prefix: str = Field(default="", max_length=100, pattern=r"^[A-Za-z0-9._-]*$")
 
     # --- security (workers/security.py; RELIABILITY.md "Security") ---
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -255,9 +259,22 @@ class Settings(BaseSettings):
 
     def topics(self, *logical: str) -> list[str]:
         """The Kafka topics behind logical topics: shared, or one per served tenant (strict)."""
+        prefix = self.topic_prefix
         if self.isolation == "strict":
-            return [tenant_topic(t, topic) for topic in logical for t in self.tenants]
-        return list(logical)
+            return [topic_name(x, owner=t, prefix=prefix) for x in logical for t in self.tenants]
+        return [topic_name(x, prefix=prefix) for x in logical]
+
+    def topic(self, logical: str, owner: str | None = None) -> str:
+        """The Kafka topic of a logical topic, the ``owner`` tenant's own (strict isolation)."""
+        return topic_name(logical, owner=owner, prefix=self.topic_prefix)
+
+    def topic_kind(self, name: str) -> str:
+        """The logical topic of one of this deployment's topics."""
+        return topic_kind(name, self.topic_prefix)
+
+    def topic_owner(self, name: str) -> str | None:
+        """The tenant whose own topic this is (strict isolation), else None."""
+        return topic_owner(name, self.topic_prefix)
 
     @model_validator(mode="after")
     def _sasl_needs_a_user(self) -> Settings:

@@ -29,9 +29,6 @@ from workers.core.records import (
     LISTENING_EVENTS,
     Outcome,
     Record,
-    tenant_topic,
-    topic_kind,
-    topic_owner,
     trace_of,
     with_trace,
 )
@@ -186,12 +183,12 @@ class Worker:
         behind = {(topic, partition) for topic, partition, lag in self.partition_lags() if lag}
         out: dict[str, list[int]] = {}
         for tp in self.engine.assignment():
-            if topic_kind(tp.topic) != LISTENING_EVENTS:
+            if self.settings.topic_kind(tp.topic) != LISTENING_EVENTS:
                 continue
             waiting = self.engine.waiting(tp)
             if not (waiting or (tp.topic, tp.partition) in behind):
                 continue
-            owner = topic_owner(tp.topic)
+            owner = self.settings.topic_owner(tp.topic)
             for tenant in (owner,) if owner is not None else self._tenants:
                 out.setdefault(tenant, []).append(tp.partition)
         return out
@@ -250,9 +247,7 @@ class Worker:
 
     def undelivered(self, record: Record, refused: list[Sent]) -> list[Message] | None:
         """Outputs of ``record`` the broker refused for good: dead letters that fit instead."""
-        deadletter_topic = (
-            DEADLETTER if record.owner is None else tenant_topic(record.owner, DEADLETTER)
-        )
+        deadletter_topic = self.settings.topic(DEADLETTER, record.owner)
         for sent in refused:
             log.warning(
                 "output of %s[%d]@%d to %s refused: %r",
@@ -263,7 +258,7 @@ class Worker:
                 sent.delivery.exception(),
                 extra=record.place(),
             )
-            self.metrics.outputs_refused.labels(topic_kind(sent.topic)).inc()
+            self.metrics.outputs_refused.labels(self.settings.topic_kind(sent.topic)).inc()
         instead = replacements(
             record,
             refused,
@@ -286,7 +281,7 @@ class Worker:
         trace = trace_of(record)  # the input's trace context, for each of its outputs
         for output in outcome.outputs:
             # strict isolation: outputs (dead letters too) go to the owner's own topics
-            topic = output.topic if owner is None else tenant_topic(owner, output.topic)
+            topic = self.settings.topic(output.topic, owner)
             value = (
                 output.value
                 if isinstance(output.value, bytes)
