@@ -27,28 +27,43 @@ async def create_topics(
     topics: Sequence[str],
     *,
     partitions: int,
-    auth: Mapping[str, Any] | None = None,
+    client: Mapping[str, Any] | None = None,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    replication: int = -1,
 ) -> None:
-    """Create missing topics (idempotent), with per-topic ``configs`` (``max.message.bytes``,
-    ``retention.ms``, ...) where given; waits until the broker answers metadata."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    """Create missing topics (idempotent: one created meanwhile by another worker is fine),
+    with per-topic ``configs`` (``cleanup.policy``, ``max.message.bytes``, ...) where given.
 
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=10_000, **(auth or {})
-    )
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(t, partitions, 1, topic_configs=dict((configs or {}).get(t, {})))
-            for t in topics
-            if t not in existing
-        ]
-        if missing:
-            await admin.create_topics(missing)
-    finally:
-        await admin.close()
+    On librdkafka's admin client, whose CreateTopics takes a replication factor of -1: the
+    cluster's ``default.replication.factor`` (KIP-464), so a topic created on a three-broker
+    cluster is replicated as the platform team set it, not once. ``client``: librdkafka
+    connection settings beside the bootstrap (``security.rdkafka_config``)."""
+    import asyncio
+
+    wanted = [(t, partitions, replication, dict((configs or {}).get(t, {}))) for t in topics]
+    await asyncio.to_thread(_create, {**(client or {}), "bootstrap.servers": bootstrap}, wanted)
+
+
+def _create(client: dict[str, Any], wanted: list[tuple[str, int, int, dict[str, str]]]) -> None:
+    """``create_topics``' blocking half: (topic, partitions, replication, configs) each."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(client)
+    existing = set(admin.list_topics(timeout=10).topics)
+    missing = {
+        t: NewTopic(t, partitions, replication, config=config)
+        for t, partitions, replication, config in wanted
+        if t not in existing
+    }
+    if not missing:
+        return
+    for future in admin.create_topics(list(missing.values()), request_timeout=10).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
 
 
 #: Kafka's default ``max.message.bytes`` (a topic that does not say has this limit).
@@ -146,7 +161,7 @@ async def prepare_topics(settings: Settings) -> dict[str, int]:
     """At an engine's start: every topic it uses created if missing (when asked to; the
     changelogs compacted), then the output topics' size limits read (``output_limits``)."""
     from workers.core.records import CHANGELOG_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
-    from workers.runtime.security import kafka_auth
+    from workers.runtime.security import rdkafka_config
 
     if settings.create_topics:
         # the verdict changelogs (accounts, tracks) are compacted (the latest per key stays)
@@ -154,11 +169,12 @@ async def prepare_topics(settings: Settings) -> dict[str, int]:
         compacted = {
             t: {"cleanup.policy": "compact,delete"} for t in settings.topics(*CHANGELOG_TOPICS)
         }
+        client = rdkafka_config(settings)
         await create_topics(
-            settings.kafka_bootstrap,
+            client.pop("bootstrap.servers"),
             settings.topics(*INPUT_TOPICS, *OUTPUT_TOPICS),
             partitions=settings.topic_partitions,
-            auth=kafka_auth(settings),
+            client=client,
             configs=compacted,
         )
     await warn_on_retention(settings)
