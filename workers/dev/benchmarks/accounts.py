@@ -30,6 +30,7 @@ from workers.dev.holdout import MarketPopulation
 from workers.dev.loadgen import ListenEvent, ListeningPopulation
 from workers.dev.populations import Account, PlaylistPopulation, SessionPopulation
 from workers.dev.radio import RadioPopulation
+from workers.dev.storefront import StorefrontPopulation
 from workers.pipeline.listening import ListeningStep
 from workers.state import MemoryStore
 from workers.state.protocol import StateLimits
@@ -78,7 +79,7 @@ class _Loadgen:
 
 
 def populations(scale: float = 1.0, hours: int = 72, max_events: int | None = None) -> list[Spec]:
-    """The five populations; ``scale`` the number of listeners of those tuned on."""
+    """The six populations; ``scale`` the number of listeners of those tuned on."""
     people = max(100, int(1200 * scale))
     cap = max_events
     return [
@@ -95,6 +96,13 @@ def populations(scale: float = 1.0, hours: int = 72, max_events: int | None = No
         ),
         Spec("market", True, lambda: MarketPopulation("eval", seed=21, hours=hours), hours, cap),
         Spec("radio", True, lambda: RadioPopulation("eval", seed=22, hours=hours), hours, cap),
+        Spec(
+            "storefront",
+            True,
+            lambda: StorefrontPopulation("eval", seed=23, hours=hours),
+            hours,
+            cap,
+        ),
     ]
 
 
