@@ -132,14 +132,26 @@ def test_a_fan_of_a_niche_track_is_not_judged_by_their_own_devotion() -> None:
     for i in range(1, 41):  # one listener, forty listens: all of the track's audience
         alone, _ = add_listen(alone, ts=T0 + i * 60_000, near30=False, loyalty=0.8,
                               suspicion=0, listens=i)  # fmt: skip
-    assert others(alone, listens=40, loyalty=0.8) == (0.0, 0.0)
+    assert others(alone, listens=40, loyalty=0.8) == (0.0, 0.0, 0.0)
     farm = alone
     for i in range(10):  # ten accounts, each all about it
         for j in range(1, 5):
             farm, _ = add_listen(farm, ts=T0 + 3_000_000 + i * 1000 + j, near30=True,
                                  loyalty=0.9, suspicion=0, listens=j)  # fmt: skip
-    concentration, thin = others(farm, listens=40, loyalty=0.8)
+    concentration, thin, _ = others(farm, listens=40, loyalty=0.8)
     assert thin > 0.8 and concentration > math.log(3.5)
+
+
+def test_a_curator_is_not_judged_by_their_own_stop_and_a_farm_member_is_by_the_others() -> None:
+    release, _ = add_listen(TrackEvidence(), ts=T0, near30=True, loyalty=0.02, suspicion=0,
+                            listens=1)  # fmt: skip
+    assert others(release, listens=1, loyalty=0.02)[2] == 0.0  # nobody else heard it
+    target = TrackEvidence()
+    for i in range(10):  # ten accounts, each stopping it just past 30 s four times
+        for j in range(1, 5):
+            target, _ = add_listen(target, ts=T0 + i * 1000 + j, near30=True, loyalty=0.5,
+                                   suspicion=0, listens=j)  # fmt: skip
+    assert others(target, listens=4, loyalty=0.5)[2] == 1.0
 
 
 # -- the reference ------------------------------------------------------------------------
@@ -242,9 +254,14 @@ def test_support_evidence_never_convicts_alone_and_features_of_a_group_vote_once
     # four farm features at 1e-2 are one group at 4e-2, not four signals
     farm = {f.name: extreme(0.01) for f in LISTENER_FEATURES if f.group == "farm"}
     assert combine(LISTENER_FEATURES, x, {**ranks, **farm}).score < 0.5
-    # one signal beyond every member of the reference convicts on its own
-    royalty = combine(LISTENER_FEATURES, {**x, "near30": 0.7}, {**ranks, "near30": extreme(0)})
-    assert royalty.score >= 0.75 and royalty.evidence == ["near30"]
+    # one convicting signal beyond every member of the reference convicts on its own
+    hours = combine(
+        LISTENER_FEATURES, {**x, "hour_spread": 0.7}, {**ranks, "hour_spread": extreme(0)}
+    )
+    assert hours.score >= 0.75 and hours.evidence == ["hour_spread"]
+    # stops just past 30 s alone are a previewer's too: named, not convicting (accounts-v3)
+    stops = combine(LISTENER_FEATURES, {**x, "near30": 0.7}, {**ranks, "near30": extreme(0)})
+    assert stops.score < 0.5 and stops.evidence == ["near30"]
 
 
 @given(st.dictionaries(st.sampled_from(NAMES), st.floats(0, 1), min_size=len(NAMES)))
@@ -271,17 +288,17 @@ def test_few_listens_of_strong_evidence_convict_and_few_ordinary_ones_do_not() -
 
 def test_the_account_verdict_needs_listens_and_a_reference_and_does_not_flicker() -> None:
     x = dict.fromkeys(NAMES, 0.1)
-    bot = {**calm(), "near30": extreme(0)}
-    x_bot = {**x, "near30": 0.7}
+    bot = {**calm(), "hour_spread": extreme(0)}
+    x_bot = {**x, "hour_spread": 0.7}
     assert not judge_account(AccountEvidence(listens=MIN_LISTENS - 1), x_bot, bot).is_bot
     warming = {n: Rank(0, MIN_REFERENCE - 1, 0.1, 0.3, 0.05) for n in NAMES}
     early = judge_account(AccountEvidence(listens=500), x_bot, warming)
     assert early.warming and not early.is_bot and early.publish  # the first verdict
     on = judge_account(AccountEvidence(listens=200), x_bot, bot)
-    assert on.is_bot and on.publish and on.evidence == ["near30"]
+    assert on.is_bot and on.publish and on.evidence == ["hour_spread"]
     # once on, a score a little under ON keeps it on and publishes nothing new
     was = AccountEvidence(listens=200, published="0.74|1|2")
-    slightly = {**x, "near30": 0.625}  # scores 0.73, between OFF and ON
+    slightly = {**x, "hour_spread": 0.625}  # scores 0.73, between OFF and ON
     held = judge_account(was, slightly, bot, segment=2)
     assert held.is_bot and not held.publish and held.marker.endswith("|1|2|")
     assert judge_account(was, slightly, bot, segment=4).publish  # a settled listener moved

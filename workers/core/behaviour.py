@@ -29,7 +29,8 @@ __all__ = [
 
 #: what a listener is judged on, in the store's order (docs/models.md)
 LISTENER_FEATURES: tuple[Feature, ...] = (
-    Feature("near30", "royalty"),
+    # previewers (DJs, chart browsers, curators) stop there too: it supports, never convicts
+    Feature("near30", "royalty", support=True),
     Feature("track_near30", "farm", prior=2.0),
     Feature("track_concentration", "farm", prior=2.0),
     Feature("track_thin", "farm", prior=2.0),

@@ -23,10 +23,15 @@ listener, and when the group it shows changes. It is remembered as published
 >>> x = {f.name: 0.1 for f in LISTENER_FEATURES}
 >>> judge_account(AccountEvidence(listens=40), x, calm).is_bot
 False
->>> blatant = {**calm, "near30": Rank(0, 1000, 0.05, threshold=0.2, excess=0.04)}
->>> v = judge_account(AccountEvidence(listens=40), {**x, "near30": 0.95}, blatant)
+>>> extreme = Rank(0, 1000, 0.05, threshold=0.2, excess=0.04)
+>>> stops = {**calm, "near30": extreme}  # every listen left just past 30 s: a previewer too
+>>> judge_account(AccountEvidence(listens=40), {**x, "near30": 0.95}, stops).is_bot
+False
+>>> v = judge_account(  # the same stops on targets other accounts stop on too
+...     AccountEvidence(listens=40), {**x, "near30": 0.95, "track_near30": 0.95},
+...     {**stops, "track_near30": extreme})
 >>> v.is_bot, v.evidence
-(True, ['near30'])
+(True, ['near30', 'track_near30'])
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ __all__ = [
     "track_hash",
 ]
 
-ACCOUNT_VERSION = "accounts-v2"
+ACCOUNT_VERSION = "accounts-v3"
 #: the verdict turns on at ON, off under OFF; never before MIN_LISTENS listens
 ON, OFF, MIN_LISTENS = 0.75, 0.7, 5
 #: a score this far from the last one published is published again

@@ -195,19 +195,22 @@ def harmonic(n: int) -> float:
     return math.log(n) + 0.5772156649015329 + 1.0 / (2.0 * n) - 1.0 / (12.0 * n * n)
 
 
-def others(track: TrackEvidence, *, listens: int, loyalty: float) -> tuple[float, float]:
-    """The track's concentration and thin-audience share without this listener (their
-    ``listens`` of it, their ``loyalty`` to it): a fan of a niche track is not judged by
-    their own devotion. 0 when nobody else is there."""
+def others(track: TrackEvidence, *, listens: int, loyalty: float) -> tuple[float, float, float]:
+    """The track's concentration, thin-audience share and near-30 s share without this
+    listener (their ``listens`` of it, their ``loyalty`` to it): a fan of a niche track is
+    not judged by their own devotion, nor a curator by their own stop. 0 when nobody else
+    is there."""
     own = max(1, listens)
     arrivals = track.arrivals - 1.0
+    rest = track.p - own
     concentration = 0.0
     if arrivals >= 1.0:
-        concentration = math.log(max(1.0, max(0.0, track.p - own) / arrivals))
+        concentration = math.log(max(1.0, max(0.0, rest) / arrivals))
     own_q = harmonic(own)
     q = track.q - own_q
     thin = max(0.0, track.t - own_q * loyalty) / q if q >= 1.0 else 0.0
-    return concentration, thin
+    near30 = max(0.0, track.n - own) / rest if rest >= 1.0 else 0.0
+    return concentration, thin, near30
 
 
 def fold_listener(
@@ -226,15 +229,14 @@ def fold_listener(
     at = max(e.at, ts)
     scale = 2.0 ** (-(at - e.at) / HALF_LIFE_MS) if e.at else 1.0
     w = _term(listen_weight(track.p), at, ts)
-    p = max(track.p, 1e-9)
     q = max(track.q, 1e-9)
-    concentration, thin = others(track, listens=listens, loyalty=loyalty)
+    concentration, thin, others_near30 = others(track, listens=listens, loyalty=loyalty)
     return replace(
         e,
         at=at,
         k=e.k * scale + _term(1.0, at, ts),
         w=e.w * scale + w,
-        n=e.n * scale + (w * track.n / p if near30 else 0.0),
+        n=e.n * scale + (w * others_near30 if near30 else 0.0),
         c=e.c * scale + w * concentration,
         t=e.t * scale + w * thin,
         s=e.s * scale + w * pushed(track.h / q),

@@ -110,19 +110,23 @@ local function harmonic(n)
   return math.log(n) + 0.5772156649015329 + 1.0 / (2.0 * n) - 1.0 / (12.0 * n * n)
 end
 
--- the track's concentration and thin-audience share without this listener (evidence.others)
+-- the track's concentration, thin-audience and near-30 s shares without this listener
+-- (evidence.others)
 local function others(track, listens, loyalty)
   local own = math.max(1, listens)
   local arrivals = track.a - 1.0
+  local rest = track.p - own
   local concentration = 0.0
   if arrivals >= 1.0 then
-    concentration = math.log(math.max(1.0, math.max(0.0, track.p - own) / arrivals))
+    concentration = math.log(math.max(1.0, math.max(0.0, rest) / arrivals))
   end
   local own_q = harmonic(own)
   local q = track.q - own_q
   local thin = 0.0
   if q >= 1.0 then thin = math.max(0.0, track.t - own_q * loyalty) / q end
-  return concentration, thin
+  local near30 = 0.0
+  if rest >= 1.0 then near30 = math.max(0.0, track.n - own) / rest end
+  return concentration, thin, near30
 end
 
 -- the listener's evidence after one more listen of a track (evidence.fold_listener)
@@ -131,9 +135,8 @@ local function fold_listener(key, e, track, ts, burst, near30, listens, loyalty)
   local scale = 1.0
   if e.at ~= 0 then scale = 2 ^ (-(at - e.at) / HALF_LIFE) end
   local w = term(1.0 / math.log(5.0 + track.p), at, ts)
-  local p = math.max(track.p, 1e-9)
   local q = math.max(track.q, 1e-9)
-  local concentration, thin = others(track, listens, loyalty)
+  local concentration, thin, others_near30 = others(track, listens, loyalty)
   local pushed = (track.h / q - PUSHED_FROM) / (PUSHED_AT - PUSHED_FROM)
   pushed = math.min(1.0, math.max(0.0, pushed))
   local out = {
@@ -146,7 +149,7 @@ local function fold_listener(key, e, track, ts, burst, near30, listens, loyalty)
     s = e.s * scale + w * pushed,
     y = e.y * scale,
   }
-  if near30 then out.n = out.n + w * track.n / p end
+  if near30 then out.n = out.n + w * others_near30 end
   if burst then out.y = out.y + w end
   redis.call('HSET', key, 'v_at', string.format('%d', out.at), 'v_k', num(out.k),
              'v_w', num(out.w), 'v_n', num(out.n), 'v_c', num(out.c), 'v_t', num(out.t),
