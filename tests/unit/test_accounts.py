@@ -28,6 +28,7 @@ from workers.core.models.evidence import (
     fold_listener,
     listen_weight,
     others,
+    royalty_weight,
 )
 from workers.core.models.reference import Rank, Reference
 from workers.core.models.tracks import judge_track
@@ -259,9 +260,22 @@ def test_support_evidence_never_convicts_alone_and_features_of_a_group_vote_once
         LISTENER_FEATURES, {**x, "hour_spread": 0.7}, {**ranks, "hour_spread": extreme(0)}
     )
     assert hours.score >= 0.75 and hours.evidence == ["hour_spread"]
-    # stops just past 30 s alone are a previewer's too: named, not convicting (accounts-v3)
-    stops = combine(LISTENER_FEATURES, {**x, "near30": 0.7}, {**ranks, "near30": extreme(0)})
-    assert stops.score < 0.5 and stops.evidence == ["near30"]
+    royalty = combine(LISTENER_FEATURES, {**x, "near30": 0.7}, {**ranks, "near30": extreme(0)})
+    assert royalty.score >= 0.75 and royalty.evidence == ["near30"]
+
+
+def test_royalty_evidence_is_repeated_stops_on_tracks_few_others_play() -> None:
+    release = TrackEvidence(at=T0, p=1, arrivals=1, n=1)
+    target = TrackEvidence(at=T0, p=12, arrivals=1, n=12)  # one account's own loop
+    hit = TrackEvidence(at=T0, p=2_000, arrivals=1_500, n=60)
+    assert royalty_weight(release, 1) == 0.0  # a curator's one preview of a release
+    assert royalty_weight(target, 12) == 1.0  # the same target again, nobody else on it
+    assert royalty_weight(hit, 3) < 0.25  # a chart browser's third stop on a hit
+    e = ListenerEvidence()
+    for i in range(1, 11):  # ten stops on one's own target, its only listener
+        own = TrackEvidence(at=T0, p=i, arrivals=1, n=i)
+        e = fold_listener(e, own, ts=T0 + i, burst=False, near30=True, listens=i, loyalty=1)
+    assert e.r / e.k == pytest.approx(0.9, rel=1e-6)  # the first is no repeat
 
 
 @given(st.dictionaries(st.sampled_from(NAMES), st.floats(0, 1), min_size=len(NAMES)))

@@ -29,7 +29,7 @@ def test_models_benchmark_writes_figures_and_plots(tmp_path: Path) -> None:
     assert written["audio"]["roc_auc"] == results["audio"]["roc_auc"]
     assert "_curves" not in written["audio"]
     # three populations tuned on, two held out
-    assert [f["held_out"] for f in written["accounts"].values()] == [False] * 3 + [True] * 2
+    assert [f["held_out"] for f in written["accounts"].values()] == [False] * 3 + [True] * 3
     for figures in written["popularity_baselines"].values():
         assert set(figures["mae"]) == {"model", "naive", "seasonal", "holt-winters", "snarimax"}
         assert figures["predictions"] > 0

@@ -154,8 +154,11 @@ def test_bot_like_behaviour_is_scored_high_and_explained() -> None:
             likes=rng.randint(0, 3),
             top_track=rng.randint(1, 4),
         )
-        reference.upsert(f"u{i}", i, listener_features(human, ListenerEvidence()))
-    x = listener_features(bot, ListenerEvidence())
+        # their stops just past 30 s: on hits, seldom the same track again
+        evidence = ListenerEvidence(k=float(listens), r=0.2 * human.near30)
+        reference.upsert(f"u{i}", i, listener_features(human, evidence))
+    # the bot's: the same three tracks again and again, nobody else on them
+    x = listener_features(bot, ListenerEvidence(k=200.0, r=187.0))
     verdict = combine(LISTENER_FEATURES, x, reference.rank(x))
     assert verdict.score >= 0.75
     assert {"near30", "hour_spread"} <= set(verdict.evidence)

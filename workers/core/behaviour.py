@@ -5,7 +5,7 @@ belongs to a group of features that measure the same behaviour (docs/models.md).
 >>> from workers.core.listening_state import UserState
 >>> x = listener_features(UserState(plays=10, near30=9, first_ts=0, last_ts=3_600_000,
 ...                                 hours=(10,) + (0,) * 23, distinct_tracks=3),
-...                       ListenerEvidence())
+...                       ListenerEvidence(k=10.0, r=9.0))
 >>> x["near30"], x["repeat"], x["few_skips"]
 (0.9, 0.7777777777777778, 1.0)
 """
@@ -29,8 +29,7 @@ __all__ = [
 
 #: what a listener is judged on, in the store's order (docs/models.md)
 LISTENER_FEATURES: tuple[Feature, ...] = (
-    # previewers (DJs, chart browsers, curators) stop there too: it supports, never convicts
-    Feature("near30", "royalty", support=True),
+    Feature("near30", "royalty"),
     Feature("track_near30", "farm", prior=2.0),
     Feature("track_concentration", "farm", prior=2.0),
     Feature("track_thin", "farm", prior=2.0),
@@ -77,7 +76,7 @@ def listener_features(user: UserState, e: ListenerEvidence) -> dict[str, float]:
         return count / n if n > 0 else 0.0
 
     return {
-        "near30": share(user.near30),
+        "near30": e.r / e.k if e.k > 0 else 0.0,
         "track_near30": e.n / w,
         "track_concentration": e.c / w,
         "track_thin": e.t / w,

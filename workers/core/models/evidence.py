@@ -55,6 +55,7 @@ __all__ = [
     "listen_weight",
     "others",
     "pushed",
+    "royalty_weight",
 ]
 
 HALF_LIFE_MS = 24 * 3600 * 1000
@@ -168,6 +169,14 @@ def pushed(suspicion_share: float) -> float:
     return min(1.0, max(0.0, (suspicion_share - PUSHED_FROM) / (PUSHED_AT - PUSHED_FROM)))
 
 
+def royalty_weight(track: TrackEvidence, listens: int) -> float:
+    """A repeated listen's weight in the listener's royalty evidence: 1 for a track nobody
+    else plays, less the larger its audience beside the listener's ``listens`` of it."""
+    if listens < 2:
+        return 0.0
+    return math.log(5.0) / math.log(5.0 + max(0.0, track.p - listens))
+
+
 def listen_weight(track_listens: float) -> float:
     """A listen's weight in its listener's evidence: popular tracks count little."""
     return 1.0 / math.log(5.0 + track_listens)
@@ -183,6 +192,11 @@ class ListenerEvidence:
     t: float = 0.0  # Σ weight x the track's thin-audience share
     s: float = 0.0  # Σ weight x how pushed the track is (``pushed``)
     y: float = 0.0  # Σ weight x burst
+    #: Σ a listen ending just past 30 s of a track the listener played before, weighed
+    #: ln 5 / ln(5 + the track's other listens): a royalty farm's repeated streams of
+    #: targets few others play (``royalty_weight``), not a previewer's one stop on a release
+    #: or repeated stops on hits
+    r: float = 0.0
 
 
 def harmonic(n: int) -> float:
@@ -241,6 +255,7 @@ def fold_listener(
         t=e.t * scale + w * thin,
         s=e.s * scale + w * pushed(track.h / q),
         y=e.y * scale + (w if burst else 0.0),
+        r=e.r * scale + (_term(royalty_weight(track, listens), at, ts) if near30 else 0.0),
     )
 
 

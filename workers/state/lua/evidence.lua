@@ -7,7 +7,7 @@ local PUSHED_FROM, PUSHED_AT = 0.2, 0.5
 local MIN_SPAN, MAX_SPAN = 6.0, HALF_LIFE / BUCKET / math.log(2.0)
 local TRACK_EVIDENCE = {'e_at', 'e_p', 'e_a', 'e_n', 'e_t', 'e_s', 'e_y', 'e_bmax', 'e_f',
                         'e_q', 'e_h'}
-local LISTENER_EVIDENCE = {'v_at', 'v_k', 'v_w', 'v_n', 'v_c', 'v_t', 'v_s', 'v_y'}
+local LISTENER_EVIDENCE = {'v_at', 'v_k', 'v_w', 'v_n', 'v_c', 'v_t', 'v_s', 'v_y', 'v_r'}
 
 -- a term x dated ts, as it counts in a sum kept at at >= ts
 local function term(x, at, ts)
@@ -41,7 +41,8 @@ end
 local function load_listener_evidence(key)
   local v = numbers(redis.call('HMGET', key, unpack(LISTENER_EVIDENCE)))
   if v == nil then return nil end
-  return {at = v[1], k = v[2], w = v[3], n = v[4], c = v[5], t = v[6], s = v[7], y = v[8]}
+  return {at = v[1], k = v[2], w = v[3], n = v[4], c = v[5], t = v[6], s = v[7], y = v[8],
+          r = v[9]}
 end
 
 -- counted listens in the bucket and the one before it against the track's usual rate
@@ -149,10 +150,17 @@ local function fold_listener(key, e, track, ts, burst, near30, listens, loyalty)
     s = e.s * scale + w * pushed,
     y = e.y * scale,
   }
-  if near30 then out.n = out.n + w * others_near30 end
+  out.r = e.r * scale
+  if near30 then
+    out.n = out.n + w * others_near30
+    -- a repeated stop just past 30 s, weighed by the track's other listens (royalty_weight)
+    if listens >= 2 then
+      out.r = out.r + term(math.log(5.0) / math.log(5.0 + math.max(0.0, track.p - listens)), at, ts)
+    end
+  end
   if burst then out.y = out.y + w end
   redis.call('HSET', key, 'v_at', string.format('%d', out.at), 'v_k', num(out.k),
              'v_w', num(out.w), 'v_n', num(out.n), 'v_c', num(out.c), 'v_t', num(out.t),
-             'v_s', num(out.s), 'v_y', num(out.y))
+             'v_s', num(out.s), 'v_y', num(out.y), 'v_r', num(out.r))
   return out
 end

@@ -30,8 +30,10 @@ local function listener_features(u, hours, distinct, e)
     if n > 0 then return count / n end
     return 0.0
   end
+  local near30 = 0.0
+  if e.k > 0 then near30 = e.r / e.k end
   return {
-    share(u.near30),
+    near30,
     e.n / w, e.c / w, e.t / w, e.s / w, e.y / w,
     hour_spread(hours),
     n / span_h,
