@@ -219,7 +219,7 @@ def populations(quick: bool) -> dict[str, Callable[[], Iterator[tuple[int, str]]
             seed=11, tracks=charts, hours=hours, plays_per_hour=per_hour
         ).plays(),
         "releases (held out, third)": lambda: ReleaseWeek(
-            seed=23, tracks=charts * 3 // 4, hours=hours, plays_per_hour=per_hour
+            seed=23, tracks=charts * 3 // 4, hours=hours, plays_per_hour=per_hour / (1 + 4 * small)
         ).plays(),
     }
 
