@@ -16,7 +16,7 @@ workers.core.errors.Rejected: timestamp-out-of-range: ts 1764000000 is before 20
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from workers.core.errors import Reason, Rejected
@@ -91,6 +91,15 @@ class PartitionClocks:
         if len(self._newest) > 65_536:  # partitions of tenants gone long ago
             self._newest.clear()
         return out
+
+    def read(
+        self, times: Sequence[tuple[str, int, int, bool]], *, now_ms: int
+    ) -> tuple[dict[str, list[tuple[int, int]]], list[int]]:
+        """From ``(tenant, partition, event time, early)`` of a batch, in offset order: the
+        partitions to report now (``due``, early records left out) and each record's
+        horizon (``horizons``); both stores read a batch through this one call."""
+        due = self.due([t[:3] for t in times if not t[3]], now_ms=now_ms)
+        return due, self.horizons(times)
 
     def due(
         self, times: Iterable[tuple[str, int, int]], *, now_ms: int

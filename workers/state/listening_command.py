@@ -32,20 +32,16 @@ class ListeningCommands:
         self._tenant_key_cache: dict[tuple[str, int], tuple[str, ...]] = {}
         self._clocks = PartitionClocks()
 
-    def clocks(self, updates: Sequence[ListeningUpdate], now_ms: int) -> list[tuple[Any, ...]]:
-        """The tenants' partitions whose event time is due to be reported (``clock.lua``),
-        run ahead of the events in the same pipeline."""
-        due = self._clocks.due(
-            ((u.tenant, u.position.partition, u.ts) for u in updates if not u.early),
-            now_ms=now_ms,
+    def batch(
+        self, updates: Sequence[ListeningUpdate], now_ms: int
+    ) -> tuple[list[tuple[Any, ...]], list[int]]:
+        """The tenants' partitions whose event time is due to be reported (``clock.lua``,
+        run ahead of the events in the same pipeline), and each update's horizon: its
+        partition's newest event time as of it (``PartitionClocks.read``)."""
+        due, horizons = self._clocks.read(
+            [(u.tenant, u.position.partition, u.ts, u.early) for u in updates], now_ms=now_ms
         )
-        return [self.clock(tenant, now_ms, times=times) for tenant, times in due.items()]
-
-    def horizons(self, updates: Sequence[ListeningUpdate]) -> list[int]:
-        """Per update, its partition's newest event time as of it (``PartitionClocks``)."""
-        return self._clocks.horizons(
-            (u.tenant, u.position.partition, u.ts, u.early) for u in updates
-        )
+        return [self.clock(tenant, now_ms, times=times) for tenant, times in due.items()], horizons
 
     def clock(
         self,

@@ -97,11 +97,11 @@ class MemoryStore:
     async def apply_listening(
         self, updates: Sequence[ListeningUpdate], *, now_ms: int
     ) -> list[ListeningState | Refused]:
-        times = [(u.tenant, u.position.partition, u.ts, u.early) for u in updates]
-        due = self._clocks.due([x[:3] for x in times if not x[3]], now_ms=now_ms)
+        due, horizons = self._clocks.read(
+            [(u.tenant, u.position.partition, u.ts, u.early) for u in updates], now_ms=now_ms
+        )
         for tenant, reported in due.items():
             self._advance(tenant, now_ms, times=reported)
-        horizons = self._clocks.horizons(times)
         return [self._apply(u, now_ms, h) for u, h in zip(updates, horizons, strict=True)]
 
     async def report_waiting(self, tenant: str, waiting: Sequence[int], *, now_ms: int) -> None:

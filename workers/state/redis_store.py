@@ -136,8 +136,7 @@ class RedisStore:
     ) -> list[ListeningState | Refused]:
         if not updates:
             return []
-        clocks = self._commands.clocks(updates, now_ms)
-        horizons = self._commands.horizons(updates)
+        clocks, horizons = self._commands.batch(updates, now_ms)
         commands = [
             *clocks,
             *(self._commands.event(u, now_ms, h) for u, h in zip(updates, horizons, strict=True)),
